@@ -1,0 +1,52 @@
+# WIM-Z relay. Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Local development defaults (overridden by the environment or .env).
+export DEBUG ?= 1
+
+.PHONY: run test demo lint migrate bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.run-deps: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.test-deps: requirements.txt requirements-dev.txt requirements-sim.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.txt -r requirements-sim.txt
+	touch $@ $(VENV)/.run-deps $(VENV)/.sim-deps
+
+$(VENV)/.sim-deps: requirements.txt requirements-sim.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt -r requirements-sim.txt
+	touch $@
+
+migrate: $(VENV)/.run-deps
+	$(BIN)/python manage.py migrate --noinput
+
+## make run: install, migrate, serve the relay on HOST:PORT (default 127.0.0.1:8000) with daphne.
+run: migrate
+	$(BIN)/daphne -b $(HOST) -p $(PORT) --proxy-headers wimz.asgi:application
+
+## make test: the whole test suite (service tests skip without DATABASE_URL/REDIS_URL, never in CI).
+test: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## make demo: a real WebRTC call (aiortc robot + app simulators) through a relay; URL=... to use one.
+demo: $(VENV)/.sim-deps $(VENV)/.run-deps
+	$(BIN)/python -m sim.demo $(if $(URL),--url $(URL),)
+
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+
+bench: $(VENV)/.test-deps
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) db.sqlite3

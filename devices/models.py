@@ -1,0 +1,89 @@
+"""Robots (devices), their pairing codes and the signatures already used to authenticate."""
+
+import re
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+# protocol.md "Robot authentication": 1–64 characters of A–Z a–z 0–9 _ . -
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def is_valid_device_id(value) -> bool:
+    """True when `value` is a string of 1–64 characters of `A–Z a–z 0–9 _ . -` (protocol.md)."""
+    return isinstance(value, str) and bool(DEVICE_ID_RE.fullmatch(value))
+
+
+def validate_device_id(value):
+    """Model/serializer validator; raises `ValidationError` for an id outside the protocol's alphabet."""
+    if not is_valid_device_id(value):
+        raise ValidationError("device_id must be 1-64 characters of A-Z a-z 0-9 _ . -")
+
+
+class Device(models.Model):
+    """A WIM-Z robot.
+
+    `secret` is the per-device HMAC key (protocol.md "Robot authentication"). It is stored so that
+    signatures can be verified, shown once when issued (provisioning, rotation) and never again:
+    it is excluded from every serializer and admin form.
+    """
+
+    device_id = models.CharField(max_length=64, unique=True, validators=[validate_device_id])
+    name = models.CharField(max_length=100, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="devices"
+    )
+    secret = models.CharField(max_length=128, editable=False)
+    firmware_version = models.CharField(max_length=64, blank=True)
+    capabilities = models.JSONField(default=list, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    paired_at = models.DateTimeField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["device_id"]
+
+    def __str__(self):
+        return self.device_id
+
+
+class PairingCode(models.Model):
+    """A short, single-use, expiring code that proves possession of a robot.
+
+    `kind` says where it came from: `robot` (requested by the robot with a signed request, short
+    lifetime) or `provisioning` (printed at provisioning, longer lifetime).
+    """
+
+    class Kind(models.TextChoices):
+        ROBOT = "robot", "requested by the robot"
+        PROVISIONING = "provisioning", "issued at provisioning"
+
+    code = models.CharField(max_length=16, unique=True)
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="pairing_codes")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.ROBOT)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"pairing code for {self.device_id}"
+
+
+class UsedSignature(models.Model):
+    """A (device_id, timestamp, signature) triple already accepted: a replay is refused.
+
+    Rows older than twice the skew window are useless (their timestamp is out of the window) and
+    are purged by `devices.signing`.
+    """
+
+    device_id = models.CharField(max_length=64)
+    timestamp = models.BigIntegerField()
+    signature = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["device_id", "timestamp", "signature"], name="unique_used_signature")
+        ]

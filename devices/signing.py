@@ -1,0 +1,83 @@
+"""Per-device secrets and the robot's HMAC signature (protocol.md "Robot authentication").
+
+A robot signs `"<device_id>:<unix seconds>"` with HMAC-SHA256 keyed by its secret and sends the hex
+digest. Verification is constant-time, accepts a timestamp within ±`WIMZ_DEVICE_AUTH_SKEW` seconds of
+the server clock and accepts each (device_id, timestamp, signature) triple once.
+"""
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .models import Device, UsedSignature, is_valid_device_id
+
+
+def generate_secret() -> str:
+    """A new device secret: 32 random bytes as 64 hex characters (from `secrets`)."""
+    return secrets.token_hex(32)
+
+
+def sign(secret: str, device_id: str, timestamp: int | str) -> str:
+    """Hex HMAC-SHA256 of `"<device_id>:<timestamp>"` keyed by `secret` — what a robot sends."""
+    message = f"{device_id}:{timestamp}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _parse_timestamp(value) -> int | None:
+    """Unix seconds from an int or a decimal string; None when malformed (never raises)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 12:
+        return int(value)
+    return None
+
+
+def verify_device_signature(
+    device_id, timestamp, signature, *, now: Callable[[], float] = time.time, consume: bool = True
+) -> Device | None:
+    """Check a robot's signed credentials; return the active `Device`, or None on any failure.
+
+    `device_id`, `timestamp` (unix seconds, int or digit string) and `signature` (hex) come straight
+    from headers, query or an in-band `auth` frame and may be anything: malformed input returns None,
+    never raises. With `consume` the triple is recorded so that a replay within the skew window is
+    refused (a unique row, so the rule holds across relay instances). The caller learns nothing about
+    which check failed (protocol.md: "says nothing about which part failed").
+    """
+    if not is_valid_device_id(device_id) or not isinstance(signature, str) or len(signature) != 64:
+        return None
+    ts = _parse_timestamp(timestamp)
+    if ts is None or abs(now() - ts) > settings.WIMZ_DEVICE_AUTH_SKEW:
+        return None
+    device = Device.objects.filter(device_id=device_id, is_active=True).first()
+    if device is None:
+        # Spend comparable work so that unknown ids are not told apart by timing.
+        hmac.compare_digest(sign("x" * 64, device_id, ts), signature.lower())
+        return None
+    if not hmac.compare_digest(sign(device.secret, device_id, ts), signature.lower()):
+        return None
+    if consume and not _consume(device_id, ts, signature.lower()):
+        return None
+    return device
+
+
+def _consume(device_id: str, ts: int, signature: str) -> bool:
+    """Record a used triple; False when it was already used (a replay)."""
+    try:
+        with transaction.atomic():
+            UsedSignature.objects.create(device_id=device_id, timestamp=ts, signature=signature)
+    except IntegrityError:
+        return False
+    cutoff = timezone.now() - timedelta(seconds=2 * settings.WIMZ_DEVICE_AUTH_SKEW)
+    UsedSignature.objects.filter(created_at__lt=cutoff).delete()
+    return True

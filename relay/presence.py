@@ -1,0 +1,90 @@
+"""Presence: which robot and app sockets are open, across every relay instance.
+
+Channel-layer groups cannot be listed, so online state lives in `Connection` rows (protocol.md
+"Precise rules": online means the handshake was accepted and the socket is open). A row is *live*
+while `disconnected_at` is null and its `heartbeat_at` is younger than `WIMZ_PRESENCE_TTL` seconds;
+consumers refresh it every `WIMZ_PRESENCE_HEARTBEAT` seconds, so the sockets of an instance that died
+stop counting within the TTL. All functions here are synchronous ORM code: call them through
+`channels.db.database_sync_to_async` from consumers.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import Connection
+
+
+def _fresh_since():
+    return timezone.now() - timedelta(seconds=settings.WIMZ_PRESENCE_TTL)
+
+
+def live_connections():
+    """QuerySet of the live connection rows (open and recently heartbeated)."""
+    return Connection.objects.filter(disconnected_at__isnull=True, heartbeat_at__gte=_fresh_since())
+
+
+def connection_open(*, role: str, channel_name: str, path: str = "", user_id=None, device_pk=None) -> Connection:
+    """Record an accepted socket; returns its row (history and presence at once)."""
+    now = timezone.now()
+    return Connection.objects.create(
+        role=role, channel_name=channel_name, path=path, user_id=user_id, device_id=device_pk, heartbeat_at=now
+    )
+
+
+def connection_close(channel_name: str, close_code: int | None) -> bool:
+    """Mark a socket closed; True when this call closed it (False if already closed or unknown)."""
+    return bool(
+        Connection.objects.filter(channel_name=channel_name, disconnected_at__isnull=True).update(
+            disconnected_at=timezone.now(), close_code=close_code
+        )
+    )
+
+
+def heartbeat(channel_name: str) -> None:
+    """Refresh a live socket's row so that it keeps counting as online."""
+    Connection.objects.filter(channel_name=channel_name, disconnected_at__isnull=True).update(
+        heartbeat_at=timezone.now()
+    )
+
+
+def robot_channel(device_id: str) -> str | None:
+    """Channel name of the robot socket currently open for `device_id`, or None when offline."""
+    row = (
+        live_connections()
+        .filter(role=Connection.Role.ROBOT, device__device_id=device_id)
+        .order_by("-connected_at")
+        .values_list("channel_name", flat=True)
+        .first()
+    )
+    return row
+
+
+def online_device_ids(device_ids) -> set[str]:
+    """The subset of `device_ids` (strings) whose robot is online now."""
+    return set(
+        live_connections()
+        .filter(role=Connection.Role.ROBOT, device__device_id__in=list(device_ids))
+        .values_list("device__device_id", flat=True)
+    )
+
+
+def app_channels(user_id) -> list[str]:
+    """Channel names of every live app socket of user `user_id` (any instance)."""
+    return list(
+        live_connections().filter(role=Connection.Role.APP, user_id=user_id).values_list("channel_name", flat=True)
+    )
+
+
+def stats() -> dict:
+    """Cluster-wide counts: `robots_online`, `app_sockets`, `users_online` (ints)."""
+    live = live_connections()
+    robots = live.filter(role=Connection.Role.ROBOT).values("device_id").distinct().count()
+    apps = live.filter(role=Connection.Role.APP)
+    return {
+        "robots_online": robots,
+        "app_sockets": apps.count(),
+        "users_online": apps.exclude(Q(user__isnull=True)).values("user_id").distinct().count(),
+    }

@@ -1,0 +1,45 @@
+"""REST error shape: every error answers `{"code": <stable snake_case code>, "detail": ...}`."""
+
+from rest_framework import status
+from rest_framework.exceptions import APIException
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class ApiError(APIException):
+    """Base of the project's REST errors; `code` is stable and documented in the OpenAPI schema.
+
+    Raise `ApiError(detail, code=..., status_code=...)` or a subclass from a view; the exception
+    handler renders `{"code": code, "detail": detail}` with the given HTTP status.
+    """
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "bad_request"
+    default_detail = "Bad request."
+
+    def __init__(self, detail=None, code=None, status_code=None):
+        super().__init__(detail=detail, code=code)
+        self.code = code or self.default_code
+        if status_code is not None:
+            self.status_code = status_code
+
+
+def exception_handler(exc, context):
+    """DRF exception handler adding a stable `code` to every error body.
+
+    Validation errors answer `{"code": "invalid", "detail": "...", "errors": {field: [...]}}`;
+    other errors `{"code": <exc code>, "detail": <message>}`.
+    """
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, ApiError):
+        response.data = {"code": exc.code, "detail": str(exc.detail)}
+    elif isinstance(response.data, dict) and "detail" in response.data:
+        code = getattr(response.data["detail"], "code", None) or getattr(exc, "default_code", "error")
+        body = {"code": str(code), "detail": str(response.data["detail"])}
+        extra = {k: v for k, v in response.data.items() if k != "detail"}
+        body.update(extra)
+        response.data = body
+    else:
+        response.data = {"code": "invalid", "detail": "Invalid input.", "errors": response.data}
+    return response

@@ -1,0 +1,26 @@
+"""ASGI entry point: HTTP through Django, WebSockets through the relay's consumers.
+
+The Django application is built before the websocket routing is imported, so that models and
+settings are ready when the consumers' modules load.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wimz.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from relay.middleware import RelayAuthMiddleware  # noqa: E402
+from relay.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        # No AllowedHostsOriginValidator: robots and native apps send no Origin header, and the
+        # browser-origin policy of protocol.md is applied by RelayAuthMiddleware itself.
+        "websocket": RelayAuthMiddleware(URLRouter(websocket_urlpatterns)),
+    }
+)
