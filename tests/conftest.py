@@ -1,0 +1,70 @@
+"""Shared fixtures: users, devices with their secrets, JWTs, and the channel layer for tests."""
+
+import os
+
+import pytest
+from channels.layers import channel_layers
+from rest_framework_simplejwt.tokens import AccessToken
+
+from accounts.models import User
+from devices.models import Device
+from devices.signing import generate_secret
+
+PASSWORD = "correct-horse-battery-9"
+
+
+@pytest.fixture(autouse=True)
+def in_memory_channel_layer(settings):
+    """Communicator tests run on a fresh in-memory channel layer (live-daphne tests use Redis)."""
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 2000, "expiry": 60}}
+    }
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture
+def make_user(db):
+    """`make_user(email="u1@example.com", password=PASSWORD, **fields) -> User`."""
+
+    def _make(email="u1@example.com", password=PASSWORD, **fields):
+        return User.objects.create_user(email=email, password=password, **fields)
+
+    return _make
+
+
+@pytest.fixture
+def make_device(db):
+    """`make_device(device_id="wimz_robot_01", owner=None, **fields) -> (Device, secret)`."""
+
+    def _make(device_id="wimz_robot_01", owner=None, **fields):
+        secret = generate_secret()
+        device = Device.objects.create(device_id=device_id, owner=owner, secret=secret, **fields)
+        return device, secret
+
+    return _make
+
+
+@pytest.fixture
+def access_token():
+    """`access_token(user) -> str`: a valid access JWT for `user` (simplejwt)."""
+
+    def _token(user):
+        return str(AccessToken.for_user(user))
+
+    return _token
+
+
+def services_available() -> bool:
+    """True when DATABASE_URL points at PostgreSQL and REDIS_URL is set."""
+    return os.environ.get("DATABASE_URL", "").startswith("postgres") and bool(os.environ.get("REDIS_URL"))
+
+
+@pytest.fixture
+def require_services():
+    """Skip (with the reason) without PostgreSQL + Redis; fail instead when WIMZ_REQUIRE_SERVICES=1 (CI)."""
+    if not services_available():
+        if os.environ.get("WIMZ_REQUIRE_SERVICES") == "1":
+            pytest.fail("WIMZ_REQUIRE_SERVICES=1 but DATABASE_URL (postgres) / REDIS_URL are not set")
+        pytest.skip("needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL); CI sets both")
