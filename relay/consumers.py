@@ -1,15 +1,277 @@
-"""WebSocket consumers (stub — being written)."""
+"""WebSocket consumers: parse, authorise, hand off to `relay.signaling`, map errors to frames.
 
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+One class serves the three routes: `/ws/device` (robot, HMAC handshake), `/ws/app` (app, JWT
+handshake) and the compat `/ws` (identity from an in-band `auth` first frame). After authentication
+every route behaves the same (protocol.md "Precise rules": `/ws` after in-band auth behaves exactly as
+`/ws/app` or `/ws/device`). The only per-socket state is the sender's identity and its timers; every
+routing decision is made by `relay.signaling` from shared state.
+"""
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from . import signaling
+from .middleware import AppIdentity, RobotIdentity, authenticate_app, authenticate_robot
+from .protocol import (
+    APP_TYPES,
+    RESERVED_TYPES,
+    ROBOT_TYPES,
+    CloseCode,
+    Code,
+    RelayError,
+    error_frame,
+    frame_type,
+    iso,
+    parse_text_frame,
+)
+from .signaling import APP, ROBOT, Party
+
+logger = logging.getLogger(__name__)
+
+# Compat `/ws`: a socket that has not authenticated within this many seconds is closed (4003).
+IN_BAND_AUTH_TIMEOUT = 10.0
 
 
-class RobotConsumer(AsyncJsonWebsocketConsumer):
-    pass
+def _dumps(frame: dict) -> str:
+    import json
+
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
-class AppConsumer(AsyncJsonWebsocketConsumer):
-    pass
+class RelayConsumer(AsyncWebsocketConsumer):
+    """A robot or app socket. Subclasses set `route_role` (`robot`, `app`, or None for compat `/ws`)."""
+
+    route_role: str | None = None
+
+    async def connect(self):
+        """Accept an authenticated handshake; refuse (HTTP 403) anything else, the same way for all."""
+        self.party: Party | None = None
+        self.token_expires_at: datetime | None = None
+        self.tasks: set[asyncio.Task] = set()
+        self.closing = False
+        scope = self.scope
+        if not scope.get("relay_origin_ok", False):
+            logger.info("websocket handshake refused: origin not allowed (%s)", scope.get("path"))
+            await self.close()
+            return
+        if self.route_role == ROBOT:
+            identity = scope.get("relay_robot")
+            if identity is None:
+                logger.info("robot handshake refused")
+                await self.close()
+                return
+            await self.accept()
+            await self._become_robot(identity)
+        elif self.route_role == APP:
+            identity = scope.get("relay_app")
+            if identity is None:
+                logger.info("app handshake refused")
+                await self.close()
+                return
+            await self.accept()
+            await self._become_app(identity)
+        else:
+            await self.accept()
+            self._spawn(self._in_band_auth_deadline())
+
+    # --- identity -------------------------------------------------------------------------------
+
+    async def _become_robot(self, identity: RobotIdentity) -> None:
+        self.party = Party(ROBOT, self.channel_name, device_pk=identity.device_pk, device_id=identity.device_id)
+        await signaling.robot_connected(self.party, path=self.scope.get("path", ""))
+        self._spawn(self._heartbeat())
+        logger.info("robot %s connected", identity.device_id)
+
+    async def _become_app(self, identity: AppIdentity) -> None:
+        self.party = Party(APP, self.channel_name, user_id=identity.user_id)
+        self.token_expires_at = identity.expires_at
+        for frame in await signaling.app_connected(self.party, path=self.scope.get("path", "")):
+            await self.send_frame(frame)
+        self._spawn(self._heartbeat())
+        self._spawn(self._token_expiry())
+        logger.info("app of user %s connected", identity.user_id)
+
+    # --- frames from the socket -----------------------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None):
+        """Decode one frame and dispatch it; every failure becomes an error frame, the socket stays."""
+        if self.closing:
+            return
+        if text_data is None:
+            await self.send_frame(error_frame(Code.BAD_REQUEST, "binary frames are not supported; send JSON text"))
+            return
+        kind = None
+        try:
+            frame = parse_text_frame(text_data, max_bytes=settings.WIMZ_MAX_FRAME_BYTES)
+            kind = frame_type(frame, allow_legacy_event=self.party is None or self.party.role == ROBOT)
+            if kind == "ping":
+                await self.send_frame({"type": "pong"})
+                return
+            if kind == "pong":
+                return
+            if self.party is None:
+                await self._compat_auth(kind, frame)
+                return
+            if self.party.role == APP:
+                if await self._token_has_expired():
+                    return
+                if kind == "auth":
+                    await self._renew(frame)
+                    return
+            await self._dispatch(kind, frame)
+        except RelayError as exc:
+            await self.send_frame(exc.frame())
+        except Exception:
+            logger.exception("unhandled error while handling a %s frame", kind if isinstance(kind, str) else "?")
+            await self.send_frame(error_frame(Code.INTERNAL, "internal error", kind if isinstance(kind, str) else None))
+
+    async def _dispatch(self, kind: str, frame: dict) -> None:
+        allowed = ROBOT_TYPES if self.party.role == ROBOT else APP_TYPES
+        if kind in RESERVED_TYPES and kind not in allowed:
+            raise RelayError(Code.UNKNOWN_TYPE, f"'{kind}' is not accepted from this side", kind)
+        if self.party.role == ROBOT:
+            outcome = await signaling.robot_frame(self.party, kind, frame)
+        else:
+            outcome = await signaling.app_frame(self.party, kind, frame)
+        for reply in outcome.replies:
+            await self.send_frame(reply)
+        if outcome.opened is not None:
+            self._spawn(self._setup_timer(outcome.opened.session_id))
+
+    # --- app token lifetime (protocol.md "App authentication", "In-band renewal") ---------------
+
+    async def _renew(self, frame: dict) -> None:
+        identity = await authenticate_app(frame.get("token"))
+        if identity is None or identity.user_id != self.party.user_id:
+            raise RelayError(Code.NOT_AUTHORIZED, "token refused; the current token stays in force", "auth")
+        self.token_expires_at = max(self.token_expires_at, identity.expires_at)
+        await self.send_frame({"type": "auth_result", "success": True, "expires_at": iso(self.token_expires_at)})
+
+    async def _token_has_expired(self) -> bool:
+        if self.token_expires_at is not None and datetime.now(UTC) >= self.token_expires_at:
+            await self._expire()
+            return True
+        return False
+
+    async def _expire(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        await self.send_frame(error_frame(Code.TOKEN_EXPIRED, "access token expired; reconnect with a new token"))
+        await self.close(code=CloseCode.TOKEN_EXPIRED)
+
+    async def _token_expiry(self) -> None:
+        """Close the socket (4001) as soon as its token expires without renewal."""
+        while not self.closing:
+            remaining = (self.token_expires_at - datetime.now(UTC)).total_seconds()
+            if remaining <= 0:
+                await self._expire()
+                return
+            await asyncio.sleep(min(remaining, 60.0))
+
+    # --- compat `/ws` in-band auth ---------------------------------------------------------------
+
+    async def _compat_auth(self, kind: str, frame: dict) -> None:
+        if kind != "auth":
+            raise RelayError(Code.NOT_AUTHORIZED, "authenticate first with an 'auth' frame", kind)
+        if "device_id" in frame:
+            robot = await authenticate_robot(frame.get("device_id"), frame.get("timestamp"), frame.get("token"))
+            if robot is not None:
+                await self.send_frame({"type": "auth_result", "success": True, "message": "authenticated"})
+                await self._become_robot(robot)
+                return
+        else:
+            app = await authenticate_app(frame.get("token"))
+            if app is not None:
+                await self.send_frame(
+                    {"type": "auth_result", "success": True, "message": "authenticated",
+                     "expires_at": iso(app.expires_at)}
+                )
+                await self._become_app(app)
+                return
+        logger.info("in-band auth refused on /ws")
+        await self.send_frame({"type": "auth_result", "success": False, "message": "authentication failed"})
+        self.closing = True
+        await self.close(code=CloseCode.AUTH_FAILED)
+
+    async def _in_band_auth_deadline(self) -> None:
+        await asyncio.sleep(IN_BAND_AUTH_TIMEOUT)
+        if self.party is None and not self.closing:
+            self.closing = True
+            await self.send_frame({"type": "auth_result", "success": False, "message": "authentication timed out"})
+            await self.close(code=CloseCode.AUTH_FAILED)
+
+    # --- timers -----------------------------------------------------------------------------------
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(settings.WIMZ_PRESENCE_HEARTBEAT)
+            try:
+                await signaling.heartbeat(self.party)
+            except Exception:
+                logger.exception("presence heartbeat failed")
+
+    async def _setup_timer(self, session_id: str) -> None:
+        await asyncio.sleep(settings.WIMZ_SESSION_SETUP_TIMEOUT)
+        await signaling.session_setup_expired(session_id)
+
+    # --- messages from the channel layer ---------------------------------------------------------
+
+    async def relay_frame(self, message):
+        """`relay.frame`: write `message["frame"]` to this socket."""
+        await self.send_frame(message["frame"])
+
+    async def relay_replaced(self, message):
+        """`relay.replaced`: a newer socket for this device took over; close with 4009."""
+        self.closing = True
+        await self.close(code=CloseCode.REPLACED)
+
+    async def send_frame(self, frame: dict) -> None:
+        """Send one JSON frame; a socket already gone is not an error (field report F1)."""
+        with contextlib.suppress(Exception):
+            await self.send(text_data=_dumps(frame))
+
+    # --- close -------------------------------------------------------------------------------------
+
+    async def disconnect(self, code):
+        """Clean up whatever happens: timers cancelled, presence closed, sessions ended and announced."""
+        for task in list(getattr(self, "tasks", ())):
+            task.cancel()
+        party = getattr(self, "party", None)
+        if party is None:
+            return
+        try:
+            if party.role == ROBOT:
+                await signaling.robot_disconnected(party, code)
+            else:
+                await signaling.app_disconnected(party, code)
+        except Exception:
+            logger.exception("cleanup after %s disconnect failed", party.role)
 
 
-class CompatConsumer(AsyncJsonWebsocketConsumer):
-    pass
+class RobotConsumer(RelayConsumer):
+    """`/ws/device`: a robot authenticated by its HMAC handshake."""
+
+    route_role = ROBOT
+
+
+class AppConsumer(RelayConsumer):
+    """`/ws/app`: an app authenticated by its access JWT."""
+
+    route_role = APP
+
+
+class CompatConsumer(RelayConsumer):
+    """`/ws` (compat): robot or app, identified by an in-band `auth` first frame."""
+
+    route_role = None

@@ -1,9 +1,130 @@
-"""WebSocket auth middleware (stub — being written)."""
+"""Handshake authentication for WebSockets: robot HMAC and app JWT, copied into the scope.
+
+`RelayAuthMiddleware` runs before the URL router. It never rejects by itself: it puts the identity
+(or None) in a copy of the scope, and the consumer refuses the handshake (HTTP 403) when there is
+none — the same refusal for every failure (protocol.md "Robot authentication", field reports F6/F10).
+
+Scope keys set:
+- `relay_origin_ok` (bool): no `Origin` header (robots, native apps) or one in `WIMZ_ALLOWED_ORIGINS`.
+- `relay_robot` (`RobotIdentity` | None) on `/ws/device`.
+- `relay_app` (`AppIdentity` | None) on `/ws/app`.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import AccessToken
+
+from devices.signing import verify_device_signature
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RobotIdentity:
+    """An authenticated robot: its Device primary key and `device_id`."""
+
+    device_pk: int
+    device_id: str
+
+
+@dataclass(frozen=True)
+class AppIdentity:
+    """An authenticated app: the user's id and the access token's expiry (aware UTC datetime)."""
+
+    user_id: int
+    expires_at: datetime
+
+
+def _headers(scope) -> dict[str, str]:
+    out = {}
+    for name, value in scope.get("headers", []):
+        try:
+            out[name.decode("latin-1").lower()] = value.decode("latin-1")
+        except (AttributeError, UnicodeDecodeError):
+            continue
+    return out
+
+
+def _query(scope) -> dict[str, str]:
+    raw = scope.get("query_string", b"")
+    try:
+        parsed = parse_qs(raw.decode("latin-1"), keep_blank_values=True)
+    except (AttributeError, UnicodeDecodeError, ValueError):
+        return {}
+    return {k: v[0] for k, v in parsed.items() if v}
+
+
+def origin_allowed(headers: dict[str, str]) -> bool:
+    """No Origin (robots, native apps) or an Origin in `WIMZ_ALLOWED_ORIGINS` (protocol.md)."""
+    origin = headers.get("origin")
+    return origin is None or origin in settings.WIMZ_ALLOWED_ORIGINS
+
+
+@database_sync_to_async
+def authenticate_robot(device_id, timestamp, signature) -> RobotIdentity | None:
+    """Verify a robot's signed credentials (see `devices.signing.verify_device_signature`).
+
+    Returns a `RobotIdentity` or None; never raises on malformed input; consumes the signature
+    (replays inside the skew window fail).
+    """
+    device = verify_device_signature(device_id, timestamp, signature)
+    return RobotIdentity(device.pk, device.device_id) if device else None
+
+
+@database_sync_to_async
+def authenticate_app(raw_token) -> AppIdentity | None:
+    """Validate an access JWT (simplejwt: signature, expiry, token type) and load its active user.
+
+    Returns an `AppIdentity` or None for anything else: expired, garbage, empty, a refresh token, a
+    token signed with another key, a deleted or deactivated user (field report F6). Never raises.
+    """
+    from accounts.models import User
+
+    if not isinstance(raw_token, str) or not raw_token or len(raw_token) > 4096:
+        return None
+    try:
+        token = AccessToken(raw_token)
+        user_id = token[jwt_settings.USER_ID_CLAIM]
+        expires_at = datetime.fromtimestamp(int(token["exp"]), UTC)
+    except (TokenError, KeyError, TypeError, ValueError):
+        return None
+    if not User.objects.filter(pk=user_id, is_active=True).exists():
+        return None
+    return AppIdentity(int(user_id), expires_at)
+
+
+def bearer_token(headers: dict[str, str]) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None."""
+    value = headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 class RelayAuthMiddleware:
+    """ASGI middleware authenticating `/ws/device` (HMAC) and `/ws/app` (JWT) handshakes."""
+
     def __init__(self, inner):
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
+        scope = dict(scope)
+        headers = _headers(scope)
+        query = _query(scope)
+        path = scope.get("path", "").rstrip("/")
+        scope["relay_origin_ok"] = origin_allowed(headers)
+        if path == "/ws/device":
+            scope["relay_robot"] = await authenticate_robot(
+                headers.get("x-device-id", query.get("device_id")),
+                headers.get("x-timestamp", query.get("ts")),
+                headers.get("x-signature", query.get("sig")),
+            )
+        elif path == "/ws/app":
+            scope["relay_app"] = await authenticate_app(query.get("token") or bearer_token(headers))
         return await self.inner(scope, receive, send)

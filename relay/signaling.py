@@ -1,15 +1,464 @@
-"""Who receives what: delivery of relay frames to robot and app sockets through the channel layer.
+"""Who receives what: the relay's routing rules, driven without a socket.
 
-(Stub — being written.)
+Consumers parse and authenticate, then hand every frame to a function here together with the
+sender's `Party`. The functions decide the receivers from the database (ownership, presence rows,
+session rows) at the moment of the frame, and deliver through the channel layer with one `send()`
+per receiving channel. Nothing is kept in process memory, so a robot on one relay instance and its
+owner's apps on another behave exactly as on one; ownership changes (unpair) take effect for the
+very next frame.
+
+Why per-channel `send()` rather than `group_send()`: channels-redis drops a group message for a
+member whose channel is full and only logs it, which field report F2 forbids. `send()` raises
+`ChannelFull`, which the sender gets back as `RATE_LIMITED` (conventions.md habit 6). The presence
+rows play the part of the groups: the owner's live app sockets are the device's audience.
 """
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
+from channels.layers import get_channel_layer
+from django.db.models import Q
+from django.utils import timezone
+
+from devices.models import Device
+
+from . import presence, sessions
+from .models import Connection, Session
+from .protocol import (
+    Code,
+    RelayError,
+    iso,
+    optional_device_id,
+    require_candidate,
+    require_sdp,
+    require_str,
+    robot_event,
+    session_id_of,
+)
+
+logger = logging.getLogger(__name__)
+
+APP = sessions.APP
+ROBOT = sessions.ROBOT
+EndReason = Session.EndReason
+
+
+@dataclass
+class Party:
+    """The authenticated sender of a frame: one robot socket or one app socket.
+
+    `channel_name` is the socket's consumer channel. A robot has `device_pk`/`device_id`; an app has
+    `user_id`.
+    """
+
+    role: str
+    channel_name: str
+    user_id: int | None = None
+    device_pk: int | None = None
+    device_id: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What the sender's consumer must do: `replies` to send back, `opened` session to time."""
+
+    replies: list = field(default_factory=list)
+    opened: sessions.SessionRef | None = None
+
+
+# --- delivery ---------------------------------------------------------------------------------
+
+
+async def deliver(channel: str, frame: dict, *, ref: str | None = None) -> None:
+    """Send `frame` to one consumer channel (it is written to that socket as is).
+
+    Raises `RelayError` RATE_LIMITED when the receiver's channel is full, so the sender learns what
+    was shed (field report F2).
+    """
+    try:
+        await get_channel_layer().send(channel, {"type": "relay.frame", "frame": frame})
+    except ChannelFull:
+        raise RelayError(Code.RATE_LIMITED, "receiver is not keeping up; frame dropped", ref or frame.get("type"))
+
+
+async def notify(channel: str, frame: dict) -> bool:
+    """Best-effort `deliver` for relay-originated frames (status, closes); False when shed."""
+    try:
+        await deliver(channel, frame)
+    except RelayError:
+        logger.warning("relay frame %s shed: receiver channel full", frame.get("type"))
+        return False
+    return True
+
+
+async def fan_out(channels: list[str], frame: dict) -> int:
+    """Deliver `frame` to every channel concurrently; returns how many were shed (full channels)."""
+    if not channels:
+        return 0
+    results = await asyncio.gather(*(notify(c, frame) for c in channels))
+    return results.count(False)
+
+
+# --- presence and status ------------------------------------------------------------------------
+
+
+def device_status_frame(device_id: str, status: str, last_seen) -> dict:
+    """`device_status` as protocol.md "Relay → app" defines it (`status` online/offline/unpaired)."""
+    return {
+        "type": "device_status",
+        "device_id": device_id,
+        "status": status,
+        "online": status == "online",
+        "last_seen": iso(last_seen),
+    }
+
+
+def _owner_app_channels(device_pk: int) -> list[str]:
+    """Live app channels of the device's current owner (none for an unowned or inactive device)."""
+    return list(
+        presence.live_connections()
+        .filter(role=Connection.Role.APP, user__devices__pk=device_pk, user__devices__is_active=True)
+        .values_list("channel_name", flat=True)
+    )
+
+
+@database_sync_to_async
+def _robot_connect_db(party: Party, path: str):
+    previous = list(
+        presence.live_connections()
+        .filter(role=Connection.Role.ROBOT, device_id=party.device_pk)
+        .values_list("channel_name", flat=True)
+    )
+    for channel in previous:
+        presence.connection_close(channel, 4009)
+    superseded = []
+    for channel in previous:
+        superseded += sessions.sessions_end_where(reason=EndReason.SUPERSEDED, robot_channel=channel)
+    presence.connection_open(role=Connection.Role.ROBOT, channel_name=party.channel_name, path=path,
+                             device_pk=party.device_pk)
+    now = timezone.now()
+    Device.objects.filter(pk=party.device_pk).update(last_seen=now)
+    return previous, superseded, _owner_app_channels(party.device_pk), now
+
+
+async def robot_connected(party: Party, *, path: str = "") -> None:
+    """A robot's handshake was accepted: record presence, replace its previous socket, tell the owner.
+
+    protocol.md "Robot authentication": a second connection for the same device_id replaces the first
+    (closed 4009, its sessions end `superseded` at their apps; the new socket is told nothing). The
+    owner's apps get `device_status` online — not again when a socket merely replaced another, so
+    owners see no spurious offline/online (field report F4).
+    """
+    previous, superseded, apps, now = await _robot_connect_db(party, path)
+    for ref in superseded:
+        await announce_end(ref, EndReason.SUPERSEDED)
+    for channel in previous:
+        try:
+            await get_channel_layer().send(channel, {"type": "relay.replaced"})
+        except ChannelFull:
+            logger.warning("replaced robot socket's channel is full; it will expire")
+    if not previous:
+        await fan_out(apps, device_status_frame(party.device_id, "online", now))
+
+
+@database_sync_to_async
+def _robot_disconnect_db(party: Party, close_code):
+    was_current = presence.connection_close(party.channel_name, close_code)
+    ended = sessions.sessions_end_where(reason=EndReason.ROBOT_DISCONNECTED, robot_channel=party.channel_name)
+    now = timezone.now()
+    apps = []
+    if was_current:
+        Device.objects.filter(pk=party.device_pk).update(last_seen=now)
+        still_online = presence.robot_channel(party.device_id) is not None
+        apps = [] if still_online else _owner_app_channels(party.device_pk)
+    return ended, apps, now
+
+
+async def robot_disconnected(party: Party, close_code: int | None) -> None:
+    """A robot socket closed: end its sessions (`robot_disconnected`) and tell the owner it is offline.
+
+    A socket closed because another replaced it (4009) says nothing: its row was closed by the new one.
+    """
+    ended, apps, now = await _robot_disconnect_db(party, close_code)
+    for ref in ended:
+        await announce_end(ref, EndReason.ROBOT_DISCONNECTED)
+    await fan_out(apps, device_status_frame(party.device_id, "offline", now))
+
+
+@database_sync_to_async
+def _app_snapshot(party: Party, path: str) -> list[dict]:
+    presence.connection_open(role=Connection.Role.APP, channel_name=party.channel_name, path=path,
+                             user_id=party.user_id)
+    devices = list(Device.objects.filter(owner_id=party.user_id, is_active=True).values_list("device_id", "last_seen"))
+    online = presence.online_device_ids([d for d, _ in devices])
+    return [device_status_frame(d, "online" if d in online else "offline", seen) for d, seen in devices]
+
+
+async def app_connected(party: Party, *, path: str = "") -> list[dict]:
+    """An app's handshake was accepted: record presence; returns one `device_status` per owned device
+    (protocol.md "Relay → app": the snapshot right after the app connects).
+    """
+    return await _app_snapshot(party, path)
+
+
+@database_sync_to_async
+def _app_disconnect_db(party: Party, close_code):
+    presence.connection_close(party.channel_name, close_code)
+    return sessions.sessions_end_where(reason=EndReason.APP_DISCONNECTED, app_channel=party.channel_name)
+
+
+async def app_disconnected(party: Party, close_code: int | None) -> None:
+    """An app socket closed: the sessions it opened end with `app_disconnected` (robot told)."""
+    for ref in await _app_disconnect_db(party, close_code):
+        await announce_end(ref, EndReason.APP_DISCONNECTED)
+
+
+async def heartbeat(party: Party) -> None:
+    """Keep the socket's presence row fresh (and a robot's `last_seen`)."""
+
+    def _beat():
+        presence.heartbeat(party.channel_name)
+        if party.role == ROBOT:
+            Device.objects.filter(pk=party.device_pk).update(last_seen=timezone.now())
+
+    await database_sync_to_async(_beat)()
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+
+async def announce_end(ref: sessions.SessionRef, reason: str, *, skip: str | None = None, frame=None) -> None:
+    """Tell every party still connected that a session ended: `webrtc_close` with `reason`.
+
+    `skip` is the channel of the party that closed it (protocol.md "Closing": not echoed). `frame` is
+    the closer's own `webrtc_close`, forwarded with its keys kept and `reason` added.
+    """
+    close = dict(frame) if frame else {"type": "webrtc_close", "session_id": ref.session_id}
+    close["reason"] = reason
+    for channel in (ref.app_channel, ref.robot_channel):
+        if channel != skip:
+            await notify(channel, close)
+
+
+async def session_setup_expired(session_id: str) -> None:
+    """The setup timer fired: end the session `setup_timeout` unless it was answered (protocol.md "Sessions")."""
+    ref = await database_sync_to_async(sessions.session_end)(
+        session_id=session_id, reason=EndReason.SETUP_TIMEOUT, unless_answered=True
+    )
+    if ref is not None:
+        await announce_end(ref, EndReason.SETUP_TIMEOUT)
+
+
+async def _party_session(party: Party, frame: dict) -> sessions.SessionRef:
+    session_id = session_id_of(frame)
+    if party.role == APP:
+        lookup = {"user_id": party.user_id}
+    else:
+        lookup = {"robot_channel": party.channel_name}
+    return await database_sync_to_async(sessions.session_for_party)(session_id=session_id, side=party.role, **lookup)
+
+
+async def _forward_signal(party: Party, frame: dict, *, mark: str | None = None, ice: bool = False) -> None:
+    """Forward an offer/answer/ICE frame unchanged to the session's other party."""
+    ref = await _party_session(party, frame)
+    target = ref.robot_channel if party.role == APP else ref.app_channel
+    await deliver(target, frame, ref=ref.session_id)
+
+    def _record():
+        if mark:
+            sessions.session_mark(session_id=ref.session_id, state=mark)
+        if ice:
+            sessions.session_count_ice(session_id=ref.session_id, side=party.role)
+
+    await database_sync_to_async(_record)()
+
+
+# --- robot frames -------------------------------------------------------------------------------
+
+
+@database_sync_to_async
+def _record_hello(party: Party, frame: dict) -> None:
+    updates = {}
+    capabilities = frame.get("capabilities")
+    if isinstance(capabilities, list) and all(isinstance(c, str) for c in capabilities):
+        updates["capabilities"] = capabilities[:32]
+    firmware = frame.get("firmware_version")
+    if isinstance(firmware, str):
+        updates["firmware_version"] = firmware[:64]
+    if updates:
+        Device.objects.filter(pk=party.device_pk).update(**updates)
+
+
+async def robot_frame(party: Party, kind: str, frame: dict) -> Outcome:
+    """Handle one frame from a robot (protocol.md "Robot → relay"); `kind` from `frame_type()`.
+
+    Raises `RelayError` for frames answered with an error code.
+    """
+    if kind == "hello":
+        claimed = frame.get("device_id")
+        if claimed is not None and claimed != party.device_id:
+            raise RelayError(Code.BAD_REQUEST, "hello names another device_id", "hello")
+        await _record_hello(party, frame)
+        return Outcome()
+    if kind == "webrtc_offer":
+        require_sdp(frame, "offer")
+        await _forward_signal(party, frame, mark=Session.State.OFFERED)
+        return Outcome()
+    if kind == "webrtc_ice":
+        require_candidate(frame)
+        await _forward_signal(party, frame, ice=True)
+        return Outcome()
+    if kind == "webrtc_error":
+        ref = await _party_session(party, frame)
+        await notify(ref.app_channel, frame)
+        ended = await database_sync_to_async(sessions.session_end)(
+            session_id=ref.session_id, reason=EndReason.ROBOT_ERROR
+        )
+        if ended is not None:
+            await announce_end(ended, EndReason.ROBOT_ERROR)
+        return Outcome()
+    if kind == "webrtc_close":
+        ref = await _party_session(party, frame)
+        ended = await database_sync_to_async(sessions.session_end)(
+            session_id=ref.session_id, reason=EndReason.CLOSED_BY_ROBOT
+        )
+        if ended is not None:
+            await announce_end(ended, EndReason.CLOSED_BY_ROBOT, skip=party.channel_name, frame=frame)
+        return Outcome()
+    # Any other non-reserved type (or a legacy `{"event":…}` frame) is an event for the owner's apps.
+    event = robot_event(frame, party.device_id)
+    apps = await database_sync_to_async(_owner_app_channels)(party.device_pk)
+    shed = await fan_out(apps, event)
+    if shed:
+        raise RelayError(Code.RATE_LIMITED, f"event not delivered to {shed} app socket(s)", frame.get("type"))
+    return Outcome()
+
+
+# --- app frames ---------------------------------------------------------------------------------
+
+
+async def app_frame(party: Party, kind: str, frame: dict) -> Outcome:
+    """Handle one frame from an app (protocol.md "App → relay"); `kind` from `frame_type()`.
+
+    Raises `RelayError` for frames answered with an error code. `auth` is handled by the consumer.
+    """
+    if kind == "webrtc_request":
+        return await _webrtc_request(party, frame)
+    if kind == "webrtc_answer":
+        require_sdp(frame, "answer")
+        await _forward_signal(party, frame, mark=Session.State.ANSWERED)
+        return Outcome()
+    if kind == "webrtc_ice":
+        require_candidate(frame)
+        await _forward_signal(party, frame, ice=True)
+        return Outcome()
+    if kind == "webrtc_close":
+        ref = await _party_session(party, frame)
+        ended = await database_sync_to_async(sessions.session_end)(
+            session_id=ref.session_id, reason=EndReason.CLOSED_BY_APP
+        )
+        if ended is not None:
+            await announce_end(ended, EndReason.CLOSED_BY_APP, skip=party.channel_name, frame=frame)
+        return Outcome()
+    # `command` and pass-through: to the addressed (or only) robot of the user.
+    if kind == "command":
+        require_str(frame, "command")
+    device_id = optional_device_id(frame)
+    target = await database_sync_to_async(sessions.resolve_robot)(
+        user_id=party.user_id, device_id=device_id, ref=kind
+    )
+    out = dict(frame)
+    out.setdefault("device_id", target.device_id)
+    if kind == "command" and "data" in frame:
+        out["params"] = frame["data"]  # compat: deployed robots read `params` (protocol.md "App → relay")
+    await deliver(target.robot_channel, out, ref=kind)
+    return Outcome()
+
+
+async def _webrtc_request(party: Party, frame: dict) -> Outcome:
+    """Open a session (protocol.md "App → relay" `webrtc_request`): the app gets `webrtc_credentials`,
+    the robot `webrtc_request`, both with the same `ice_servers`.
+    """
+    from .ice import get_ice_servers
+
+    device_id = optional_device_id(frame)
+    target = await database_sync_to_async(sessions.resolve_robot)(
+        user_id=party.user_id, device_id=device_id, ref="webrtc_request"
+    )
+    ice = await get_ice_servers(user_id=party.user_id)
+    ref, superseded = await database_sync_to_async(sessions.session_open)(
+        user_id=party.user_id, target=target, app_channel=party.channel_name
+    )
+    for old in superseded:
+        await announce_end(old, EndReason.SUPERSEDED)
+    try:
+        await deliver(
+            ref.robot_channel,
+            {"type": "webrtc_request", "session_id": ref.session_id, "ice_servers": ice.ice_servers},
+            ref="webrtc_request",
+        )
+    except RelayError:
+        await database_sync_to_async(sessions.session_end)(session_id=ref.session_id, reason=EndReason.ROBOT_ERROR)
+        raise
+    credentials = {
+        "type": "webrtc_credentials",
+        "session_id": ref.session_id,
+        "device_id": ref.device_id,
+        "ice_servers": ice.ice_servers,
+    }
+    return Outcome(replies=[credentials], opened=ref)
+
+
+# --- ownership changes (called from the REST API after commit) ----------------------------------
 
 
 def on_device_unpaired(*, device_id: str, former_owner_id: int) -> None:
     """Tell the former owner's apps `device_status` `unpaired` and end the device's sessions (`unpaired`).
 
-    Synchronous; call it after the unpair is committed (`transaction.on_commit`).
+    protocol.md "Unpair". Synchronous (REST views); call it after the unpair is committed
+    (`transaction.on_commit`). From then on no frame of the robot reaches the former owner: every
+    event is routed by the ownership in the database at the moment it is sent.
     """
+    async_to_sync(_device_unpaired)(device_id, former_owner_id)
+
+
+async def _device_unpaired(device_id: str, former_owner_id: int) -> None:
+    def _db():
+        ended = sessions.sessions_end_where(reason=EndReason.UNPAIRED, device__device_id=device_id)
+        last_seen = Device.objects.filter(device_id=device_id).values_list("last_seen", flat=True).first()
+        return ended, presence.app_channels(former_owner_id), last_seen
+
+    ended, apps, last_seen = await database_sync_to_async(_db)()
+    for ref in ended:
+        await announce_end(ref, EndReason.UNPAIRED)
+    await fan_out(apps, device_status_frame(device_id, "unpaired", last_seen))
 
 
 def on_device_paired(*, device_id: str, owner_id: int) -> None:
     """Send the new owner's open apps a `device_status` for the device. Synchronous; call after commit."""
+    async_to_sync(_device_paired)(device_id, owner_id)
+
+
+async def _device_paired(device_id: str, owner_id: int) -> None:
+    def _db():
+        last_seen = Device.objects.filter(device_id=device_id).values_list("last_seen", flat=True).first()
+        online = bool(presence.online_device_ids([device_id]))
+        return presence.app_channels(owner_id), last_seen, online
+
+    apps, last_seen, online = await database_sync_to_async(_db)()
+    await fan_out(apps, device_status_frame(device_id, "online" if online else "offline", last_seen))
+
+
+async def cluster_stats() -> dict:
+    """`/stats` numbers for the whole cluster: robots online, app sockets, users online, active sessions."""
+
+    def _db():
+        counts = presence.stats()
+        counts["active_sessions"] = Session.objects.filter(Q(ended_at__isnull=True)).count()
+        return counts
+
+    return await database_sync_to_async(_db)()

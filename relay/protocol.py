@@ -1,0 +1,194 @@
+"""Frame vocabulary of the relay: reserved types, error codes, parsing and field checks.
+
+Source: protocol.md "Frames", "Errors" and "Precise rules". Every function here is pure: no I/O, no
+Django models, so the rules can be tested without a socket.
+"""
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+from devices.models import is_valid_device_id
+
+# protocol.md "Frames": relay-reserved types.
+RESERVED_TYPES = frozenset(
+    {
+        "ping",
+        "pong",
+        "auth",
+        "auth_result",
+        "hello",
+        "error",
+        "device_status",
+        "webrtc_request",
+        "webrtc_credentials",
+        "webrtc_offer",
+        "webrtc_answer",
+        "webrtc_ice",
+        "webrtc_close",
+        "webrtc_error",
+    }
+)
+# Reserved types each role may send (protocol.md tables "Robot → relay" and "App → relay").
+ROBOT_TYPES = frozenset({"ping", "pong", "hello", "webrtc_offer", "webrtc_ice", "webrtc_error", "webrtc_close"})
+APP_TYPES = frozenset({"ping", "pong", "auth", "webrtc_request", "webrtc_answer", "webrtc_ice", "webrtc_close"})
+
+
+class Code:
+    """Error codes of protocol.md "Errors" (upper case, as deployed clients expect)."""
+
+    BAD_REQUEST = "BAD_REQUEST"
+    UNKNOWN_TYPE = "UNKNOWN_TYPE"
+    NOT_AUTHORIZED = "NOT_AUTHORIZED"
+    NO_DEVICE = "NO_DEVICE"
+    DEVICE_OFFLINE = "DEVICE_OFFLINE"
+    SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
+    MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
+    RATE_LIMITED = "RATE_LIMITED"
+    TURN_ERROR = "TURN_ERROR"
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"
+    INTERNAL = "INTERNAL"
+
+
+class CloseCode:
+    """WebSocket close codes the relay uses (protocol.md)."""
+
+    TOKEN_EXPIRED = 4001  # app token expired without renewal
+    AUTH_FAILED = 4003  # compat `/ws`: in-band auth refused or not sent in time
+    REPLACED = 4009  # a newer socket for the same device_id took over
+
+
+class RelayError(Exception):
+    """A protocol error answered to the sender as `{"type":"error","code","message","ref"?}`.
+
+    `code` is one of `Code`; `ref` is the offending frame's type or session_id (protocol.md "Errors").
+    The socket stays open.
+    """
+
+    def __init__(self, code: str, message: str, ref: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+    def frame(self) -> dict:
+        """The error frame for this error."""
+        return error_frame(self.code, self.message, self.ref)
+
+
+def error_frame(code: str, message: str, ref: str | None = None) -> dict:
+    """`{"type":"error","code":code,"message":message}` plus `ref` when given (protocol.md "Errors")."""
+    frame = {"type": "error", "code": code, "message": message}
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
+
+
+def now_iso() -> str:
+    """The current time as an ISO 8601 UTC string with a `Z` suffix (protocol.md "Timestamps")."""
+    return iso(datetime.now(UTC))
+
+
+def iso(value: datetime | None) -> str | None:
+    """An aware datetime as ISO 8601 UTC (`2026-01-01T00:00:00.123456Z`), or None."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_text_frame(text: str, *, max_bytes: int) -> dict:
+    """Decode one text frame into a JSON object.
+
+    Raises `RelayError` MESSAGE_TOO_LARGE when the UTF-8 size exceeds `max_bytes` (checked before
+    parsing), BAD_REQUEST when it is not JSON or not an object (protocol.md "Frames", "Frame size").
+    """
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise RelayError(Code.MESSAGE_TOO_LARGE, f"frame of {size} bytes exceeds the limit of {max_bytes} bytes")
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):
+        raise RelayError(Code.BAD_REQUEST, "frame is not valid JSON")
+    if not isinstance(frame, dict):
+        raise RelayError(Code.BAD_REQUEST, "frame must be a JSON object")
+    return frame
+
+
+def frame_type(frame: dict, *, allow_legacy_event: bool) -> str:
+    """The frame's `type`; for robots a legacy `{"event":…}` frame without `type` is an event.
+
+    Returns the type string, or `"event"` for a legacy robot event. Raises BAD_REQUEST when `type` is
+    missing or not a string.
+    """
+    kind = frame.get("type")
+    if kind is None and allow_legacy_event and "event" in frame:
+        return "event"
+    if not isinstance(kind, str) or not kind:
+        raise RelayError(Code.BAD_REQUEST, "frame needs a string 'type'")
+    return kind
+
+
+def require_str(frame: dict, key: str, ref: str | None = None) -> str:
+    """`frame[key]` when it is a non-empty string, else BAD_REQUEST naming the field."""
+    value = frame.get(key)
+    if not isinstance(value, str) or not value:
+        raise RelayError(Code.BAD_REQUEST, f"'{key}' must be a non-empty string", ref or frame.get("type"))
+    return value
+
+
+def optional_device_id(frame: dict) -> str | None:
+    """A frame's `device_id` when present (validated against the protocol's alphabet), else None.
+
+    Raises BAD_REQUEST for a non-string or an id outside `A–Z a–z 0–9 _ . -` (1–64 chars), so that no
+    such value ever reaches a database query or a channel-layer name (protocol.md "Robot authentication").
+    """
+    if "device_id" not in frame or frame["device_id"] is None:
+        return None
+    value = frame["device_id"]
+    if not is_valid_device_id(value):
+        raise RelayError(Code.BAD_REQUEST, "device_id must be 1-64 characters of A-Z a-z 0-9 _ . -", frame.get("type"))
+    return value
+
+
+def session_id_of(frame: dict) -> str:
+    """A frame's `session_id` as a canonical UUID string.
+
+    A missing or non-string id is BAD_REQUEST; a string that is not a UUID cannot name any session and
+    answers NOT_AUTHORIZED, like every id that does not exist (protocol.md "Errors").
+    """
+    raw = require_str(frame, "session_id")
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise RelayError(Code.NOT_AUTHORIZED, "unknown session", raw[:64])
+
+
+def require_sdp(frame: dict, expected: str) -> None:
+    """Check `frame["sdp"]` is `{"type": expected, "sdp": str}`; BAD_REQUEST otherwise (protocol.md tables)."""
+    sdp = frame.get("sdp")
+    if not isinstance(sdp, dict) or sdp.get("type") != expected or not isinstance(sdp.get("sdp"), str):
+        raise RelayError(
+            Code.BAD_REQUEST, f"'sdp' must be a session description {{\"type\":\"{expected}\",\"sdp\":…}}",
+            frame.get("type"),
+        )
+
+
+def require_candidate(frame: dict) -> None:
+    """Check `frame["candidate"]` is an ICE candidate object (or null for end-of-candidates)."""
+    if "candidate" not in frame:
+        raise RelayError(Code.BAD_REQUEST, "'candidate' is required", frame.get("type"))
+    candidate = frame["candidate"]
+    if candidate is not None and not isinstance(candidate, dict):
+        raise RelayError(Code.BAD_REQUEST, "'candidate' must be an ICE candidate object", frame.get("type"))
+
+
+def robot_event(frame: dict, device_id: str) -> dict:
+    """The event as apps receive it: the robot's keys unchanged, `device_id` set to the authenticated
+    id (overwriting any other value) and a server `timestamp` added when absent (protocol.md
+    "Robot → relay").
+    """
+    event = dict(frame)
+    event["device_id"] = device_id
+    if "timestamp" not in event:
+        event["timestamp"] = now_iso()
+    return event
