@@ -1,13 +1,71 @@
-"""Health and cluster-wide stats endpoints."""
+"""`/health` (database and channel layer) and `/stats` (cluster-wide counts)."""
 
+import asyncio
+import logging
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection
 from django.http import JsonResponse
+from django.views.decorators.http import require_GET
+
+from . import signaling
+
+logger = logging.getLogger(__name__)
+
+CHECK_TIMEOUT = 2.0  # seconds per dependency check
 
 
-def health(request):
-    """Placeholder replaced by the relay core."""
-    return JsonResponse({"status": "ok"})
+def _database_ok() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
 
 
-def stats(request):
-    """Placeholder replaced by the relay core."""
-    return JsonResponse({})
+async def _channel_layer_ok() -> None:
+    """A message round trip through the channel layer (Redis when configured)."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel("health.")
+    await layer.send(channel, {"type": "health.ping"})
+    message = await layer.receive(channel)
+    if message.get("type") != "health.ping":
+        raise RuntimeError("channel layer returned another message")
+
+
+async def _check(name: str, coro_factory) -> str | None:
+    try:
+        await asyncio.wait_for(coro_factory(), CHECK_TIMEOUT)
+    except Exception as exc:  # any failure is reported by name, never raised
+        logger.warning("health check %s failed: %s", name, type(exc).__name__)
+        return name
+    return None
+
+
+@require_GET
+async def health(request):
+    """`GET /health` → 200 `{"status":"ok","checks":{"database":"ok","channel_layer":"ok"}}`.
+
+    Answers 503 `{"status":"unavailable","failed":[names],"checks":{...}}` naming what failed.
+    """
+    failed = [
+        name
+        for name in await asyncio.gather(
+            _check("database", lambda: sync_to_async(_database_ok)()),
+            _check("channel_layer", _channel_layer_ok),
+        )
+        if name
+    ]
+    checks = {name: ("failed" if name in failed else "ok") for name in ("database", "channel_layer")}
+    if failed:
+        return JsonResponse({"status": "unavailable", "failed": failed, "checks": checks}, status=503)
+    return JsonResponse({"status": "ok", "checks": checks})
+
+
+@require_GET
+async def stats(request):
+    """`GET /stats` → `{"robots_online","app_sockets","users_online","active_sessions"}` (ints).
+
+    Counted from the shared presence and session rows, so the numbers are the whole cluster's, not
+    one process's.
+    """
+    return JsonResponse(await signaling.cluster_stats())
