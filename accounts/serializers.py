@@ -1,0 +1,63 @@
+"""Input and output serializers of the accounts API."""
+
+from rest_framework import serializers
+
+
+class CredentialsInputSerializer(serializers.Serializer):
+    """`{"email": str, "password": str}` for login (email not format-checked: bad ones just fail)."""
+
+    email = serializers.CharField(max_length=254, trim_whitespace=True)
+    password = serializers.CharField(max_length=256, trim_whitespace=False, style={"input_type": "password"})
+
+
+class RegisterInputSerializer(CredentialsInputSerializer):
+    """`{"email": str (valid address), "password": str}` for registration."""
+
+    email = serializers.EmailField(max_length=254)
+
+
+class AuthOutputSerializer(serializers.Serializer):
+    """Answer of register and login (protocol.md "HTTP"); `token` equals `access` (compat)."""
+
+    user_id = serializers.IntegerField()
+    email = serializers.EmailField()
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+    token = serializers.CharField(help_text="Same as `access` (compat for deployed apps).")
+    expires_in = serializers.IntegerField(help_text="Access token lifetime in seconds.")
+
+
+class RefreshInputSerializer(serializers.Serializer):
+    """`{"refresh": str}`."""
+
+    refresh = serializers.CharField()
+
+
+class RefreshOutputSerializer(serializers.Serializer):
+    """`{"access": str, "refresh"?: str}` — `refresh` present when rotation is on."""
+
+    access = serializers.CharField()
+    refresh = serializers.CharField(required=False)
+
+
+class LogoutOutputSerializer(serializers.Serializer):
+    """`{"status": "logged_out"}`."""
+
+    status = serializers.CharField()
+
+
+class MeOutputSerializer(serializers.Serializer):
+    """`{"user_id", "email", "date_joined", "last_login"}` (ISO 8601 UTC, `last_login` may be null)."""
+
+    user_id = serializers.IntegerField(source="pk")
+    email = serializers.EmailField()
+    date_joined = serializers.DateTimeField()
+    last_login = serializers.DateTimeField(allow_null=True)
+
+
+class ValidateOutputSerializer(serializers.Serializer):
+    """`{"valid": true, "user_id", "email"}` (compat)."""
+
+    valid = serializers.BooleanField()
+    user_id = serializers.IntegerField()
+    email = serializers.EmailField()

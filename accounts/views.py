@@ -1,0 +1,171 @@
+"""Accounts REST API (protocol.md "HTTP"): register, login, refresh, logout, me, validate.
+
+Thin views: parse with an input serializer, call one service, render with an output serializer.
+Domain errors become `ApiError` here, and only here.
+"""
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.views import TokenRefreshView
+
+from wimz.api import ApiError
+
+from . import services
+from .errors import AccountError, EmailTaken, InvalidCredentials, PasswordInvalid, TokenInvalid
+from .serializers import (
+    AuthOutputSerializer,
+    CredentialsInputSerializer,
+    LogoutOutputSerializer,
+    MeOutputSerializer,
+    RefreshInputSerializer,
+    RefreshOutputSerializer,
+    RegisterInputSerializer,
+    ValidateOutputSerializer,
+)
+
+ERROR_SCHEMA = inline_serializer("Error", fields={"code": serializers.CharField(), "detail": serializers.CharField()})
+
+_STATUS = {
+    EmailTaken: status.HTTP_400_BAD_REQUEST,
+    PasswordInvalid: status.HTTP_400_BAD_REQUEST,
+    InvalidCredentials: status.HTTP_401_UNAUTHORIZED,
+    TokenInvalid: status.HTTP_401_UNAUTHORIZED,
+}
+
+
+def api_error(error: AccountError) -> ApiError:
+    """The `ApiError` (`{"code","detail"}` + HTTP status) for an accounts domain error."""
+    return ApiError(error.message, code=error.code, status_code=_STATUS.get(type(error), 400))
+
+
+def _auth_body(user) -> dict:
+    tokens = services.auth_tokens_issue(user=user)
+    data = {"user_id": user.pk, "email": user.email, **tokens, "token": tokens["access"]}
+    return AuthOutputSerializer(data).data
+
+
+class RegisterApi(APIView):
+    """`POST /api/auth/register` `{"email","password"}` → 201 `AuthOutput`.
+
+    `AuthOutput` is `{"user_id","email","access","refresh","token","expires_in"}` (protocol.md "HTTP").
+
+    Errors: 400 `email_taken`, 400 `password_invalid`, 400 `invalid` (malformed body), 429 `throttled`.
+    """
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+    @extend_schema(
+        request=RegisterInputSerializer,
+        responses={201: AuthOutputSerializer, 400: ERROR_SCHEMA, 429: ERROR_SCHEMA},
+        summary="Create an account and log in",
+    )
+    def post(self, request):
+        data = RegisterInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            user = services.user_create(**data.validated_data)
+        except AccountError as e:
+            raise api_error(e) from e
+        return Response(_auth_body(user), status=status.HTTP_201_CREATED)
+
+
+class LoginApi(APIView):
+    """`POST /api/auth/login` `{"email","password"}` → 200 `AuthOutput` (same shape as register).
+
+    Errors: 401 `invalid_credentials` (unknown email, wrong password and inactive account alike),
+    400 `invalid` (malformed body), 429 `throttled`.
+    """
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+    @extend_schema(
+        request=CredentialsInputSerializer,
+        responses={200: AuthOutputSerializer, 401: ERROR_SCHEMA, 429: ERROR_SCHEMA},
+        summary="Log in with email and password",
+    )
+    def post(self, request):
+        data = CredentialsInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            user = services.auth_login(request=request, **data.validated_data)
+        except AccountError as e:
+            raise api_error(e) from e
+        return Response(_auth_body(user))
+
+
+class RefreshApi(TokenRefreshView):
+    """`POST /api/auth/refresh` `{"refresh"}` → 200 `{"access"}` plus a new `"refresh"` when rotation is on.
+
+    simplejwt semantics: with rotation the old refresh token is blacklisted. Errors: 401
+    `token_not_valid` (malformed, expired, blacklisted, or its user is inactive).
+    """
+
+    @extend_schema(
+        request=RefreshInputSerializer,
+        responses={200: RefreshOutputSerializer, 401: ERROR_SCHEMA},
+        summary="Exchange a refresh token for a new access token",
+    )
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
+
+class LogoutApi(APIView):
+    """`POST /api/auth/logout` `{"refresh"}` → 200 `{"status":"logged_out"}`; the refresh token is blacklisted.
+
+    No access token needed: holding the refresh token is the proof. Errors: 401 `token_not_valid`.
+    """
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=RefreshInputSerializer,
+        responses={200: LogoutOutputSerializer, 401: ERROR_SCHEMA},
+        summary="Blacklist a refresh token",
+    )
+    def post(self, request):
+        data = RefreshInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            services.auth_logout(refresh=data.validated_data["refresh"])
+        except AccountError as e:
+            raise api_error(e) from e
+        return Response(LogoutOutputSerializer({"status": "logged_out"}).data)
+
+
+class MeApi(APIView):
+    """`GET /api/auth/me` → `{"user_id","email","date_joined","last_login"}` for the authenticated user."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: MeOutputSerializer, 401: ERROR_SCHEMA}, summary="The current user")
+    def get(self, request):
+        return Response(MeOutputSerializer(request.user).data)
+
+
+class ValidateApi(APIView):
+    """`GET /api/auth/validate` (compat) with `Authorization: Bearer <access>` → `{"valid":true,"user_id","email"}`.
+
+    An invalid, expired or missing token answers 401 (`not_authenticated` / `token_not_valid`).
+    """
+
+    authentication_classes = [JWTAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        responses={200: ValidateOutputSerializer, 401: ERROR_SCHEMA}, summary="Check an access token (compat)"
+    )
+    def get(self, request):
+        user = request.user
+        return Response(ValidateOutputSerializer({"valid": True, "user_id": user.pk, "email": user.email}).data)
