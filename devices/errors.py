@@ -1,0 +1,44 @@
+"""Domain errors of the devices app (all `accounts.errors.DomainError`, each with a stable `code`)."""
+
+from accounts.errors import DomainError
+
+
+class DeviceError(DomainError):
+    """Base of the devices domain errors."""
+
+    code = "device_error"
+
+
+class InvalidDeviceId(DeviceError):
+    """A device_id outside protocol.md's alphabet (1–64 of `A–Z a–z 0–9 _ . -`)."""
+
+    code = "invalid_device_id"
+    default_message = "device_id must be 1-64 characters of A-Z a-z 0-9 _ . -"
+
+
+class DeviceAlreadyExists(DeviceError):
+    """Provisioning an id that is already provisioned."""
+
+    code = "device_exists"
+    default_message = "A device with this device_id already exists."
+
+
+class DeviceNotFound(DeviceError):
+    """Not one of the user's active devices — also for ids that do not exist, so ids cannot be probed."""
+
+    code = "not_found"
+    default_message = "Device not found."
+
+
+class InvalidPairingCode(DeviceError):
+    """Wrong, spent or expired pairing code, or an inactive device: never says which (protocol.md "Precise rules")."""
+
+    code = "invalid_pairing_code"
+    default_message = "This pairing code is invalid or has expired."
+
+
+class DeviceOwned(DeviceError):
+    """A valid pairing code for a device that another user owns (protocol.md: 409, nothing changes)."""
+
+    code = "device_owned"
+    default_message = "This device is already paired with another account. It must be unpaired first."

@@ -1,0 +1,138 @@
+"""Device services: provisioning, secret rotation, pairing, unpairing, renaming, deactivation.
+
+Keyword-only, typed, raising `devices.errors` domain errors. Pair and unpair tell the relay after
+the transaction commits (`relay.signaling.on_device_paired` / `on_device_unpaired`), so apps never
+hear about a change that was rolled back.
+"""
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from relay import signaling
+
+from . import pairing
+from .errors import DeviceAlreadyExists, DeviceNotFound, DeviceOwned, InvalidDeviceId, InvalidPairingCode
+from .models import Device, PairingCode, is_valid_device_id
+from .signing import generate_secret
+
+
+def device_provision(*, device_id: str, name: str = "", owner=None) -> tuple[Device, str, str]:
+    """Create a robot with a fresh secret and a provisioning pairing code.
+
+    Returns `(device, secret, pairing_code)`; the secret is shown to the operator once and is never
+    returned by the API. With `owner` the device is paired to that user at once. Raises
+    `InvalidDeviceId` (protocol.md "Robot authentication" alphabet) or `DeviceAlreadyExists`.
+    """
+    if not is_valid_device_id(device_id):
+        raise InvalidDeviceId()
+    secret = generate_secret()
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            if Device.objects.filter(device_id=device_id).exists():
+                raise DeviceAlreadyExists()
+            device = Device.objects.create(
+                device_id=device_id, name=name or "", owner=owner, secret=secret, paired_at=now if owner else None
+            )
+            code = pairing.pairing_code_issue(device=device, kind=PairingCode.Kind.PROVISIONING, now=now)
+            if owner is not None:
+                _notify_paired(device.device_id, owner.pk)
+    except IntegrityError as e:  # lost a race with a concurrent provisioning of the same id
+        raise DeviceAlreadyExists() from e
+    return device, secret, code.code
+
+
+def device_rotate_secret(*, device: Device) -> str:
+    """Give `device` a new secret and return it (shown once). Signatures made with the old one fail from now on."""
+    secret = generate_secret()
+    Device.objects.filter(pk=device.pk).update(secret=secret)
+    device.secret = secret
+    return secret
+
+
+def device_pairing_code_issue(*, device: Device) -> PairingCode:
+    """A new robot pairing code for `device` (the robot asked with a signed request); earlier robot codes expire."""
+    return pairing.pairing_code_issue(device=device, kind=PairingCode.Kind.ROBOT)
+
+
+@transaction.atomic
+def device_pair(*, user, code: str, name: str | None = None) -> Device:
+    """Pair the device that `code` proves possession of to `user`; return the device.
+
+    protocol.md "Precise rules": a wrong, spent or expired code, or one for an inactive device, raises
+    `InvalidPairingCode` without saying whether the device exists. A live code for a device owned by
+    another user raises `DeviceOwned` and changes nothing — the code is not consumed. A device already
+    owned by `user` succeeds (idempotent; `name` is applied if given). On success the code is spent,
+    the device's other live codes expire, and the relay is told after commit.
+    """
+    normalized = pairing.normalize_code(code)
+    if normalized is None:
+        raise InvalidPairingCode()
+    now = timezone.now()
+    pairing_code = pairing.pairing_code_lock(code=normalized, now=now)
+    if pairing_code is None or not pairing_code.device.is_active:
+        raise InvalidPairingCode()
+    device = pairing_code.device
+    if device.owner_id is not None and device.owner_id != user.pk:
+        raise DeviceOwned()
+    if not pairing.pairing_code_mark_used(pairing_code=pairing_code, now=now):
+        raise InvalidPairingCode()  # consumed by a concurrent request (SQLite has no row locks)
+    already_mine = device.owner_id == user.pk
+    fields = {"owner": user}
+    if not already_mine:
+        fields["paired_at"] = now
+    if name is not None:
+        fields["name"] = name
+    # Conditional update: on a database without row locks a concurrent pair of the same device by
+    # another user (with another code) makes this match nothing, and the whole call rolls back.
+    target = Device.objects.filter(pk=device.pk)
+    target = target.filter(owner_id=user.pk) if already_mine else target.filter(owner__isnull=True)
+    if not target.update(**fields):
+        raise DeviceOwned()
+    for field, value in fields.items():
+        setattr(device, field, value)
+    pairing.pairing_codes_expire(device=device, now=now)
+    if not already_mine:
+        _notify_paired(device.device_id, user.pk)
+    return device
+
+
+def device_unpair(*, user, device: Device) -> None:
+    """Remove `user`'s ownership of `device`; after commit the relay ends its sessions (`unpaired`).
+
+    Raises `DeviceNotFound` when `user` does not own the device (same answer as for unknown ids).
+    """
+    with transaction.atomic():
+        updated = Device.objects.filter(pk=device.pk, owner_id=user.pk).update(owner=None, paired_at=None)
+        if not updated:
+            raise DeviceNotFound()
+        device.owner, device.paired_at = None, None
+        pairing.pairing_codes_expire(device=device)
+        device_id, former_owner_id = device.device_id, user.pk
+        transaction.on_commit(
+            lambda: signaling.on_device_unpaired(device_id=device_id, former_owner_id=former_owner_id)
+        )
+
+
+def device_rename(*, device: Device, name: str) -> Device:
+    """Set the device's display name (up to 100 characters, may be empty) and return the device."""
+    device.name = name
+    device.save(update_fields=["name"])
+    return device
+
+
+def device_deactivate(*, device: Device) -> Device:
+    """Take a device out of service: its signatures are refused and its live pairing codes expire.
+
+    The owner is kept (so reactivating in admin restores it) but inactive devices are absent from
+    the owner's list. An open robot socket is the relay's to close.
+    """
+    with transaction.atomic():
+        Device.objects.filter(pk=device.pk).update(is_active=False)
+        device.is_active = False
+        pairing.pairing_codes_expire(device=device)
+    return device
+
+
+def _notify_paired(device_id: str, owner_id: int) -> None:
+    transaction.on_commit(lambda: signaling.on_device_paired(device_id=device_id, owner_id=owner_id))
