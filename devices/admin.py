@@ -1,0 +1,125 @@
+"""Django admin for robots and their pairing codes.
+
+The device secret is never displayed: it is excluded from every form and column. It is shown once,
+in a message, when the admin creates a device or runs the "rotate secret" action. Online state comes
+from `relay.presence` with one query per changelist page.
+"""
+
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
+from django.utils import timezone
+
+from relay import presence
+
+from . import pairing, services
+from .models import Device, PairingCode
+from .signing import generate_secret
+
+
+class OwnerSetFilter(admin.SimpleListFilter):
+    """Filter devices by whether they are paired to an owner."""
+
+    title = "owner set"
+    parameter_name = "has_owner"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "paired"), ("no", "unpaired"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(owner__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(owner__isnull=True)
+        return queryset
+
+
+class DeviceChangeList(ChangeList):
+    """ChangeList that fetches presence for the whole page in one query after the page is loaded."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        online = presence.online_device_ids([d.device_id for d in self.result_list])
+        for device in self.result_list:
+            device.is_online = device.device_id in online
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    """Robots: owner, presence, firmware; actions to rotate the secret (shown once) and deactivate."""
+
+    list_display = ("device_id", "name", "owner", "online", "last_seen", "firmware_version", "is_active", "paired_at")
+    list_filter = ("is_active", OwnerSetFilter, "firmware_version")
+    search_fields = ("device_id", "name", "owner__email")
+    list_select_related = ("owner",)
+    autocomplete_fields = ("owner",)
+    exclude = ("secret",)
+    readonly_fields = ("last_seen", "paired_at", "created_at", "firmware_version", "capabilities")
+    actions = ("rotate_secret", "deactivate")
+
+    def get_changelist(self, request, **kwargs):
+        return DeviceChangeList
+
+    def get_readonly_fields(self, request, obj=None):
+        # The id is the robot's identity (its signatures cover it): fixed once created.
+        return (("device_id",) if obj else ()) + self.readonly_fields
+
+    @admin.display(boolean=True, description="online")
+    def online(self, obj):
+        if not hasattr(obj, "is_online"):
+            obj.is_online = obj.device_id in presence.online_device_ids([obj.device_id])
+        return obj.is_online
+
+    def save_model(self, request, obj, form, change):
+        """On creation, give the device a secret and a provisioning code and show both once."""
+        if change:
+            if "owner" in form.changed_data:
+                obj.paired_at = timezone.now() if obj.owner_id else None
+            super().save_model(request, obj, form, change)
+            return
+        obj.secret = generate_secret()
+        if obj.owner_id:
+            obj.paired_at = timezone.now()
+        super().save_model(request, obj, form, change)
+        code = pairing.pairing_code_issue(device=obj, kind=PairingCode.Kind.PROVISIONING)
+        messages.warning(
+            request,
+            f"Device {obj.device_id} created. Secret (shown only now): {obj.secret} — provisioning pairing code: "
+            f"{code.code}",
+        )
+
+    @admin.action(description="Rotate secret (the new secret is shown once)")
+    def rotate_secret(self, request, queryset):
+        for device in queryset:
+            secret = services.device_rotate_secret(device=device)
+            messages.warning(request, f"New secret for {device.device_id} (shown only now): {secret}")
+
+    @admin.action(description="Deactivate (refuse its signatures, hide it from its owner)")
+    def deactivate(self, request, queryset):
+        count = 0
+        for device in queryset.filter(is_active=True):
+            services.device_deactivate(device=device)
+            count += 1
+        messages.success(request, f"{count} device(s) deactivated.")
+
+
+@admin.register(PairingCode)
+class PairingCodeAdmin(admin.ModelAdmin):
+    """Pairing codes, read-only: who issued what, when it expires, whether it was used."""
+
+    list_display = ("code", "device", "kind", "created_at", "expires_at", "used_at", "state")
+    list_filter = ("kind", ("used_at", admin.EmptyFieldListFilter))
+    search_fields = ("code", "device__device_id")
+    list_select_related = ("device",)
+    readonly_fields = ("code", "device", "kind", "created_at", "expires_at", "used_at")
+
+    @admin.display(description="state")
+    def state(self, obj):
+        if obj.used_at:
+            return "used"
+        return "expired" if obj.expires_at <= timezone.now() else "live"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
