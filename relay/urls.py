@@ -1,3 +1,11 @@
-"""URL routes of the relay app."""
+"""URL routes of the relay app, included under `/api/` by wimz/urls.py (no trailing slash, as in protocol.md)."""
 
-urlpatterns = []
+from django.urls import path
+
+from relay import api
+
+urlpatterns = [
+    path("turn/credentials", api.TurnCredentialsApi.as_view(), name="turn-credentials"),
+    path("sessions", api.SessionListApi.as_view(), name="session-list"),
+    path("sessions/<uuid:session_id>", api.SessionDetailApi.as_view(), name="session-detail"),
+]

@@ -1,0 +1,126 @@
+"""Relay REST API: TURN credentials (protocol.md "HTTP") and the owner's signaling session history.
+
+Thin views: parse with an input serializer, call one function, render with an output serializer.
+Errors answer the project's `{"code", "detail"}` body (wimz/api.py).
+"""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from relay.ice import TTL_MAX, TTL_MIN, get_ice_servers_sync
+from relay.models import Session
+from relay.serializers import (
+    ERROR_SCHEMA,
+    SessionSerializer,
+    TurnCredentialsInputSerializer,
+    TurnCredentialsOutputSerializer,
+)
+from wimz.api import ApiError
+
+
+class TurnCredentialsApi(APIView):
+    """`POST /api/turn/credentials` `{"ttl": 3600}` → 200 `{"iceServers": [...], "ttl", "expires_at"}`.
+
+    protocol.md "HTTP" and "ICE servers". `ttl` is optional (default `WIMZ_ICE_TTL`) and must be an
+    integer number of seconds in `[60, 86400]`, else 400 `invalid_ttl`. When the configured provider
+    fails (Cloudflare down or slow, coturn misconfigured) the answer is still 200, with STUN-only
+    `iceServers` (no entry has `username`/`credential`): a call can often connect without TURN, and
+    the app asks again later. Errors: 401 `not_authenticated`/`token_not_valid`, 400 `invalid_ttl`.
+
+    The answer is marked `Cache-Control: no-store`: it carries credentials.
+    """
+
+    @extend_schema(
+        request=TurnCredentialsInputSerializer,
+        responses={200: TurnCredentialsOutputSerializer, 400: ERROR_SCHEMA, 401: ERROR_SCHEMA},
+        summary="Get ICE servers (STUN, and TURN credentials when a TURN provider is configured)",
+        description=(
+            "Body `{\"ttl\": seconds}` is optional; `ttl` must be an integer in "
+            f"[{TTL_MIN}, {TTL_MAX}] (400 `invalid_ttl` otherwise). If the TURN provider fails the "
+            "answer is still 200 with STUN-only `iceServers` (no `username`/`credential`)."
+        ),
+        tags=["webrtc"],
+    )
+    def post(self, request):
+        body = request.data if request.data is not None else {}
+        data = TurnCredentialsInputSerializer(data=body)
+        if not data.is_valid():
+            if isinstance(data.errors, dict) and "ttl" in data.errors:
+                raise ApiError(
+                    f"ttl must be an integer number of seconds between {TTL_MIN} and {TTL_MAX}.", code="invalid_ttl"
+                )
+            raise ApiError("The body must be a JSON object such as {\"ttl\": 3600}.", code="invalid")
+        # Sync view: the Cloudflare round trip is bounded by WIMZ_CLOUDFLARE_TIMEOUT (3 s); the
+        # stun and coturn providers do no I/O.
+        servers = get_ice_servers_sync(user_id=request.user.pk, ttl=data.validated_data.get("ttl"))
+        output = TurnCredentialsOutputSerializer(
+            {"iceServers": servers.ice_servers, "ttl": servers.ttl, "expires_at": servers.expires_at}
+        )
+        return Response(output.data, headers={"Cache-Control": "no-store"})
+
+
+class SessionPagination(LimitOffsetPagination):
+    """`?limit=` (default 50, at most 200) and `?offset=`; answers `{"count","next","previous","results"}`."""
+
+    default_limit = 50
+    max_limit = 200
+
+
+def session_list(*, user, device_id: str | None = None):
+    """Selector: `user`'s sessions, newest first, optionally only those of robot `device_id`."""
+    sessions = Session.objects.filter(user=user).select_related("device").order_by("-created_at", "-id")
+    if device_id:
+        sessions = sessions.filter(device__device_id=device_id)
+    return sessions
+
+
+@extend_schema(tags=["sessions"])
+class SessionListApi(generics.ListAPIView):
+    """`GET /api/sessions[?device_id=…&limit=…&offset=…]`: the caller's signaling sessions, newest first.
+
+    Only sessions opened by the authenticated user are listed (protocol.md "Roles"). 401 without a
+    valid access token.
+    """
+
+    serializer_class = SessionSerializer
+    pagination_class = SessionPagination
+
+    def get_queryset(self):
+        return session_list(user=self.request.user, device_id=self.request.query_params.get("device_id"))
+
+    @extend_schema(
+        summary="List my signaling sessions (newest first)",
+        parameters=[
+            OpenApiParameter("device_id", OpenApiTypes.STR, description="Only the sessions of this robot."),
+        ],
+        responses={200: SessionSerializer(many=True), 401: ERROR_SCHEMA},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+@extend_schema(tags=["sessions"])
+class SessionDetailApi(generics.RetrieveAPIView):
+    """`GET /api/sessions/<session_id>`: one of the caller's sessions.
+
+    Another user's session answers 404 `not_found`, exactly as an id that never existed, so ids
+    cannot be probed (protocol.md "Errors", NOT_AUTHORIZED rule, applied to HTTP).
+    """
+
+    serializer_class = SessionSerializer
+    lookup_field = "id"
+    lookup_url_kwarg = "session_id"
+
+    def get_queryset(self):
+        return session_list(user=self.request.user)
+
+    @extend_schema(
+        summary="One of my signaling sessions",
+        responses={200: SessionSerializer, 401: ERROR_SCHEMA, 404: ERROR_SCHEMA},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)

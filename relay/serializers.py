@@ -1,0 +1,77 @@
+"""Input and output serializers of the relay's REST endpoints (TURN credentials, session history)."""
+
+from drf_spectacular.utils import inline_serializer
+from rest_framework import serializers
+
+from relay.ice import TTL_MAX, TTL_MIN
+from relay.models import Session
+
+# The project's error body (wimz/api.py): `{"code": <stable snake_case>, "detail": <message>}`.
+# Its OpenAPI component is named "RelayError" because accounts/ ("Error") and devices/
+# ("DeviceError") declare the same shape and drf-spectacular refuses two classes under one name.
+ERROR_SCHEMA = inline_serializer(
+    "RelayError", fields={"code": serializers.CharField(), "detail": serializers.CharField()}
+)
+
+
+class TurnCredentialsInputSerializer(serializers.Serializer):
+    """Body of `POST /api/turn/credentials`: `{"ttl": seconds}`, optional (default `WIMZ_ICE_TTL`)."""
+
+    ttl = serializers.IntegerField(
+        required=False,
+        min_value=TTL_MIN,
+        max_value=TTL_MAX,
+        help_text=f"Credential lifetime in seconds, {TTL_MIN}–{TTL_MAX}. Default: the relay's WIMZ_ICE_TTL.",
+    )
+
+
+class IceServerSerializer(serializers.Serializer):
+    """One W3C RTCIceServer: `urls`, plus `username`/`credential` on TURN entries."""
+
+    urls = serializers.ListField(child=serializers.CharField(), help_text="stun:, turn: or turns: URLs.")
+    username = serializers.CharField(required=False, help_text="TURN entries only.")
+    credential = serializers.CharField(required=False, help_text="TURN entries only.")
+
+
+class TurnCredentialsOutputSerializer(serializers.Serializer):
+    """Answer of `POST /api/turn/credentials` (protocol.md "HTTP"): `{"iceServers", "ttl", "expires_at"}`."""
+
+    iceServers = IceServerSerializer(many=True)  # camelCase: the wire name in protocol.md "HTTP"
+    ttl = serializers.IntegerField(help_text="Seconds the credentials stay valid.")
+    expires_at = serializers.DateTimeField(help_text="ISO 8601 UTC instant the credentials expire.")
+
+
+class _BlankAsNullChoiceField(serializers.ChoiceField):
+    """A choice field that renders the model's blank value as `null` (protocol.md "Timestamps": null when unknown)."""
+
+    def to_representation(self, value):
+        return value or None
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    """One signaling session of the history (protocol.md "Sessions").
+
+    `state` is `requested | offered | answered | ended`; `end_reason` is one of the protocol's end
+    reasons, `null` while the session is live; timestamps are ISO 8601 UTC or `null`;
+    `*_ice_candidates` count the `webrtc_ice` frames each side sent.
+    """
+
+    session_id = serializers.UUIDField(source="id", read_only=True)
+    device_id = serializers.CharField(source="device.device_id", read_only=True)
+    end_reason = _BlankAsNullChoiceField(choices=Session.EndReason.choices, allow_null=True, read_only=True)
+
+    class Meta:
+        model = Session
+        fields = [
+            "session_id",
+            "device_id",
+            "state",
+            "created_at",
+            "offered_at",
+            "answered_at",
+            "ended_at",
+            "end_reason",
+            "app_ice_candidates",
+            "robot_ice_candidates",
+        ]
+        read_only_fields = fields
