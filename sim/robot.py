@@ -82,7 +82,8 @@ class RobotSession:
     """One signaling session as the robot sees it.
 
     Times are `time.perf_counter()` seconds (comparable with the app simulator's in one process);
-    `close_reason` is the `reason` of the relay's `webrtc_close` (or `"robot_stopped"`/`"disconnected"`).
+    `close_reason` is the `reason` of the relay's `webrtc_close` (or `"robot_stopped"`/`"disconnected"`);
+    `ended` is set once the peer connection is closed.
     """
 
     session_id: str
@@ -96,6 +97,7 @@ class RobotSession:
     closed_at: float | None = None
     close_reason: str | None = None
     messages_echoed: int = 0
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class RobotSim:
@@ -266,6 +268,7 @@ class RobotSim:
             return
         session.closed_at, session.close_reason = time.perf_counter(), reason
         await session.pc.close()
+        session.ended.set()
 
     async def _close_all(self, reason: str) -> None:
         for session_id in list(self.sessions):
