@@ -30,7 +30,7 @@ migrate: $(VENV)/.run-deps
 
 ## make run: install, migrate, serve the relay on HOST:PORT (default 127.0.0.1:8000) with daphne.
 run: migrate
-	$(BIN)/daphne -b $(HOST) -p $(PORT) --proxy-headers wimz.asgi:application
+	$(BIN)/python -m wimz.serve --host $(HOST) --port $(PORT)
 
 ## make test: the whole test suite (service tests skip without DATABASE_URL/REDIS_URL, never in CI).
 test: $(VENV)/.test-deps

@@ -1,0 +1,67 @@
+"""A minimal WebSocket client for live relays (the `websockets` library, as a robot or app would)."""
+
+import asyncio
+import json
+import time
+from urllib.parse import urlencode
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from devices.signing import sign
+
+TIMEOUT = 5.0
+
+
+def robot_headers(device_id: str, secret: str, ts: int | None = None) -> dict[str, str]:
+    """Signed handshake headers (protocol.md "Robot authentication")."""
+    ts = int(time.time()) if ts is None else ts
+    return {"X-Device-ID": device_id, "X-Timestamp": str(ts), "X-Signature": sign(secret, device_id, ts)}
+
+
+async def robot(base: str, device_id: str, secret: str, **kwargs) -> ClientConnection:
+    """A robot socket on the relay at `base` (ws://host:port)."""
+    return await connect(base + "/ws/device", additional_headers=robot_headers(device_id, secret), **kwargs)
+
+
+async def app(base: str, token: str, **kwargs) -> ClientConnection:
+    """An app socket on the relay at `base`, token in the query string as the deployed app sends it."""
+    return await connect(base + "/ws/app?" + urlencode({"token": token}), **kwargs)
+
+
+async def handshake_status(url: str, headers: dict | None = None) -> int:
+    """The HTTP status of a WebSocket handshake: 101 when accepted, else the refusal's status."""
+    try:
+        ws = await connect(url, additional_headers=headers or {}, open_timeout=TIMEOUT)
+    except websockets.exceptions.InvalidStatus as exc:
+        return exc.response.status_code
+    await ws.close()
+    return 101
+
+
+async def recv(ws: ClientConnection, timeout: float = TIMEOUT) -> dict:
+    """The next JSON frame."""
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def recv_type(ws: ClientConnection, kind: str, timeout: float = TIMEOUT) -> dict:
+    """Skip frames until one of type `kind`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = await recv(ws, max(0.01, deadline - time.monotonic()))
+        if frame.get("type") == kind:
+            return frame
+
+
+async def nothing(ws: ClientConnection, timeout: float = 0.5) -> bool:
+    """True when no frame arrives within `timeout` seconds."""
+    try:
+        frame = await asyncio.wait_for(ws.recv(), timeout)
+    except TimeoutError:
+        return True
+    raise AssertionError(f"expected nothing, got {frame!r}")
+
+
+async def send(ws: ClientConnection, frame: dict) -> None:
+    """Send one JSON frame."""
+    await ws.send(json.dumps(frame))

@@ -1,0 +1,49 @@
+"""Run the relay under daphne with the project's server flags: `python -m wimz.serve [--host H] [--port P]`.
+
+One place for the flags that `make run`, the live tests and the demo share:
+- `--websocket-max-message-size 1048576`: the transport cap of protocol.md "Frame size" (1 MiB; daphne
+  closes bigger messages with 1009). The relay's own limit, `WIMZ_MAX_FRAME_BYTES`, is checked per frame
+  below it and answered `MESSAGE_TOO_LARGE` with the socket kept open.
+- `--websocket_timeout -1`: robots hold their socket for days; daphne's default closes it after 24 h.
+- `--ping-interval 20 --ping-timeout 30`: WebSocket pings find half-open TCP connections (field report F1).
+- `--proxy-headers`: the client address from X-Forwarded-For behind the load balancer.
+Environment: `HOST` (127.0.0.1) and `PORT` (8000) as defaults for `--host`/`--port`.
+"""
+
+import argparse
+import os
+import sys
+
+TRANSPORT_CAP_BYTES = 1024 * 1024
+
+
+def daphne_argv(host: str, port: int, extra: list[str] | None = None) -> list[str]:
+    """The daphne command-line arguments (without the program name) for `host`:`port`."""
+    return [
+        "-b", host,
+        "-p", str(port),
+        "--websocket-max-message-size", str(TRANSPORT_CAP_BYTES),
+        "--websocket_timeout", "-1",
+        "--ping-interval", "20",
+        "--ping-timeout", "30",
+        "--proxy-headers",
+        *(extra or []),
+        "wimz.asgi:application",
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse `--host/--port` (defaults from HOST/PORT) and run daphne in this process."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    args, extra = parser.parse_known_args(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wimz.settings")
+    from daphne.cli import CommandLineInterface
+
+    sys.argv = ["daphne", *daphne_argv(args.host, args.port, extra)]
+    CommandLineInterface.entrypoint()
+
+
+if __name__ == "__main__":
+    main()
