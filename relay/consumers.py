@@ -65,16 +65,16 @@ class RelayConsumer(AsyncWebsocketConsumer):
                 logger.info("robot handshake refused")
                 await self.close()
                 return
-            await self.accept()
+            # Presence first, then accept: once the robot sees its handshake accepted, frames for it route.
             await self._become_robot(identity)
+            await self.accept()
         elif self.route_role == APP:
             identity = scope.get("relay_app")
             if identity is None:
                 logger.info("app handshake refused")
                 await self.close()
                 return
-            await self.accept()
-            await self._become_app(identity)
+            await self._become_app(identity, accept=True)
         else:
             await self.accept()
             self._spawn(self._in_band_auth_deadline())
@@ -87,10 +87,13 @@ class RelayConsumer(AsyncWebsocketConsumer):
         self._spawn(self._heartbeat())
         logger.info("robot %s connected", identity.device_id)
 
-    async def _become_app(self, identity: AppIdentity) -> None:
+    async def _become_app(self, identity: AppIdentity, *, accept: bool = False) -> None:
         self.party = Party(APP, self.channel_name, user_id=identity.user_id)
         self.token_expires_at = identity.expires_at
-        for frame in await signaling.app_connected(self.party, path=self.scope.get("path", "")):
+        snapshot = await signaling.app_connected(self.party, path=self.scope.get("path", ""))
+        if accept:
+            await self.accept()
+        for frame in snapshot:
             await self.send_frame(frame)
         self._spawn(self._heartbeat())
         self._spawn(self._token_expiry())

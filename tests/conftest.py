@@ -1,6 +1,7 @@
 """Shared fixtures: users, devices with their secrets, JWTs, and the channel layer for tests."""
 
 import os
+from dataclasses import dataclass
 
 import pytest
 from channels.layers import channel_layers
@@ -68,3 +69,26 @@ def require_services():
         if os.environ.get("WIMZ_REQUIRE_SERVICES") == "1":
             pytest.fail("WIMZ_REQUIRE_SERVICES=1 but DATABASE_URL (postgres) / REDIS_URL are not set")
         pytest.skip("needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL); CI sets both")
+
+@dataclass
+class World:
+    """Users, devices, secrets and tokens for relay tests."""
+
+    u1: object
+    u2: object
+    r1: object
+    r2: object
+    r1_secret: str
+    r2_secret: str
+    t1: str
+    t2: str
+
+
+@pytest.fixture
+def world(transactional_db, make_user, make_device, access_token) -> World:
+    """U1 owns R1 (`wimz_robot_01`), U2 owns R2 (`wimz_robot_02`); `t1`/`t2` are their access tokens."""
+    u1 = make_user("u1@example.com")
+    u2 = make_user("u2@example.com")
+    r1, s1 = make_device("wimz_robot_01", owner=u1)
+    r2, s2 = make_device("wimz_robot_02", owner=u2)
+    return World(u1, u2, r1, r2, s1, s2, access_token(u1), access_token(u2))

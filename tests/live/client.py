@@ -6,6 +6,8 @@ import time
 from urllib.parse import urlencode
 
 import websockets
+from asgiref.sync import sync_to_async
+from django.db import connection
 from websockets.asyncio.client import ClientConnection, connect
 
 from devices.signing import sign
@@ -19,9 +21,9 @@ def robot_headers(device_id: str, secret: str, ts: int | None = None) -> dict[st
     return {"X-Device-ID": device_id, "X-Timestamp": str(ts), "X-Signature": sign(secret, device_id, ts)}
 
 
-async def robot(base: str, device_id: str, secret: str, **kwargs) -> ClientConnection:
-    """A robot socket on the relay at `base` (ws://host:port)."""
-    return await connect(base + "/ws/device", additional_headers=robot_headers(device_id, secret), **kwargs)
+async def robot(base: str, device_id: str, secret: str, ts: int | None = None, **kwargs) -> ClientConnection:
+    """A robot socket on the relay at `base` (ws://host:port); `ts` defaults to now."""
+    return await connect(base + "/ws/device", additional_headers=robot_headers(device_id, secret, ts), **kwargs)
 
 
 async def app(base: str, token: str, **kwargs) -> ClientConnection:
@@ -65,3 +67,17 @@ async def nothing(ws: ClientConnection, timeout: float = 0.5) -> bool:
 async def send(ws: ClientConnection, frame: dict) -> None:
     """Send one JSON frame."""
     await ws.send(json.dumps(frame))
+
+
+async def db(fn):
+    """Run the ORM callable `fn` in a worker thread and close that thread's connection afterwards
+    (an open connection would keep the test database from being dropped).
+    """
+
+    def _run():
+        try:
+            return fn()
+        finally:
+            connection.close()
+
+    return await sync_to_async(_run)()

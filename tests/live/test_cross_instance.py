@@ -2,6 +2,8 @@
 channel layer"): the robot on instance A, its owner's app on instance B.
 """
 
+import time
+
 import httpx
 import pytest
 import websockets
@@ -73,7 +75,7 @@ async def test_signaling_event_and_command_across_instances(live_relays, world):
         assert await c.nothing(app)
         assert await c.nothing(other)
 
-        row = await Session.objects.aget(pk=sid)
+        row = await c.db(lambda: Session.objects.get(pk=sid))
         assert row.state == "ended" and row.end_reason == "closed_by_app"
         assert row.offered_at and row.answered_at and row.ended_at
         assert (row.robot_ice_candidates, row.app_ice_candidates) == (1, 1)
@@ -98,6 +100,8 @@ async def test_stats_and_presence_are_cluster_wide(live_relays, world):
             assert stats == {"robots_online": 1, "app_sockets": 2, "users_online": 1, "active_sessions": 0}
         await robot.close()
         offline = await c.recv_type(app1, "device_status")
+        while offline["status"] == "online":  # the robot's own online push may follow the snapshot
+            offline = await c.recv_type(app1, "device_status")
         assert offline["status"] == "offline" and offline["online"] is False and offline["last_seen"]
     finally:
         for ws in (robot, app1, app2):
@@ -112,7 +116,8 @@ async def test_robot_replacement_across_instances(live_relays, world):
     old = await c.robot(a.ws, "wimz_robot_01", world.r1_secret)
     app = await c.app(a.ws, world.t1)
     await c.recv_type(app, "device_status")
-    new = await c.robot(b.ws, "wimz_robot_01", world.r1_secret)
+    # A new signature: the same (device_id, timestamp, signature) triple is accepted only once.
+    new = await c.robot(b.ws, "wimz_robot_01", world.r1_secret, ts=int(time.time()) - 1)
     try:
         with pytest.raises(websockets.exceptions.ConnectionClosed):
             await c.recv(old, timeout=5)
