@@ -81,3 +81,8 @@ async def db(fn):
             connection.close()
 
     return await sync_to_async(_run)()
+
+
+async def connect_url(url: str, headers: dict | None = None) -> ClientConnection:
+    """A socket on any relay URL (path and query included)."""
+    return await connect(url, additional_headers=headers or {})
