@@ -91,17 +91,24 @@ def free_port() -> int:
 
 
 class LocalRelay:
-    """A relay run here: `migrate` then daphne on a free 127.0.0.1 port, killed by `stop()`.
+    """A relay run here on a free 127.0.0.1 port: `migrate`, then daphne; `stop()` kills it.
 
-    `env` is the environment of both processes: this process's environment with `DEBUG=1`, the
-    `overrides` applied (a value of None removes the variable), and `DATABASE_URL` a temporary SQLite
-    file unless `overrides` sets it. `migrate=False` skips `migrate` (a test database already has the
-    schema). `url` is the base URL once started; the daphne output goes to `log_path`.
+    Daphne runs as `python -m wimz.serve`, with the project's server flags. `env` is the environment
+    of both processes: this process's environment with `DEBUG=1`, a temporary SQLite file as
+    `DATABASE_URL` and a fresh `WIMZ_CHANNEL_PREFIX`, then `overrides` applied (a value of None
+    removes the variable). `migrate=False` skips `migrate` (a test database already has the schema).
+    `url` is the base URL once started; the daphne output goes to `log_path`.
     """
 
     def __init__(self, overrides: dict[str, str | None] | None = None, *, migrate: bool = True):
         self.workdir = Path(tempfile.mkdtemp(prefix="wimz-demo-"))
-        self.env = {**os.environ, "DEBUG": "1", "DATABASE_URL": f"sqlite:///{self.workdir / 'relay.sqlite3'}"}
+        self.env = {
+            **os.environ,
+            "DEBUG": "1",
+            "DATABASE_URL": f"sqlite:///{self.workdir / 'relay.sqlite3'}",
+            # Its own channel-layer prefix, should REDIS_URL point at a Redis another relay uses.
+            "WIMZ_CHANNEL_PREFIX": f"wimzdemo{secrets.token_hex(4)}",
+        }
         for key, value in (overrides or {}).items():
             if value is None:
                 self.env.pop(key, None)
@@ -119,7 +126,7 @@ class LocalRelay:
         port = free_port()
         with self.log_path.open("wb") as log:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "wimz.asgi:application",
+                sys.executable, "-m", "wimz.serve", "--host", "127.0.0.1", "--port", str(port),
                 cwd=REPO, env=self.env, stdout=log, stderr=log,
             )  # fmt: skip
         self.url = f"http://127.0.0.1:{port}"

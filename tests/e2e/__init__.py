@@ -1,0 +1,1 @@
+"""End-to-end tests: the demo call through a real relay process."""
