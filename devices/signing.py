@@ -56,6 +56,8 @@ def verify_device_signature(
     """
     if not is_valid_device_id(device_id) or not isinstance(signature, str) or len(signature) != 64:
         return None
+    if not signature.isascii():  # hmac.compare_digest raises TypeError on non-ASCII str (latin-1 headers)
+        return None
     ts = _parse_timestamp(timestamp)
     if ts is None or abs(now() - ts) > settings.WIMZ_DEVICE_AUTH_SKEW:
         return None
