@@ -1,0 +1,88 @@
+"""Devices test fixtures: API clients, presence rows, signed robot headers, hook recorders."""
+
+import time
+import uuid
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from devices.signing import sign
+from relay.models import Connection
+
+
+@pytest.fixture(autouse=True)
+def _clear_throttle_cache():
+    """Throttle counters live in the cache; each test starts with none."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    """Full-strength PBKDF2 is not what these tests are about."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def api():
+    """An unauthenticated `APIClient` (JSON by default)."""
+    client = APIClient()
+    client.default_format = "json"
+    return client
+
+
+@pytest.fixture
+def client_for(access_token):
+    """`client_for(user) -> APIClient` authenticated with a Bearer access token of `user`."""
+
+    def _client(user):
+        client = APIClient()
+        client.default_format = "json"
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token(user)}")
+        return client
+
+    return _client
+
+
+@pytest.fixture
+def set_online(db):
+    """`set_online(device)`: a live robot connection row, as the relay's consumer records it."""
+
+    def _online(device):
+        return Connection.objects.create(
+            role=Connection.Role.ROBOT,
+            channel_name=f"test.{uuid.uuid4().hex}",
+            device=device,
+            heartbeat_at=timezone.now(),
+        )
+
+    return _online
+
+
+@pytest.fixture
+def robot_headers():
+    """`robot_headers(device_id, secret, ts=None) -> dict` of signed `X-Device-ID/X-Timestamp/X-Signature` headers."""
+
+    def _headers(device_id, secret, ts=None):
+        ts = int(time.time()) if ts is None else ts
+        return {
+            "HTTP_X_DEVICE_ID": device_id,
+            "HTTP_X_TIMESTAMP": str(ts),
+            "HTTP_X_SIGNATURE": sign(secret, device_id, ts),
+        }
+
+    return _headers
+
+
+@pytest.fixture
+def signal_calls(monkeypatch):
+    """Record calls of `relay.signaling.on_device_paired/on_device_unpaired` as `(name, kwargs)` tuples."""
+    from relay import signaling
+
+    calls = []
+    monkeypatch.setattr(signaling, "on_device_paired", lambda **kw: calls.append(("paired", kw)))
+    monkeypatch.setattr(signaling, "on_device_unpaired", lambda **kw: calls.append(("unpaired", kw)))
+    return calls

@@ -1,0 +1,94 @@
+"""Device and pairing-code admin: presence column, search, filters, once-shown secrets, actions."""
+
+import pytest
+from django.contrib.messages import get_messages
+
+from devices.models import Device, PairingCode
+
+pytestmark = pytest.mark.django_db
+
+
+def test_changelist_shows_presence_with_constant_queries(
+    admin_client, make_device, make_user, set_online, django_assert_max_num_queries
+):
+    """The device list shows owner and online state; presence costs one query for the whole page."""
+    owner = make_user("owner@example.com")
+    for i in range(10):
+        device, _ = make_device(f"r{i:02d}", owner=owner if i % 2 else None, firmware_version="1.0")
+        if i < 3:
+            set_online(device)
+    with django_assert_max_num_queries(12):
+        r = admin_client.get("/admin/devices/device/")
+    assert r.status_code == 200
+    assert r.content.count(b'alt="True"') == 13  # 10 active + 3 online
+    for params in [
+        {"q": "owner@example"},
+        {"is_active__exact": "1"},
+        {"has_owner": "yes"},
+        {"has_owner": "no"},
+        {"firmware_version": "1.0"},
+    ]:
+        assert admin_client.get("/admin/devices/device/", params).status_code == 200
+    r = admin_client.get("/admin/devices/device/", {"q": "owner@example"})
+    assert b"r01" in r.content and b"r00" not in r.content
+
+
+def test_change_form_never_shows_the_secret(admin_client, make_device):
+    """The device change page contains no trace of the secret."""
+    device, secret = make_device()
+    r = admin_client.get(f"/admin/devices/device/{device.pk}/change/")
+    assert r.status_code == 200
+    assert secret.encode() not in r.content
+    assert b"secret" not in r.content.lower().replace(b"rotate secret", b"")
+
+
+def test_rotate_action_shows_new_secret_once(admin_client, make_device):
+    """The "rotate secret" action changes the secret and shows the new one in a message."""
+    device, old = make_device()
+    r = admin_client.post(
+        "/admin/devices/device/", {"action": "rotate_secret", "_selected_action": [device.pk]}, follow=True
+    )
+    device.refresh_from_db()
+    assert device.secret != old
+    assert any(device.secret in str(m) for m in get_messages(r.wsgi_request)) or device.secret.encode() in r.content
+
+
+def test_deactivate_action(admin_client, make_device):
+    """The "deactivate" action marks devices inactive."""
+    device, _ = make_device()
+    admin_client.post("/admin/devices/device/", {"action": "deactivate", "_selected_action": [device.pk]})
+    device.refresh_from_db()
+    assert device.is_active is False
+
+
+def test_admin_add_generates_secret_and_code(admin_client):
+    """Adding a device in admin gives it a generated secret and a provisioning code, shown once."""
+    r = admin_client.post(
+        "/admin/devices/device/add/", {"device_id": "added_01", "name": "", "is_active": "on"}, follow=True
+    )
+    assert r.status_code == 200
+    device = Device.objects.get(device_id="added_01")
+    assert len(device.secret) == 64
+    assert device.secret.encode() in r.content
+    assert PairingCode.objects.filter(device=device, kind=PairingCode.Kind.PROVISIONING).exists()
+
+
+def test_admin_add_refuses_bad_device_id(admin_client):
+    """The admin form applies protocol.md's device_id alphabet."""
+    r = admin_client.post("/admin/devices/device/add/", {"device_id": "bad id", "is_active": "on"})
+    assert r.status_code == 200  # form redisplayed with the error
+    assert not Device.objects.exists()
+
+
+def test_pairing_code_admin_is_read_only(admin_client, make_device):
+    """Pairing codes are listed with their state and cannot be added or edited."""
+    device, _ = make_device()
+    from devices import pairing
+
+    code = pairing.pairing_code_issue(device=device)
+    r = admin_client.get("/admin/devices/pairingcode/")
+    assert r.status_code == 200 and b"live" in r.content
+    assert admin_client.get("/admin/devices/pairingcode/add/").status_code == 403
+    assert admin_client.get(f"/admin/devices/pairingcode/{code.pk}/change/").status_code == 200
+    r = admin_client.post(f"/admin/devices/pairingcode/{code.pk}/change/", {"code": "ZZZZZZZZ"})
+    assert r.status_code == 403
