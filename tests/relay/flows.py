@@ -1,0 +1,173 @@
+"""Building blocks for consumer-level relay tests: fixture data, session set-up, frame assertions.
+
+Everything here drives the relay through its sockets (`tests.relay.wsutil`) or reads the history
+rows the contract promises (protocol.md "Sessions": every session is a row of history).
+"""
+
+import json
+import re
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from channels.db import database_sync_to_async
+
+from relay.models import Connection, Session
+from tests.relay import wsutil as ws
+
+DATA = Path(__file__).parent / "data"
+# A real aiortc 1.16 negotiation (copied from the shared fixtures): offer, answer, candidates per side.
+CALL = json.loads((DATA / "aiortc-call.json").read_text())
+OFFER = CALL["offer"]
+ANSWER = CALL["answer"]
+ROBOT_CANDIDATES = CALL["robot_candidates"]
+APP_CANDIDATES = CALL["app_candidates"]
+# Deployed clients' frames, one per line (`from`, `when`, `frame`).
+DEPLOYED = [json.loads(line) for line in (DATA / "deployed-client-frames.jsonl").read_text().splitlines() if line]
+
+R1 = "wimz_robot_01"
+R2 = "wimz_robot_02"
+
+ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)$")
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    """Full-strength PBKDF2 makes each `world` cost a second; hashing is not what these tests are about.
+
+    Import it into a test module (`from tests.relay.flows import fast_password_hasher  # noqa: F401`).
+    """
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+_used_ts: dict[str, set[int]] = {}
+
+
+def fresh_ts(device_id: str) -> int:
+    """A handshake timestamp not used yet for `device_id` in this process, as close to now as possible.
+
+    A (device_id, timestamp, signature) triple is accepted once (protocol.md), so two handshakes of one
+    robot within the same second need different timestamps, as a real robot's reconnect a second later has.
+    """
+    used = _used_ts.setdefault(device_id, set())
+    ts = int(time.time())
+    while ts in used:
+        ts -= 1
+    used.add(ts)
+    return ts
+
+
+async def robot(device_id: str, secret: str):
+    """A connected robot socket with a fresh handshake timestamp."""
+    return await ws.robot(device_id, secret, fresh_ts(device_id))
+
+
+def is_iso_utc(value) -> bool:
+    """True for an ISO 8601 UTC timestamp string (protocol.md "Timestamps")."""
+    return isinstance(value, str) and bool(ISO_UTC.match(value))
+
+
+def close_frame(session_id: str, reason: str) -> dict:
+    """The `webrtc_close` a party gets when the relay ends a session or the other party closed it."""
+    return {"type": "webrtc_close", "session_id": session_id, "reason": reason}
+
+
+async def expect_error(comm, code: str, *, ref=None, timeout: float = ws.TIMEOUT) -> dict:
+    """Receive the next frame and assert it is `{"type":"error","code":code,...}` (optionally `ref`)."""
+    frame = await ws.recv(comm, timeout)
+    assert frame.get("type") == "error", frame
+    assert frame.get("code") == code, frame
+    assert isinstance(frame.get("message"), str), frame
+    if ref is not None:
+        assert frame.get("ref") == ref, frame
+    return frame
+
+
+async def expect_close(comm, code: int, timeout: float = ws.TIMEOUT) -> None:
+    """Assert the relay closed the socket with WebSocket close `code` (skipping text frames first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = await comm.receive_output(timeout=max(0.01, deadline - time.monotonic()))
+        if out["type"] == "websocket.close":
+            assert out.get("code") == code, out
+            return
+
+
+async def robot_app(world, *, app_token=None, robot_id=R1, secret=None):
+    """R1 online (no `hello`: online from the handshake), then one app of U1 with its snapshot drained."""
+    robot = await ws.robot(robot_id, secret or world.r1_secret, fresh_ts(robot_id))
+    app = await ws.app(app_token or world.t1, drain_status=1)
+    return robot, app
+
+
+async def open_session(app, robot, device_id: str | None = R1) -> tuple[str, dict, dict]:
+    """`webrtc_request` from `app`; returns (session_id, credentials frame, robot's request frame)."""
+    request = {"type": "webrtc_request"}
+    if device_id is not None:
+        request["device_id"] = device_id
+    await ws.send(app, request)
+    creds = await ws.recv_type(app, "webrtc_credentials")
+    req = await ws.recv_type(robot, "webrtc_request")
+    assert req["session_id"] == creds["session_id"]
+    return creds["session_id"], creds, req
+
+
+def offer_frame(session_id: str) -> dict:
+    return {"type": "webrtc_offer", "session_id": session_id, "sdp": OFFER}
+
+
+def answer_frame(session_id: str) -> dict:
+    return {"type": "webrtc_answer", "session_id": session_id, "sdp": ANSWER}
+
+
+def ice_frame(session_id: str, candidate: dict) -> dict:
+    return {"type": "webrtc_ice", "session_id": session_id, "candidate": candidate}
+
+
+async def answered_session(app, robot) -> str:
+    """A session taken through request, offer and answer (so the setup timer no longer applies)."""
+    session_id, _, _ = await open_session(app, robot)
+    await ws.send(robot, offer_frame(session_id))
+    assert (await ws.recv_type(app, "webrtc_offer"))["session_id"] == session_id
+    await ws.send(app, answer_frame(session_id))
+    assert (await ws.recv_type(robot, "webrtc_answer"))["session_id"] == session_id
+    return session_id
+
+
+@database_sync_to_async
+def session_row(session_id: str) -> Session:
+    """The history row of a session."""
+    return Session.objects.get(pk=uuid.UUID(session_id))
+
+
+@database_sync_to_async
+def wait_for_row(session_id: str):
+    return Session.objects.filter(pk=uuid.UUID(session_id)).values().first()
+
+
+@database_sync_to_async
+def connection_rows(**filters) -> list[dict]:
+    """Connection history rows matching `filters`, as dicts."""
+    return list(Connection.objects.filter(**filters).values())
+
+
+@database_sync_to_async
+def session_count() -> int:
+    return Session.objects.count()
+
+
+async def receive_all(comm, count: int, timeout: float = ws.TIMEOUT) -> list[dict]:
+    """Exactly the next `count` frames."""
+    return [await ws.recv(comm, timeout) for _ in range(count)]
+
+
+async def all_silent(*comms, timeout: float = 0.3) -> bool:
+    """True when none of `comms` receives anything within `timeout` (waits once, checks all)."""
+    first, *rest = comms
+    if not await first.receive_nothing(timeout=timeout):
+        return False
+    for comm in rest:
+        if not await comm.receive_nothing(timeout=0.01):
+            return False
+    return True
