@@ -54,14 +54,16 @@ class DeviceAdmin(admin.ModelAdmin):
     autocomplete_fields = ("owner",)
     exclude = ("secret",)
     readonly_fields = ("last_seen", "paired_at", "created_at", "firmware_version", "capabilities")
-    actions = ("rotate_secret", "deactivate")
+    actions = ("rotate_secret", "unpair", "deactivate")
 
     def get_changelist(self, request, **kwargs):
         return DeviceChangeList
 
     def get_readonly_fields(self, request, obj=None):
-        # The id is the robot's identity (its signatures cover it): fixed once created.
-        return (("device_id",) if obj else ()) + self.readonly_fields
+        # The id is the robot's identity (its signatures cover it): fixed once created. The owner
+        # changes only through pairing or the "unpair" action, which tell the relay (sessions end,
+        # apps get device_status) — a plain field edit would not.
+        return (("device_id", "owner") if obj else ()) + self.readonly_fields
 
     @admin.display(boolean=True, description="online")
     def online(self, obj):
@@ -72,8 +74,6 @@ class DeviceAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         """On creation, give the device a secret and a provisioning code and show both once."""
         if change:
-            if "owner" in form.changed_data:
-                obj.paired_at = timezone.now() if obj.owner_id else None
             super().save_model(request, obj, form, change)
             return
         obj.secret = generate_secret()
@@ -92,6 +92,14 @@ class DeviceAdmin(admin.ModelAdmin):
         for device in queryset:
             secret = services.device_rotate_secret(device=device)
             messages.warning(request, f"New secret for {device.device_id} (shown only now): {secret}")
+
+    @admin.action(description="Unpair from its owner (ends its sessions)")
+    def unpair(self, request, queryset):
+        count = 0
+        for device in queryset.filter(owner__isnull=False).select_related("owner"):
+            services.device_unpair(user=device.owner, device=device)
+            count += 1
+        messages.success(request, f"{count} device(s) unpaired.")
 
     @admin.action(description="Deactivate (refuse its signatures, hide it from its owner)")
     def deactivate(self, request, queryset):

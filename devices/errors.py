@@ -16,6 +16,13 @@ class InvalidDeviceId(DeviceError):
     default_message = "device_id must be 1-64 characters of A-Z a-z 0-9 _ . -"
 
 
+class InvalidDeviceName(DeviceError):
+    """A display name longer than 100 characters."""
+
+    code = "invalid_name"
+    default_message = "name must be at most 100 characters."
+
+
 class DeviceAlreadyExists(DeviceError):
     """Provisioning an id that is already provisioned."""
 

@@ -11,9 +11,18 @@ from django.utils import timezone
 from relay import signaling
 
 from . import pairing
-from .errors import DeviceAlreadyExists, DeviceNotFound, DeviceOwned, InvalidDeviceId, InvalidPairingCode
+from .errors import (
+    DeviceAlreadyExists,
+    DeviceNotFound,
+    DeviceOwned,
+    InvalidDeviceId,
+    InvalidDeviceName,
+    InvalidPairingCode,
+)
 from .models import Device, PairingCode, is_valid_device_id
 from .signing import generate_secret
+
+NAME_MAX_LENGTH = Device._meta.get_field("name").max_length
 
 
 def device_provision(*, device_id: str, name: str = "", owner=None) -> tuple[Device, str, str]:
@@ -21,10 +30,12 @@ def device_provision(*, device_id: str, name: str = "", owner=None) -> tuple[Dev
 
     Returns `(device, secret, pairing_code)`; the secret is shown to the operator once and is never
     returned by the API. With `owner` the device is paired to that user at once. Raises
-    `InvalidDeviceId` (protocol.md "Robot authentication" alphabet) or `DeviceAlreadyExists`.
+    `InvalidDeviceId` (protocol.md "Robot authentication" alphabet), `InvalidDeviceName` (over 100
+    characters) or `DeviceAlreadyExists`.
     """
     if not is_valid_device_id(device_id):
         raise InvalidDeviceId()
+    _check_name(name or "")
     secret = generate_secret()
     now = timezone.now()
     try:
@@ -65,6 +76,8 @@ def device_pair(*, user, code: str, name: str | None = None) -> Device:
     owned by `user` succeeds (idempotent; `name` is applied if given). On success the code is spent,
     the device's other live codes expire, and the relay is told after commit.
     """
+    if name is not None:
+        _check_name(name)
     normalized = pairing.normalize_code(code)
     if normalized is None:
         raise InvalidPairingCode()
@@ -115,7 +128,11 @@ def device_unpair(*, user, device: Device) -> None:
 
 
 def device_rename(*, device: Device, name: str) -> Device:
-    """Set the device's display name (up to 100 characters, may be empty) and return the device."""
+    """Set the device's display name (up to 100 characters, may be empty) and return the device.
+
+    Raises `InvalidDeviceName` for a longer name.
+    """
+    _check_name(name)
     device.name = name
     device.save(update_fields=["name"])
     return device
@@ -132,6 +149,11 @@ def device_deactivate(*, device: Device) -> Device:
         device.is_active = False
         pairing.pairing_codes_expire(device=device)
     return device
+
+
+def _check_name(name: str) -> None:
+    if len(name) > NAME_MAX_LENGTH:
+        raise InvalidDeviceName()
 
 
 def _notify_paired(device_id: str, owner_id: int) -> None:

@@ -47,8 +47,8 @@ def api_error(error: DeviceError) -> ApiError:
     return ApiError(error.message, code=error.code, status_code=_STATUS.get(type(error), 400))
 
 
-def _pairing_code_from(data) -> str:
-    """The code from a pair body (`pairing_code`, or compat `code`); 400 `pairing_code_required` when absent."""
+def _pair_input(data) -> tuple[str, str | None]:
+    """`(code, name)` from a pair body (`pairing_code` or compat `code`); 400 `pairing_code_required` if no code."""
     body = PairInputSerializer(data=data)
     body.is_valid(raise_exception=True)
     code = body.validated_data.get("pairing_code") or body.validated_data.get("code")
@@ -58,15 +58,14 @@ def _pairing_code_from(data) -> str:
             "Ask the robot for its pairing code.",
             code="pairing_code_required",
         )
-    return code
+    return code, body.validated_data.get("name")
 
 
 def _pair(request):
     """Run `device_pair` for a pair body; returns the device with `is_online` set."""
-    code = _pairing_code_from(request.data)
-    name = request.data.get("name") if isinstance(request.data, dict) else None
+    code, name = _pair_input(request.data)
     try:
-        device = services.device_pair(user=request.user, code=code, name=name if isinstance(name, str) else None)
+        device = services.device_pair(user=request.user, code=code, name=name)
     except DeviceError as e:
         raise api_error(e) from e
     return selectors.device_annotate_online([device])[0]

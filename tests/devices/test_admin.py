@@ -92,3 +92,18 @@ def test_pairing_code_admin_is_read_only(admin_client, make_device):
     assert admin_client.get(f"/admin/devices/pairingcode/{code.pk}/change/").status_code == 200
     r = admin_client.post(f"/admin/devices/pairingcode/{code.pk}/change/", {"code": "ZZZZZZZZ"})
     assert r.status_code == 403
+
+
+def test_unpair_action_and_owner_read_only(admin_client, make_device, make_user):
+    """The owner is read-only on the change form; the "unpair" action removes it through the service."""
+    owner = make_user("owner@example.com")
+    device, _ = make_device(owner=owner)
+    other = make_user("other@example.com")
+    admin_client.post(
+        f"/admin/devices/device/{device.pk}/change/", {"name": "renamed", "owner": other.pk, "is_active": "on"}
+    )
+    device.refresh_from_db()
+    assert device.owner == owner and device.name == "renamed"
+    admin_client.post("/admin/devices/device/", {"action": "unpair", "_selected_action": [device.pk]})
+    device.refresh_from_db()
+    assert device.owner is None and device.paired_at is None

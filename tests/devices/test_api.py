@@ -318,3 +318,12 @@ def test_secret_never_appears_in_any_api_response(u1, make_device, client_for, a
     assert secret not in blob and other_secret not in blob
     assert secret[:16] not in blob
     assert '"secret"' not in blob
+
+
+def test_pair_name_is_validated(u1, make_device, client_for):
+    """A pair body with a name over 100 characters answers 400 `invalid` and leaves the device unpaired."""
+    device, _ = make_device()
+    r = client_for(u1).post("/api/devices/pair", {"pairing_code": code_for(device), "name": "x" * 101})
+    assert r.status_code == 400
+    assert r.json()["code"] == "invalid"
+    assert Device.objects.get(pk=device.pk).owner is None

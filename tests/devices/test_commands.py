@@ -78,3 +78,10 @@ def test_rotate_unknown_device_is_command_error():
     """Rotating an unknown device fails with a CommandError."""
     with pytest.raises(CommandError, match="No device"):
         run("rotate_device_secret", "ghost")
+
+
+def test_provision_name_too_long_is_command_error():
+    """A display name over 100 characters is refused before anything is created."""
+    with pytest.raises(CommandError, match="100 characters"):
+        run("provision_device", "wimz_robot_03", "--name", "x" * 101)
+    assert not Device.objects.exists()
