@@ -25,7 +25,16 @@ from aiortc import MediaStreamError, RTCPeerConnection, RTCSessionDescription
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from .common import JsonSocket, RemoteCandidates, SimError, http_url, rtc_configuration, sdp_candidates, ws_url
+from .common import (
+    JsonSocket,
+    RemoteCandidates,
+    SimError,
+    http_url,
+    quiet_libraries,
+    rtc_configuration,
+    sdp_candidates,
+    ws_url,
+)
 
 log = logging.getLogger("sim.app")
 
@@ -400,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every frame")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    quiet_libraries()
     if args.verbose:
         logging.getLogger("sim").setLevel(logging.DEBUG)
     return asyncio.run(_run_cli(args))

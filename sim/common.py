@@ -14,6 +14,12 @@ from websockets.asyncio.client import ClientConnection
 log = logging.getLogger("sim")
 
 
+def quiet_libraries() -> None:
+    """Keep aioice's per-candidate-pair and httpx's per-request INFO lines out of the CLIs' output."""
+    for name in ("aioice", "aiortc", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 class SimError(Exception):
     """A call could not go on: the relay refused something or a step timed out.
 

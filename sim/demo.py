@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .app import AppSim, CallResult, RelayApi
-from .common import SimError
+from .common import SimError, quiet_libraries
 from .robot import RobotSim
 
 REPO = Path(__file__).resolve().parent.parent
@@ -330,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every frame the simulators send and receive")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    quiet_libraries()
     if args.verbose:
         logging.getLogger("sim").setLevel(logging.DEBUG)
     given = [args.device_id, args.secret, args.pairing_code]
@@ -339,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
 
     async def bounded() -> DemoResult:
         async with asyncio.timeout(args.timeout):
-            return await run_demo(args.url, device=device, frames=args.frames)
+            # Leave the second half of the time for setup and teardown, so a slow call still reports.
+            return await run_demo(args.url, device=device, frames=args.frames, call_time_limit=args.timeout / 2)
 
     try:
         result = asyncio.run(bounded())

@@ -26,7 +26,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription, Vid
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from .common import JsonSocket, RemoteCandidates, SimError, rtc_configuration, sdp_candidates, ws_url
+from .common import JsonSocket, RemoteCandidates, SimError, quiet_libraries, rtc_configuration, sdp_candidates, ws_url
 
 log = logging.getLogger("sim.robot")
 
@@ -309,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every frame")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    quiet_libraries()
     if args.verbose:
         logging.getLogger("sim").setLevel(logging.DEBUG)
     try:
