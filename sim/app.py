@@ -344,13 +344,13 @@ class AppSim:
     async def _serve(self) -> None:
         try:
             while True:
-                self._dispatch(await self.socket.recv())
+                await self._dispatch(await self.socket.recv())
         except ConnectionClosed as exc:
             log.info("app: WebSocket closed (%s)", exc.rcvd.code if exc.rcvd else "no close frame")
             if self._call is not None:
                 self._call.fail({"type": "connection_closed", "code": exc.rcvd.code if exc.rcvd else None})
 
-    def _dispatch(self, frame: dict | str) -> None:
+    async def _dispatch(self, frame: dict | str) -> None:
         call = self._call
         kind = frame.get("type") if isinstance(frame, dict) else None
         if kind == "device_status" and isinstance(frame.get("device_id"), str):
@@ -367,7 +367,7 @@ class AppSim:
         elif kind == "webrtc_offer" and mine and not call.offer.done():
             call.offer.set_result(frame)
         elif kind == "webrtc_ice" and mine and isinstance(frame.get("candidate"), dict):
-            asyncio.ensure_future(call.candidates.add(frame["candidate"]))
+            await call.candidates.add(frame["candidate"])
         elif kind == "webrtc_close" and mine:
             call.fail(frame)
         elif kind in ("error", "webrtc_error"):
