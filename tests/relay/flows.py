@@ -162,7 +162,18 @@ async def receive_all(comm, count: int, timeout: float = ws.TIMEOUT) -> list[dic
     return [await ws.recv(comm, timeout) for _ in range(count)]
 
 
-async def all_silent(*comms, timeout: float = 0.3) -> bool:
+# How long a socket must stay quiet to count as receiving nothing. Every test first waits for the
+# sender's own answer (or the receiver's other frames), so the relay has already routed the frame:
+# in-memory channel-layer delivery takes milliseconds.
+QUIET = 0.15
+
+
+async def silent(*comms, timeout: float = QUIET) -> bool:
+    """True when none of `comms` receives anything within `timeout` (`receive_nothing` on each)."""
+    return await all_silent(*comms, timeout=timeout)
+
+
+async def all_silent(*comms, timeout: float = QUIET) -> bool:
     """True when none of `comms` receives anything within `timeout` (waits once, checks all)."""
     first, *rest = comms
     if not await first.receive_nothing(timeout=timeout):
