@@ -112,7 +112,11 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 defaults to a 5 s socket timeout, the same as channels-redis' 5 s BZPOPMIN
+                # wait: an idle consumer's receive then fails with TimeoutError and daphne drops the
+                # socket (1011) after ~5 s of silence. A read timeout above the BZPOPMIN wait keeps
+                # idle sockets alive and still notices a dead Redis.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
                 "prefix": env.str("WIMZ_CHANNEL_PREFIX", default="wimz"),
                 # Capacity per channel: the default 100 is below one trickle-ICE burst plus an
                 # event stream (field report F2). Every relay message is sent with send() to one

@@ -64,7 +64,8 @@ class LiveRelay:
 
     def output(self) -> str:
         """Everything the process printed so far (logs and access log)."""
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
@@ -75,7 +76,8 @@ class LiveRelay:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
 
 
 def relay_env(settings, **extra) -> dict:
@@ -111,6 +113,7 @@ def live_relays(request, django_db_setup, django_db_blocker, tmp_path_factory):
     env = relay_env(settings, **extra)
     logs = tmp_path_factory.mktemp("relay-logs")
     relays = [LiveRelay(env, logs / f"relay-{name}.log") for name in ("a", "b")]
+    failed_before = request.session.testsfailed
     try:
         for relay in relays:
             relay.wait_ready()
@@ -118,3 +121,9 @@ def live_relays(request, django_db_setup, django_db_blocker, tmp_path_factory):
     finally:
         for relay in relays:
             relay.stop()
+        if request.session.testsfailed > failed_before:  # show what the relays said, for CI logs
+            for name, relay in zip("ab", relays, strict=True):
+                tail = "\n".join(
+                    line for line in relay.output().splitlines() if " DEBUG " not in line
+                )[-4000:]
+                print(f"\n----- relay {name} output (tail) -----\n{tail}")

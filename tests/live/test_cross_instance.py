@@ -2,6 +2,7 @@
 channel layer"): the robot on instance A, its owner's app on instance B.
 """
 
+import asyncio
 import time
 
 import httpx
@@ -129,3 +130,22 @@ async def test_robot_replacement_across_instances(live_relays, world):
     finally:
         for ws in (old, new, app):
             await ws.close()
+
+
+async def test_idle_sockets_outlive_the_redis_read_timeout(live_relays, world):
+    """A robot and an app that stay silent for longer than channels-redis' 5 s receive wait (and
+    redis-py's default 5 s socket timeout) are still connected and routed afterwards.
+    """
+    a, b = live_relays
+    robot = await c.robot(a.ws, "wimz_robot_01", world.r1_secret)
+    app = await c.app(b.ws, world.t1)
+    try:
+        await c.recv_type(app, "device_status")
+        await asyncio.sleep(7)
+        await c.send(robot, {"type": "battery", "level": 80})
+        assert (await c.recv_type(app, "battery"))["level"] == 80
+        await c.send(app, {"type": "get_status"})
+        assert (await c.recv(robot))["type"] == "get_status"
+    finally:
+        await robot.close()
+        await app.close()
