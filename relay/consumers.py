@@ -248,18 +248,38 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         """Clean up whatever happens: timers cancelled, presence closed, sessions ended and announced."""
+        await self._cleanup(code)
+
+    async def _cleanup(self, code, reason: str | None = None) -> list:
         for task in list(getattr(self, "tasks", ())):
             task.cancel()
         party = getattr(self, "party", None)
+        self.party = None  # clean up once, whichever of disconnect/shutdown comes first
         if party is None:
-            return
+            return []
         try:
             if party.role == ROBOT:
-                await signaling.robot_disconnected(party, code)
-            else:
-                await signaling.app_disconnected(party, code)
+                return await signaling.robot_disconnected(party, code, **({"reason": reason} if reason else {}))
+            return await signaling.app_disconnected(party, code, **({"reason": reason} if reason else {}))
         except Exception:
             logger.exception("cleanup after %s disconnect failed", party.role)
+            return []
+
+    async def __call__(self, scope, receive, send):
+        """Run the consumer; when daphne cancels it at shutdown, end its sessions `server_shutdown`.
+
+        daphne cancels every application on SIGTERM and waits for them (`kill_all_applications`), so the
+        other party of each session — often on another instance — still hears `webrtc_close` with
+        reason `server_shutdown` (protocol.md "Sessions"), and this socket is told too.
+        """
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            ended = await self._cleanup(1001, reason=signaling.EndReason.SERVER_SHUTDOWN)
+            for ref in ended:
+                await self.send_frame({"type": "webrtc_close", "session_id": ref.session_id,
+                                       "reason": signaling.EndReason.SERVER_SHUTDOWN})
+            raise
 
 
 class RobotConsumer(RelayConsumer):

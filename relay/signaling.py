@@ -166,9 +166,9 @@ async def robot_connected(party: Party, *, path: str = "") -> None:
 
 
 @database_sync_to_async
-def _robot_disconnect_db(party: Party, close_code):
+def _robot_disconnect_db(party: Party, close_code, reason: str):
     was_current = presence.connection_close(party.channel_name, close_code)
-    ended = sessions.sessions_end_where(reason=EndReason.ROBOT_DISCONNECTED, robot_channel=party.channel_name)
+    ended = sessions.sessions_end_where(reason=reason, robot_channel=party.channel_name)
     now = timezone.now()
     apps = []
     if was_current:
@@ -178,15 +178,20 @@ def _robot_disconnect_db(party: Party, close_code):
     return ended, apps, now
 
 
-async def robot_disconnected(party: Party, close_code: int | None) -> None:
-    """A robot socket closed: end its sessions (`robot_disconnected`) and tell the owner it is offline.
+async def robot_disconnected(
+    party: Party, close_code: int | None, *, reason: str = EndReason.ROBOT_DISCONNECTED
+) -> list[sessions.SessionRef]:
+    """A robot socket closed: end its sessions with `reason` and tell the owner it is offline.
 
+    `reason` is `robot_disconnected`, or `server_shutdown` when this relay instance is stopping.
     A socket closed because another replaced it (4009) says nothing: its row was closed by the new one.
+    Returns the sessions it ended.
     """
-    ended, apps, now = await _robot_disconnect_db(party, close_code)
+    ended, apps, now = await _robot_disconnect_db(party, close_code, reason)
     for ref in ended:
-        await announce_end(ref, EndReason.ROBOT_DISCONNECTED)
+        await announce_end(ref, reason, skip=party.channel_name)
     await fan_out(apps, device_status_frame(party.device_id, "offline", now))
+    return ended
 
 
 @database_sync_to_async
@@ -206,15 +211,21 @@ async def app_connected(party: Party, *, path: str = "") -> list[dict]:
 
 
 @database_sync_to_async
-def _app_disconnect_db(party: Party, close_code):
+def _app_disconnect_db(party: Party, close_code, reason: str):
     presence.connection_close(party.channel_name, close_code)
-    return sessions.sessions_end_where(reason=EndReason.APP_DISCONNECTED, app_channel=party.channel_name)
+    return sessions.sessions_end_where(reason=reason, app_channel=party.channel_name)
 
 
-async def app_disconnected(party: Party, close_code: int | None) -> None:
-    """An app socket closed: the sessions it opened end with `app_disconnected` (robot told)."""
-    for ref in await _app_disconnect_db(party, close_code):
-        await announce_end(ref, EndReason.APP_DISCONNECTED)
+async def app_disconnected(
+    party: Party, close_code: int | None, *, reason: str = EndReason.APP_DISCONNECTED
+) -> list[sessions.SessionRef]:
+    """An app socket closed: the sessions it opened end with `reason` (`app_disconnected`, or
+    `server_shutdown` when this instance stops) and the robot is told. Returns the sessions it ended.
+    """
+    ended = await _app_disconnect_db(party, close_code, reason)
+    for ref in ended:
+        await announce_end(ref, reason, skip=party.channel_name)
+    return ended
 
 
 async def heartbeat(party: Party) -> None:

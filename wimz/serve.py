@@ -12,7 +12,6 @@ Environment: `HOST` (127.0.0.1) and `PORT` (8000) as defaults for `--host`/`--po
 
 import argparse
 import os
-import sys
 
 TRANSPORT_CAP_BYTES = 1024 * 1024
 
@@ -32,6 +31,35 @@ def daphne_argv(host: str, port: int, extra: list[str] | None = None) -> list[st
     ]
 
 
+def relay_server_class():
+    """daphne's `Server` with a shutdown that reaches every application.
+
+    daphne 4.2's `kill_all_applications` (run on SIGTERM) raises KeyError on the first connection that
+    has no application instance yet (a socket still in its handshake), and then cancels nothing: the
+    consumers never run their shutdown path and their sessions never end `server_shutdown`. This
+    version skips such connections and cancels the rest, then waits for them as daphne does.
+    """
+    import asyncio
+
+    from daphne.server import Server
+    from twisted.internet import defer
+
+    class RelayServer(Server):
+        def kill_all_applications(self):
+            pending = [
+                instance
+                for details in list(self.connections.values())
+                if (instance := details.get("application_instance")) is not None and not instance.done()
+            ]
+            for instance in pending:
+                instance.cancel()
+            deferred = defer.Deferred.fromFuture(asyncio.gather(*pending, return_exceptions=True))
+            deferred.addErrback(lambda _: None)
+            return deferred
+
+    return RelayServer
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse `--host/--port` (defaults from HOST/PORT) and run daphne in this process."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,8 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wimz.settings")
     from daphne.cli import CommandLineInterface
 
-    sys.argv = ["daphne", *daphne_argv(args.host, args.port, extra)]
-    CommandLineInterface.entrypoint()
+    cli = CommandLineInterface()
+    cli.server_class = relay_server_class()
+    cli.run(daphne_argv(args.host, args.port, extra))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,34 @@
+"""A relay instance that stops ends its sessions `server_shutdown` (protocol.md "Sessions")."""
+
+import pytest
+
+from relay.models import Connection, Session
+from tests.live import client as c
+
+pytestmark = [pytest.mark.live, pytest.mark.services]
+
+
+async def test_stopping_an_instance_ends_its_sessions_server_shutdown(live_relays, world):
+    """Robot on A, app on B, a live session; A gets SIGTERM → the app on B receives `webrtc_close`
+    with reason `server_shutdown` and `device_status` offline; the history row says `server_shutdown`
+    and A's presence rows are closed, so /stats on B no longer counts the robot.
+    """
+    a, b = live_relays
+    robot = await c.robot(a.ws, "wimz_robot_01", world.r1_secret)
+    app = await c.app(b.ws, world.t1)
+    try:
+        await c.recv_type(app, "device_status")
+        await c.send(app, {"type": "webrtc_request", "device_id": "wimz_robot_01"})
+        sid = (await c.recv_type(app, "webrtc_credentials"))["session_id"]
+        await c.recv_type(robot, "webrtc_request")
+        a.stop()
+        close = await c.recv_type(app, "webrtc_close", timeout=15)
+        assert close == {"type": "webrtc_close", "session_id": sid, "reason": "server_shutdown"}
+        status = await c.recv_type(app, "device_status", timeout=10)
+        assert status["status"] == "offline"
+        row = await c.db(lambda: Session.objects.get(pk=sid))
+        assert row.end_reason == "server_shutdown"
+        assert await c.db(lambda: Connection.objects.filter(role="robot", disconnected_at__isnull=True).count()) == 0
+    finally:
+        await app.close()
+        await robot.close()
