@@ -15,6 +15,12 @@ PASSWORD = "correct-horse-battery-9"
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Tests hash passwords with MD5: the real hasher costs ~0.3 s a user and proves nothing here."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def in_memory_channel_layer(settings):
     """Communicator tests run on a fresh in-memory channel layer (live-daphne tests use Redis)."""
     settings.CHANNEL_LAYERS = {
