@@ -103,12 +103,22 @@ def session_open(*, user_id: int, target: Target, app_channel: str) -> tuple[Ses
     return SessionRef.of(session), superseded
 
 
-def session_for_party(*, session_id: str, side: str, user_id: int | None = None, robot_channel: str | None = None):
+def session_for_party(
+    *,
+    session_id: str,
+    side: str,
+    user_id: int | None = None,
+    robot_channel: str | None = None,
+    device_pk: int | None = None,
+):
     """The live session `session_id` if the caller is one of its parties; returns a `SessionRef`.
 
     `side` is `app` (any socket of the session's user, protocol.md "Who may close") or `robot` (the
-    robot socket the session was opened with). Raises SESSION_NOT_FOUND for the party's own ended
-    session and NOT_AUTHORIZED for ids that are someone else's or never existed (protocol.md "Errors").
+    session's device, `device_pk`; a live session is signaled only by the robot socket it was opened
+    with, `robot_channel`). Raises SESSION_NOT_FOUND for the party's own ended session — also to the
+    robot after it reconnected on a new socket, as to a reconnected app (protocol.md "Ended sessions
+    keep answering SESSION_NOT_FOUND to their parties") — and NOT_AUTHORIZED for ids that are someone
+    else's or never existed (protocol.md "Errors").
     """
     session = Session.objects.select_related("device").filter(pk=session_id).first()
     if session is None:
@@ -116,11 +126,13 @@ def session_for_party(*, session_id: str, side: str, user_id: int | None = None,
     if side == APP:
         is_party = session.user_id == user_id
     else:
-        is_party = session.robot_channel == robot_channel
+        is_party = session.device_id == device_pk
     if not is_party:
         raise RelayError(Code.NOT_AUTHORIZED, "unknown session", session_id)
     if session.ended_at is not None:
         raise RelayError(Code.SESSION_NOT_FOUND, "session has ended", session_id)
+    if side == ROBOT and session.robot_channel != robot_channel:
+        raise RelayError(Code.NOT_AUTHORIZED, "unknown session", session_id)
     return SessionRef.of(session)
 
 

@@ -269,7 +269,7 @@ async def _party_session(party: Party, frame: dict) -> sessions.SessionRef:
     if party.role == APP:
         lookup = {"user_id": party.user_id}
     else:
-        lookup = {"robot_channel": party.channel_name}
+        lookup = {"robot_channel": party.channel_name, "device_pk": party.device_pk}
     return await database_sync_to_async(sessions.session_for_party)(session_id=session_id, side=party.role, **lookup)
 
 
