@@ -1,0 +1,98 @@
+"""Project-level checks: settings from the environment, deploy files, log scrubbing."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from wimz.logging import ScrubSecretsFilter, scrub
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _start_settings(**env) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "DJANGO_SECRET_KEY"}}
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "wimz.settings"}, capture_output=True, text=True,
+        timeout=60,
+    )
+
+
+def test_debug_off_refuses_a_missing_secret_key_and_says_what_to_set():
+    """With DEBUG off and no DJANGO_SECRET_KEY the app does not start; the message names the variable."""
+    result = _start_settings(DEBUG="0")
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_debug_off_refuses_the_development_secret_key():
+    """The built-in development key is refused as well when DEBUG is off."""
+    from wimz.settings import DEV_SECRET_KEY
+
+    result = _start_settings(DEBUG="0", DJANGO_SECRET_KEY=DEV_SECRET_KEY)
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_debug_off_starts_with_a_real_secret_key():
+    """A real key with DEBUG off starts."""
+    result = _start_settings(DEBUG="0", DJANGO_SECRET_KEY="k" * 50, ALLOWED_HOSTS="relay.example.com")
+    assert result.returncode == 0, result.stderr
+
+
+def test_env_example_documents_every_setting_read_from_the_environment():
+    """Every variable wimz/settings.py reads appears in .env.example."""
+    settings_src = (ROOT / "wimz/settings.py").read_text()
+    names = set(re.findall(r'env\.\w+\(\s*"([A-Z0-9_]+)"', settings_src))
+    example = (ROOT / ".env.example").read_text()
+    missing = sorted(n for n in names if not re.search(rf"^#?\s*{n}=", example, re.MULTILINE))
+    assert names and not missing, missing
+
+
+def test_docker_compose_runs_two_relays_on_postgres_and_redis():
+    """docker-compose.yml parses and wires two relay instances to PostgreSQL, Redis and nginx."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "redis", "migrate", "relay-a", "relay-b", "nginx"} <= set(services)
+    for name in ("relay-a", "relay-b"):
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://") and env["REDIS_URL"].startswith("redis://")
+    mounted = services["nginx"]["volumes"][0].split(":")[0]
+    assert (ROOT / mounted).exists()
+    assert "wimz.serve" in (ROOT / "Dockerfile").read_text()
+
+
+def test_nginx_example_never_logs_query_strings():
+    """F8: the deploy example's access log records the path only (no $request, $args or $request_uri)."""
+    conf = (ROOT / "docs/nginx.conf").read_text()
+    log_format = conf.split("log_format", 1)[1].split(";", 1)[0]
+    assert "$uri" in log_format
+    for variable in ("$request ", '$request"', "$args", "$query_string", "$request_uri"):
+        assert variable not in log_format
+
+
+def test_scrub_removes_tokens_signatures_and_jwts():
+    """Log lines lose `token=`, `sig=`, bearer tokens and anything shaped like a JWT."""
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoxfQ.c2lnbmF0dXJlLXBhcnQ"
+    line = f"GET /ws/app?token={jwt}&x=1 sig=abcdef Authorization: Bearer {jwt} raw {jwt}"
+    cleaned = scrub(line)
+    assert jwt not in cleaned and "abcdef" not in cleaned
+    assert "token=***" in cleaned and "x=1" in cleaned
+
+
+def test_scrub_filter_rewrites_records_with_arguments_and_tracebacks():
+    """The logging filter renders %-arguments and exception text before scrubbing them."""
+    import logging
+
+    try:
+        raise ValueError("bad ?token=secret-value")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "connect %s", ("/ws/app?token=abc",),
+                                   sys.exc_info())
+    assert ScrubSecretsFilter().filter(record)
+    assert record.getMessage() == "connect /ws/app?token=***"
+    assert "secret-value" not in record.exc_text
