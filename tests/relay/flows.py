@@ -4,6 +4,7 @@ Everything here drives the relay through its sockets (`tests.relay.wsutil`) or r
 rows the contract promises (protocol.md "Sessions": every session is a row of history).
 """
 
+import asyncio
 import json
 import re
 import time
@@ -171,6 +172,31 @@ QUIET = 0.15
 async def silent(*comms, timeout: float = QUIET) -> bool:
     """True when none of `comms` receives anything within `timeout` (`receive_nothing` on each)."""
     return await all_silent(*comms, timeout=timeout)
+
+
+async def settle(*comms, timeout: float = QUIET) -> list[list[dict]]:
+    """Wait one quiet period, then return what each of `comms` has received so far (one list each)."""
+    await asyncio.sleep(timeout)
+    out = []
+    for comm in comms:
+        frames = []
+        while not comm.output_queue.empty():
+            frames.append(await ws.recv(comm))
+        out.append(frames)
+    return out
+
+
+async def barrier(comm) -> list[dict]:
+    """`ping` the relay on `comm` and return the frames received before the `pong`.
+
+    A consumer handles its socket's frames in order, so once the pong is back the frame sent before it
+    has been fully routed (every channel-layer send done).
+    """
+    await ws.send(comm, {"type": "ping"})
+    frames = []
+    while (frame := await ws.recv(comm)) != {"type": "pong"}:
+        frames.append(frame)
+    return frames
 
 
 async def all_silent(*comms, timeout: float = QUIET) -> bool:
