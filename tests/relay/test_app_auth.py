@@ -211,17 +211,6 @@ async def test_token_expiry_sends_token_expired_and_closes_4001_within_5s(world)
     await ws.close(app)
 
 
-async def test_expired_socket_forwards_nothing(world):
-    """After its token expired, nothing an app sends reaches the robot (field report F7)."""
-    robot, app = await flows.robot_app(world, app_token=short_token(world.u1, 1))
-    await flows.expect_error(app, "TOKEN_EXPIRED", timeout=7)
-    await flows.expect_close(app, 4001)
-    await ws.send(app, {"type": "command", "device_id": R1, "command": "motor", "data": {}})
-    await ws.send(app, {"type": "webrtc_request", "device_id": R1})
-    assert await ws.nothing(robot, 0.5)
-    await ws.close(robot, app)
-
-
 async def test_compat_ws_in_band_app_auth_succeeds_and_behaves_as_ws_app(world):
     """Compat `/ws`: `{"type":"auth","token":<JWT>}` answers `auth_result` success, then the snapshot, and
     the socket behaves exactly as `/ws/app` (it can open a session)."""
