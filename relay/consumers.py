@@ -10,6 +10,7 @@ routing decision is made by `relay.signaling` from shared state.
 import asyncio
 import contextlib
 import logging
+import weakref
 from datetime import UTC, datetime
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -84,6 +85,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
     async def _become_robot(self, identity: RobotIdentity) -> None:
         self.party = Party(ROBOT, self.channel_name, device_pk=identity.device_pk, device_id=identity.device_id)
         await signaling.robot_connected(self.party, path=self.scope.get("path", ""))
+        _open_consumers.add(self)
         self._spawn(self._heartbeat())
         logger.info("robot %s connected", identity.device_id)
 
@@ -91,6 +93,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
         self.party = Party(APP, self.channel_name, user_id=identity.user_id)
         self.token_expires_at = identity.expires_at
         snapshot = await signaling.app_connected(self.party, path=self.scope.get("path", ""))
+        _open_consumers.add(self)
         if accept:
             await self.accept()
         for frame in snapshot:
@@ -255,6 +258,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
             task.cancel()
         party = getattr(self, "party", None)
         self.party = None  # clean up once, whichever of disconnect/shutdown comes first
+        _open_consumers.discard(self)
         if party is None:
             return []
         try:
@@ -265,21 +269,44 @@ class RelayConsumer(AsyncWebsocketConsumer):
             logger.exception("cleanup after %s disconnect failed", party.role)
             return []
 
-    async def __call__(self, scope, receive, send):
-        """Run the consumer; when daphne cancels it at shutdown, end its sessions `server_shutdown`.
+    async def shutdown(self) -> None:
+        """This instance is stopping: end this socket's sessions `server_shutdown` and close it (1012).
 
-        daphne cancels every application on SIGTERM and waits for them (`kill_all_applications`), so the
-        other party of each session — often on another instance — still hears `webrtc_close` with
-        reason `server_shutdown` (protocol.md "Sessions"), and this socket is told too.
+        The other party of each session — often on another instance — gets `webrtc_close` with reason
+        `server_shutdown` through the channel layer; this socket gets it directly before it is closed
+        (protocol.md "Sessions").
         """
-        try:
-            await super().__call__(scope, receive, send)
-        except asyncio.CancelledError:
-            ended = await self._cleanup(1001, reason=signaling.EndReason.SERVER_SHUTDOWN)
-            for ref in ended:
-                await self.send_frame({"type": "webrtc_close", "session_id": ref.session_id,
-                                       "reason": signaling.EndReason.SERVER_SHUTDOWN})
-            raise
+        ended = await self._cleanup(1012, reason=signaling.EndReason.SERVER_SHUTDOWN)
+        for ref in ended:
+            await self.send_frame(
+                {"type": "webrtc_close", "session_id": ref.session_id, "reason": signaling.EndReason.SERVER_SHUTDOWN}
+            )
+        self.closing = True
+        with contextlib.suppress(Exception):
+            await self.close(code=1012)
+
+
+# Consumers of this process with an authenticated socket, for `shutdown_all` only. Not routing state:
+# routing never reads it; it exists because daphne's own shutdown (cancelling each application) cannot
+# be relied on to reach the consumer — a cancellation that lands inside channels-redis' blocking receive
+# can be swallowed, and the process then hangs until it is killed.
+_open_consumers: "weakref.WeakSet[RelayConsumer]" = weakref.WeakSet()
+
+
+async def shutdown_all(timeout: float = 5.0) -> int:
+    """Run `RelayConsumer.shutdown` for every open socket of this process, bounded by `timeout` seconds.
+
+    Called by `wimz.serve` when daphne stops (SIGTERM). Returns how many sockets were shut down.
+    """
+    consumers = list(_open_consumers)
+    if consumers:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(c.shutdown() for c in consumers), return_exceptions=True), timeout
+        )
+        for result in results:
+            if isinstance(result, Exception):
+                logger.warning("shutdown of a socket failed: %s", type(result).__name__)
+    return len(consumers)
 
 
 class RobotConsumer(RelayConsumer):

@@ -14,6 +14,7 @@ import argparse
 import os
 
 TRANSPORT_CAP_BYTES = 1024 * 1024
+SHUTDOWN_GRACE_SECONDS = 5.0  # per shutdown step on SIGTERM
 
 
 def daphne_argv(host: str, port: int, extra: list[str] | None = None) -> list[str]:
@@ -32,30 +33,44 @@ def daphne_argv(host: str, port: int, extra: list[str] | None = None) -> list[st
 
 
 def relay_server_class():
-    """daphne's `Server` with a shutdown that reaches every application.
+    """daphne's `Server` with a shutdown that ends every session `server_shutdown`, bounded in time.
 
-    daphne 4.2's `kill_all_applications` (run on SIGTERM) raises KeyError on the first connection that
-    has no application instance yet (a socket still in its handshake), and then cancels nothing: the
-    consumers never run their shutdown path and their sessions never end `server_shutdown`. This
-    version skips such connections and cancels the rest, then waits for them as daphne does.
+    On SIGTERM daphne 4.2 runs `kill_all_applications`, which (a) raises KeyError on the first
+    connection that has no application instance yet and then cancels nothing, and (b) relies on
+    cancellation reaching each consumer, which a cancel landing inside channels-redis' blocking receive
+    does not always do — the process then hangs until killed. This version first asks every open
+    socket of the process to shut down (`relay.consumers.shutdown_all`: sessions end `server_shutdown`,
+    the other parties are told), then cancels what is left and waits at most a few seconds.
     """
     import asyncio
+    import logging
 
     from daphne.server import Server
     from twisted.internet import defer
 
+    logger = logging.getLogger("wimz.serve")
+
     class RelayServer(Server):
         def kill_all_applications(self):
-            pending = [
-                instance
-                for details in list(self.connections.values())
-                if (instance := details.get("application_instance")) is not None and not instance.done()
-            ]
-            for instance in pending:
-                instance.cancel()
-            deferred = defer.Deferred.fromFuture(asyncio.gather(*pending, return_exceptions=True))
-            deferred.addErrback(lambda _: None)
-            return deferred
+            async def stop():
+                from relay.consumers import shutdown_all
+
+                try:
+                    count = await shutdown_all(timeout=SHUTDOWN_GRACE_SECONDS)
+                    logger.info("shut down %d relay sockets", count)
+                except Exception as exc:
+                    logger.warning("relay shutdown incomplete: %s", type(exc).__name__)
+                pending = [
+                    instance
+                    for details in list(self.connections.values())
+                    if (instance := details.get("application_instance")) is not None and not instance.done()
+                ]
+                for instance in pending:
+                    instance.cancel()
+                if pending:
+                    await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_SECONDS)
+
+            return defer.Deferred.fromFuture(asyncio.ensure_future(stop()))
 
     return RelayServer
 
