@@ -152,7 +152,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
     # --- app token lifetime (protocol.md "App authentication", "In-band renewal") ---------------
 
     async def _renew(self, frame: dict) -> None:
-        identity = await authenticate_app(frame.get("token"))
+        identity = await authenticate_app(frame.get("token"))  # missing/invalid alike: NOT_AUTHORIZED
         if identity is None or identity.user_id != self.party.user_id:
             raise RelayError(Code.NOT_AUTHORIZED, "token refused; the current token stays in force", "auth")
         self.token_expires_at = max(self.token_expires_at, identity.expires_at)
@@ -269,18 +269,21 @@ class RelayConsumer(AsyncWebsocketConsumer):
             logger.exception("cleanup after %s disconnect failed", party.role)
             return []
 
-    async def shutdown(self) -> None:
-        """This instance is stopping: end this socket's sessions `server_shutdown` and close it (1012).
+    async def shutdown_sessions(self) -> None:
+        """This instance is stopping: end this socket's sessions `server_shutdown` (protocol.md "Sessions").
 
-        The other party of each session — often on another instance — gets `webrtc_close` with reason
-        `server_shutdown` through the channel layer; this socket gets it directly before it is closed
-        (protocol.md "Sessions").
+        The other party of each session gets `webrtc_close` with reason `server_shutdown` through the
+        channel layer (it may be on another instance, or on this one and still open); this socket gets
+        it directly.
         """
         ended = await self._cleanup(1012, reason=signaling.EndReason.SERVER_SHUTDOWN)
         for ref in ended:
             await self.send_frame(
                 {"type": "webrtc_close", "session_id": ref.session_id, "reason": signaling.EndReason.SERVER_SHUTDOWN}
             )
+
+    async def shutdown_close(self) -> None:
+        """Close the socket with 1012 (service restart): the client should reconnect, to another instance."""
         self.closing = True
         with contextlib.suppress(Exception):
             await self.close(code=1012)
@@ -293,19 +296,25 @@ class RelayConsumer(AsyncWebsocketConsumer):
 _open_consumers: "weakref.WeakSet[RelayConsumer]" = weakref.WeakSet()
 
 
-async def shutdown_all(timeout: float = 5.0) -> int:
-    """Run `RelayConsumer.shutdown` for every open socket of this process, bounded by `timeout` seconds.
+async def shutdown_all(timeout: float = 5.0, settle: float = 0.3) -> int:
+    """Shut down every open socket of this process, bounded by `timeout` seconds per step.
 
-    Called by `wimz.serve` when daphne stops (SIGTERM). Returns how many sockets were shut down.
+    Step 1 ends every socket's sessions `server_shutdown` and announces them; after `settle` seconds —
+    time for announcements between two sockets of this same process to arrive — step 2 closes every
+    socket with 1012. Called by `wimz.serve` when daphne stops (SIGTERM). Returns how many sockets.
     """
     consumers = list(_open_consumers)
-    if consumers:
+    if not consumers:
+        return 0
+    for step in ("shutdown_sessions", "shutdown_close"):
         results = await asyncio.wait_for(
-            asyncio.gather(*(c.shutdown() for c in consumers), return_exceptions=True), timeout
+            asyncio.gather(*(getattr(c, step)() for c in consumers), return_exceptions=True), timeout
         )
         for result in results:
             if isinstance(result, Exception):
-                logger.warning("shutdown of a socket failed: %s", type(result).__name__)
+                logger.warning("%s of a socket failed: %s", step, type(result).__name__)
+        if step == "shutdown_sessions":
+            await asyncio.sleep(settle)
     return len(consumers)
 
 

@@ -384,7 +384,7 @@ async def app_frame(party: Party, kind: str, frame: dict) -> Outcome:
     )
     out = dict(frame)
     out.setdefault("device_id", target.device_id)
-    if kind == "command" and "data" in frame:
+    if kind == "command" and "data" in frame and "params" not in frame:
         out["params"] = frame["data"]  # compat: deployed robots read `params` (protocol.md "App → relay")
     await deliver(target.robot_channel, out, ref=kind)
     return Outcome()

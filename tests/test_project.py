@@ -96,3 +96,12 @@ def test_scrub_filter_rewrites_records_with_arguments_and_tracebacks():
     assert ScrubSecretsFilter().filter(record)
     assert record.getMessage() == "connect /ws/app?token=***"
     assert "secret-value" not in record.exc_text
+
+
+def test_unknown_api_paths_answer_json_404(client):
+    """A path under /api/ that matches no route (e.g. a session id that is not a UUID) answers the API's
+    JSON error shape, not an HTML page.
+    """
+    response = client.get("/api/sessions/not-a-uuid")
+    assert response.status_code == 404
+    assert response.json() == {"code": "not_found", "detail": "Not found."}

@@ -43,3 +43,15 @@ def exception_handler(exc, context):
     else:
         response.data = {"code": "invalid", "detail": "Invalid input.", "errors": response.data}
     return response
+
+
+def not_found(request, exception=None):
+    """`handler404`: API paths answer JSON `{"code":"not_found","detail":"Not found."}` like every other
+    API error; other paths get Django's default page.
+    """
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"code": "not_found", "detail": "Not found."}, status=404)
+    return page_not_found(request, exception)

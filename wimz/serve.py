@@ -1,9 +1,10 @@
 """Run the relay under daphne with the project's server flags: `python -m wimz.serve [--host H] [--port P]`.
 
 One place for the flags that `make run`, the live tests and the demo share:
-- `--websocket-max-message-size 1048576`: the transport cap of protocol.md "Frame size" (1 MiB; daphne
-  closes bigger messages with 1009). The relay's own limit, `WIMZ_MAX_FRAME_BYTES`, is checked per frame
-  below it and answered `MESSAGE_TOO_LARGE` with the socket kept open.
+- `--websocket-max-message-size 1048576`: the transport cap of protocol.md "Frame size" (1 MiB; daphne's
+  WebSocket library drops a connection that sends more, which clients see as 1006 — the contract allows
+  closing it). The relay's own limit, `WIMZ_MAX_FRAME_BYTES`, is checked per frame below it and answered
+  `MESSAGE_TOO_LARGE` with the socket kept open.
 - `--websocket_timeout -1`: robots hold their socket for days; daphne's default closes it after 24 h.
 - `--ping-interval 20 --ping-timeout 30`: WebSocket pings find half-open TCP connections (field report F1).
 - `--proxy-headers`: the client address from X-Forwarded-For behind the load balancer.

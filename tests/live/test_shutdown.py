@@ -1,6 +1,9 @@
 """A relay instance that stops ends its sessions `server_shutdown` (protocol.md "Sessions")."""
 
+import asyncio
+
 import pytest
+import websockets
 
 from relay.models import Connection, Session
 from tests.live import client as c
@@ -21,7 +24,7 @@ async def test_stopping_an_instance_ends_its_sessions_server_shutdown(live_relay
         await c.send(app, {"type": "webrtc_request", "device_id": "wimz_robot_01"})
         sid = (await c.recv_type(app, "webrtc_credentials"))["session_id"]
         await c.recv_type(robot, "webrtc_request")
-        a.stop()
+        await asyncio.to_thread(a.stop)
         close = await c.recv_type(app, "webrtc_close", timeout=15)
         assert close == {"type": "webrtc_close", "session_id": sid, "reason": "server_shutdown"}
         status = await c.recv_type(app, "device_status", timeout=10)
@@ -29,6 +32,34 @@ async def test_stopping_an_instance_ends_its_sessions_server_shutdown(live_relay
         row = await c.db(lambda: Session.objects.get(pk=sid))
         assert row.end_reason == "server_shutdown"
         assert await c.db(lambda: Connection.objects.filter(role="robot", disconnected_at__isnull=True).count()) == 0
+    finally:
+        await app.close()
+        await robot.close()
+
+
+async def test_stopping_the_only_instance_tells_both_parties(live_relays, world):
+    """Robot and app on the same instance (one-instance deployments): on SIGTERM both get
+    `webrtc_close` with reason `server_shutdown`, then their sockets close.
+    """
+    b = live_relays[1]
+    robot = await c.robot(b.ws, "wimz_robot_01", world.r1_secret)
+    app = await c.app(b.ws, world.t1)
+    try:
+        await c.recv_type(app, "device_status")
+        await c.send(app, {"type": "webrtc_request", "device_id": "wimz_robot_01"})
+        sid = (await c.recv_type(app, "webrtc_credentials"))["session_id"]
+        await c.recv_type(robot, "webrtc_request")
+        await asyncio.to_thread(b.stop)
+        expected = {"type": "webrtc_close", "session_id": sid, "reason": "server_shutdown"}
+        assert await c.recv_type(app, "webrtc_close", timeout=15) == expected
+        assert await c.recv_type(robot, "webrtc_close", timeout=15) == expected
+        with pytest.raises(websockets.exceptions.ConnectionClosed):
+            while True:  # device_status offline (the robot's socket ends too) may come first
+                frame = await c.recv(app, timeout=10)
+                assert frame["type"] == "device_status", frame
+        # The relay closes with 1012; when daphne's reactor stops before the close handshake completes
+        # the client sees the TCP connection drop (1006).
+        assert app.close_code in (1012, 1006)
     finally:
         await app.close()
         await robot.close()
