@@ -27,6 +27,22 @@ APP_CANDIDATES = CALL["app_candidates"]
 # Deployed clients' frames, one per line (`from`, `when`, `frame`).
 DEPLOYED = [json.loads(line) for line in (DATA / "deployed-client-frames.jsonl").read_text().splitlines() if line]
 
+# Communicator tests need committed rows (the consumers' ORM calls run on another thread), hence
+# transactional tests. Naming the apps the relay touches lets the per-test flush truncate only their
+# tables and skip the post-migrate signal (permissions, content types): a flush on PostgreSQL costs
+# a tenth of the full one. Use as `pytestmark = flows.RELAY_DB`.
+RELAY_DB = pytest.mark.django_db(
+    transaction=True,
+    available_apps=[
+        "django.contrib.contenttypes",
+        "django.contrib.auth",
+        "rest_framework_simplejwt.token_blacklist",
+        "accounts",
+        "devices",
+        "relay",
+    ],
+)
+
 R1 = "wimz_robot_01"
 R2 = "wimz_robot_02"
 

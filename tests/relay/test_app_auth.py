@@ -15,6 +15,8 @@ from tests.relay import flows
 from tests.relay import wsutil as ws
 from tests.relay.flows import R1, R2, fast_password_hasher  # noqa: F401
 
+pytestmark = flows.RELAY_DB
+
 
 def short_token(user, seconds: float) -> str:
     token = AccessToken.for_user(user)

@@ -13,10 +13,13 @@ from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from relay import signaling
+from relay.groups import owner_apps
 from relay.models import Connection
 from tests.relay import flows
 from tests.relay import wsutil as ws
 from tests.relay.flows import R1, R2, answer_frame, fast_password_hasher, ice_frame  # noqa: F401
+
+pytestmark = flows.RELAY_DB
 
 
 async def answers(comm, frame, code, ref=None):
@@ -31,7 +34,7 @@ async def answers(comm, frame, code, ref=None):
 def small_channels(settings):
     """Channel-layer capacity of 5 messages per channel (the production default is 2000)."""
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 5, "expiry": 60}}
+        "default": {"BACKEND": "relay.layers.RelayInMemoryChannelLayer", "CONFIG": {"capacity": 5, "expiry": 60}}
     }
     channel_layers.backends.clear()
 
@@ -43,6 +46,8 @@ async def stalled_socket(role: str, *, user=None, device=None) -> str:
     await database_sync_to_async(Connection.objects.create)(
         role=role, channel_name=channel, user=user, device=device, heartbeat_at=timezone.now()
     )
+    if role == "app":  # an app socket is a member of its owner's group (relay.groups.owner_apps)
+        await get_channel_layer().group_add(owner_apps(user.pk), channel)
     return channel
 
 

@@ -19,6 +19,7 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
+from relay.groups import owner_apps
 from relay.models import Connection
 from tests.relay import flows
 from tests.relay import wsutil as ws
@@ -33,6 +34,8 @@ from tests.relay.flows import (
     fast_password_hasher,  # noqa: F401
     ice_frame,
 )
+
+pytestmark = flows.RELAY_DB
 
 
 def no_tracebacks(caplog) -> list[str]:
@@ -140,7 +143,7 @@ async def test_f2_event_burst_of_300_to_three_app_sockets(world, settings, capac
     order, or R1 gets RATE_LIMITED (ref = that event) for it. With a small channel capacity and a
     fourth socket of U1 that stopped reading, the shedding is real and every shed event is reported."""
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": capacity, "expiry": 60}}
+        "default": {"BACKEND": "relay.layers.RelayInMemoryChannelLayer", "CONFIG": {"capacity": capacity, "expiry": 60}}
     }
     channel_layers.backends.clear()
     robot = await flows.robot(R1, world.r1_secret)
@@ -149,6 +152,7 @@ async def test_f2_event_burst_of_300_to_three_app_sockets(world, settings, capac
         stalled = await get_channel_layer().new_channel()
         await database_sync_to_async(Connection.objects.create)(
             role="app", channel_name=stalled, user=world.u1, heartbeat_at=timezone.now())
+        await get_channel_layer().group_add(owner_apps(world.u1.pk), stalled)
     for i in range(300):
         await ws.send(robot, {"type": f"telemetry_{i:03d}", "seq": i})
     shed = {int(f["ref"].split("_")[1]) for f in await flows.barrier(robot) if f.get("code") == "RATE_LIMITED"}

@@ -13,6 +13,8 @@ from tests.relay import flows
 from tests.relay import wsutil as ws
 from tests.relay.flows import DEPLOYED, R1, R2, fast_password_hasher  # noqa: F401
 
+pytestmark = flows.RELAY_DB
+
 EVENT_TYPES = ["status_update", "telemetry", "detection", "battery", "heartbeat", "command_ack", "robot_connected",
                "teleport"]
 

@@ -20,6 +20,8 @@ from tests.relay.flows import (
     offer_frame,
 )
 
+pytestmark = flows.RELAY_DB
+
 
 @pytest.fixture
 async def two(world):

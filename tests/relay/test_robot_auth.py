@@ -9,6 +9,8 @@ from tests.relay import flows
 from tests.relay import wsutil as ws
 from tests.relay.flows import R1, fast_password_hasher  # noqa: F401
 
+pytestmark = flows.RELAY_DB
+
 
 async def refused(path, headers=None):
     comm, accepted = await ws.connect(path, headers)

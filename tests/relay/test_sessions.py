@@ -24,6 +24,8 @@ from tests.relay.flows import (
     offer_frame,
 )
 
+pytestmark = flows.RELAY_DB
+
 
 async def test_full_signaling_with_the_aiortc_call_byte_for_byte(world):
     """Request → credentials/request → offer → robot ICE → answer → app ICE → close: every SDP and
