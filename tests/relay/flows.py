@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
 
 from relay.models import Connection, Session
 from tests.relay import wsutil as ws
@@ -109,6 +111,54 @@ async def expect_close(comm, code: int, timeout: float = ws.TIMEOUT) -> None:
         if out["type"] == "websocket.close":
             assert out.get("code") == code, out
             return
+
+
+def set_channel_capacity(settings, capacity: int) -> None:
+    """Shrink the per-channel capacity of whatever channel layer the tests run on (a fresh layer)."""
+    layers = json.loads(json.dumps(settings.CHANNEL_LAYERS))
+    layers["default"].setdefault("CONFIG", {})["capacity"] = capacity
+    settings.CHANNEL_LAYERS = layers
+    channel_layers.backends.clear()
+
+
+class Client:
+    """The network side of one socket, as the relay's ASGI app sees it: the client can stop reading
+    (`stall()`: every send to it blocks, as on a full TCP send buffer) and read again (`resume()`), or
+    its connection can die without a close frame (`cut()`: sends raise, as on a reset transport).
+
+    Use `await client.connect(path, headers)` to get a `WebsocketCommunicator` through it.
+    """
+
+    def __init__(self):
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.dead = False
+
+    def stall(self):
+        self.flowing.clear()
+
+    def resume(self):
+        self.flowing.set()
+
+    def cut(self):
+        self.dead = True
+        self.flowing.set()
+
+    async def __call__(self, scope, receive, send):
+        async def client_send(message):
+            if message["type"] == "websocket.send":
+                await self.flowing.wait()
+                if self.dead:
+                    raise OSError("connection reset by peer")
+            await send(message)
+
+        return await ws.application(scope, receive, client_send)
+
+    async def connect(self, path: str, headers=None) -> WebsocketCommunicator:
+        comm = WebsocketCommunicator(self, path, headers=headers or [])
+        accepted, _ = await comm.connect(timeout=ws.TIMEOUT)
+        assert accepted, path
+        return comm
 
 
 async def robot_app(world, *, app_token=None, robot_id=R1, secret=None):

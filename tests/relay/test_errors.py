@@ -8,13 +8,9 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import channel_layers, get_channel_layer
-from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from relay import signaling
-from relay.groups import owner_apps
-from relay.models import Connection
 from tests.relay import flows
 from tests.relay import wsutil as ws
 from tests.relay.flows import R1, R2, answer_frame, fast_password_hasher, ice_frame  # noqa: F401
@@ -28,27 +24,6 @@ async def answers(comm, frame, code, ref=None):
     error = await flows.expect_error(comm, code, ref=ref)
     await ws.ping_ok(comm)
     return error
-
-
-@pytest.fixture
-def small_channels(settings):
-    """Channel-layer capacity of 5 messages per channel (the production default is 2000)."""
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "relay.layers.RelayInMemoryChannelLayer", "CONFIG": {"capacity": 5, "expiry": 60}}
-    }
-    channel_layers.backends.clear()
-
-
-async def stalled_socket(role: str, *, user=None, device=None) -> str:
-    """A presence row for a socket whose consumer has stopped reading (e.g. its relay instance hangs with
-    a fresh heartbeat): a real channel on the layer that nobody receives from. Returns its name."""
-    channel = await get_channel_layer().new_channel()
-    await database_sync_to_async(Connection.objects.create)(
-        role=role, channel_name=channel, user=user, device=device, heartbeat_at=timezone.now()
-    )
-    if role == "app":  # an app socket is a member of its owner's group (relay.groups.owner_apps)
-        await get_channel_layer().group_add(owner_apps(user.pk), channel)
-    return channel
 
 
 # --- BAD_REQUEST ------------------------------------------------------------------------------
@@ -193,35 +168,48 @@ async def test_message_size_limit_follows_the_setting_and_counts_bytes(world, se
 # --- RATE_LIMITED -----------------------------------------------------------------------------
 
 
-async def test_rate_limited_when_an_app_socket_of_the_owner_stops_reading(world, small_channels):
-    """An event the relay cannot hand to one of the owner's sockets (its channel is full: that consumer
-    stopped reading) answers RATE_LIMITED to the robot instead of being lost silently; the healthy app
-    still gets every event, in order (field report F2)."""
-    robot, app = await flows.robot_app(world)
-    await stalled_socket("app", user=world.u1)
-    for i in range(8):
-        await ws.send(robot, {"type": "telemetry", "seq": i})
-    got = [(await ws.recv(app))["seq"] for _ in range(8)]
-    assert got == list(range(8))
-    frames = await flows.barrier(robot)
-    errors = [f for f in frames if f.get("code") == "RATE_LIMITED"]
-    assert len(errors) == 8 - 5, frames
-    assert all(e["type"] == "error" and e["ref"] == "telemetry" for e in errors)
+async def test_rate_limited_when_an_app_socket_of_the_owner_stops_reading(world, settings):
+    """An app whose client stops reading backs its consumer up until its channel is full; an event the
+    relay then cannot hand to it answers RATE_LIMITED (ref = that event's type) to the robot instead of
+    being lost silently. The healthy app gets every event in order, and once the slow client reads
+    again it gets exactly the events that were not reported shed, in order (field report F2)."""
+    flows.set_channel_capacity(settings, 5)
+    robot, healthy = await flows.robot_app(world)
+    client = flows.Client()
+    slow = await client.connect(f"/ws/app?token={world.t1}")
+    assert (await ws.recv(slow))["type"] == "device_status"
+    client.stall()
+    for i in range(20):
+        await ws.send(robot, {"type": f"telemetry_{i:02d}", "seq": i})
+    assert [(await ws.recv(healthy))["seq"] for _ in range(20)] == list(range(20))
+    errors = await flows.barrier(robot)
+    assert errors and all(e["type"] == "error" and e["code"] == "RATE_LIMITED" for e in errors), errors
+    shed = {int(e["ref"].split("_")[1]) for e in errors}
+    client.resume()
+    got = [f["seq"] for f in (await flows.settle(slow))[0]]
+    assert got == sorted(set(range(20)) - shed)
     await ws.ping_ok(robot)
-    await ws.close(robot, app)
+    await ws.close(robot, healthy, slow)
 
 
-async def test_rate_limited_when_the_robot_stops_reading(world, small_channels):
-    """A command for a robot whose socket is not reading (its channel full) answers RATE_LIMITED to the
-    app (ref = the frame type) once the channel is full; the app's socket stays open."""
+async def test_rate_limited_when_the_robot_stops_reading(world, settings):
+    """Commands for a robot whose client stopped reading answer RATE_LIMITED (ref = the frame type) once
+    its channel is full; the app's socket stays open, and the robot later gets exactly the commands
+    that were not reported, in order."""
+    flows.set_channel_capacity(settings, 5)
+    client = flows.Client()
+    robot = await client.connect("/ws/device", ws.robot_headers(R1, world.r1_secret, flows.fresh_ts(R1)))
     app = await ws.app(world.t1, drain_status=1)
-    await stalled_socket("robot", device=world.r1)
-    for i in range(5):
+    client.stall()
+    for i in range(20):
         await ws.send(app, {"type": "command", "device_id": R1, "command": "motor", "data": {"i": i}})
-    assert await flows.barrier(app) == []
-    await answers(app, {"type": "command", "device_id": R1, "command": "motor", "data": {}}, "RATE_LIMITED",
-                  ref="command")
-    await ws.close(app)
+    errors = await flows.barrier(app)
+    assert errors and all(e["code"] == "RATE_LIMITED" and e["ref"] == "command" for e in errors), errors
+    await ws.ping_ok(app)
+    client.resume()
+    got = [f["data"]["i"] for f in (await flows.settle(robot))[0]]
+    assert got == sorted(got) and len(got) + len(errors) == 20
+    await ws.close(app, robot)
 
 
 # --- TURN_ERROR -------------------------------------------------------------------------------
