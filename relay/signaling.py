@@ -1,19 +1,19 @@
 """Who receives what: the relay's routing rules, driven without a socket.
 
 Consumers parse and authenticate, then hand every frame to a function here together with the
-sender's `Party`. The functions decide the receivers from the database (ownership, presence rows,
-session rows) at the moment of the frame, and deliver through the channel layer with one `send()`
-per receiving channel. Nothing is kept in process memory, so a robot on one relay instance and its
-owner's apps on another behave exactly as on one; ownership changes (unpair) take effect for the
-very next frame.
+sender's `Party`. Receivers are decided from the database at the moment of the frame — a device's
+current owner, the robot socket in the presence rows, the two parties recorded on a session row —
+and reached through the channel layer, so a robot on one relay instance and its owner's apps on
+another behave exactly as on one, and an unpair takes effect for the very next frame. Nothing is
+kept in process memory.
 
-Why per-channel `send()` rather than `group_send()`: channels-redis drops a group message for a
-member whose channel is full and only logs it, which field report F2 forbids. `send()` raises
-`ChannelFull`, which the sender gets back as `RATE_LIMITED` (conventions.md habit 6). The presence
-rows play the part of the groups: the owner's live app sockets are the device's audience.
+- One socket (a session's party, the robot of a command): `send()` to its channel.
+- A robot's audience: `group_send()` to the owner's app group (`relay.groups.owner_apps`), which
+  channels-redis packs into one message per relay process.
+Both surface a full channel (`ChannelFull`, or `relay.layers.GroupSendShed` for groups) to the sender
+as `RATE_LIMITED` — never a silent drop (field report F2, conventions.md habit 6).
 """
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -26,7 +26,8 @@ from django.utils import timezone
 
 from devices.models import Device
 
-from . import presence, sessions
+from . import groups, presence, sessions
+from .layers import GroupSendShed
 from .models import Connection, Session
 from .protocol import (
     Code,
@@ -95,12 +96,26 @@ async def notify(channel: str, frame: dict) -> bool:
     return True
 
 
-async def fan_out(channels: list[str], frame: dict) -> int:
-    """Deliver `frame` to every channel concurrently; returns how many were shed (full channels)."""
-    if not channels:
+async def to_owner(owner_id: int | None, frame: dict) -> int:
+    """Deliver `frame` to every app socket of user `owner_id` (none when None).
+
+    Returns how many sockets' channels were full and missed it (0 when all got it).
+    """
+    if owner_id is None:
         return 0
-    results = await asyncio.gather(*(notify(c, frame) for c in channels))
-    return results.count(False)
+    try:
+        await get_channel_layer().group_send(groups.owner_apps(owner_id), {"type": "relay.frame", "frame": frame})
+    except GroupSendShed as exc:
+        logger.warning("%s frame shed for %d app socket(s): channel full", frame.get("type"), exc.shed)
+        return exc.shed
+    return 0
+
+
+async def join_owner_group(party: Party) -> None:
+    """Add an app socket to its user's group; called on connect and on every heartbeat, which keeps
+    the membership younger than the layer's `group_expiry` (a crashed instance's members age out).
+    """
+    await get_channel_layer().group_add(groups.owner_apps(party.user_id), party.channel_name)
 
 
 # --- presence and status ------------------------------------------------------------------------
@@ -117,13 +132,9 @@ def device_status_frame(device_id: str, status: str, last_seen) -> dict:
     }
 
 
-def _owner_app_channels(device_pk: int) -> list[str]:
-    """Live app channels of the device's current owner (none for an unowned or inactive device)."""
-    return list(
-        presence.live_connections()
-        .filter(role=Connection.Role.APP, user__devices__pk=device_pk, user__devices__is_active=True)
-        .values_list("channel_name", flat=True)
-    )
+def _device_owner(device_pk: int) -> int | None:
+    """The current owner's user id of an active device, or None (protocol.md: no owner → nobody)."""
+    return Device.objects.filter(pk=device_pk, is_active=True).values_list("owner_id", flat=True).first()
 
 
 @database_sync_to_async
@@ -142,7 +153,7 @@ def _robot_connect_db(party: Party, path: str):
                              device_pk=party.device_pk)
     now = timezone.now()
     Device.objects.filter(pk=party.device_pk).update(last_seen=now)
-    return previous, superseded, _owner_app_channels(party.device_pk), now
+    return previous, superseded, _device_owner(party.device_pk), now
 
 
 async def robot_connected(party: Party, *, path: str = "") -> None:
@@ -153,7 +164,7 @@ async def robot_connected(party: Party, *, path: str = "") -> None:
     owner's apps get `device_status` online — not again when a socket merely replaced another, so
     owners see no spurious offline/online (field report F4).
     """
-    previous, superseded, apps, now = await _robot_connect_db(party, path)
+    previous, superseded, owner_id, now = await _robot_connect_db(party, path)
     for ref in superseded:
         await announce_end(ref, EndReason.SUPERSEDED)
     for channel in previous:
@@ -162,7 +173,7 @@ async def robot_connected(party: Party, *, path: str = "") -> None:
         except ChannelFull:
             logger.warning("replaced robot socket's channel is full; it will expire")
     if not previous:
-        await fan_out(apps, device_status_frame(party.device_id, "online", now))
+        await to_owner(owner_id, device_status_frame(party.device_id, "online", now))
 
 
 @database_sync_to_async
@@ -170,12 +181,12 @@ def _robot_disconnect_db(party: Party, close_code, reason: str):
     was_current = presence.connection_close(party.channel_name, close_code)
     ended = sessions.sessions_end_where(reason=reason, robot_channel=party.channel_name)
     now = timezone.now()
-    apps = []
+    owner_id = None
     if was_current:
         Device.objects.filter(pk=party.device_pk).update(last_seen=now)
-        still_online = presence.robot_channel(party.device_id) is not None
-        apps = [] if still_online else _owner_app_channels(party.device_pk)
-    return ended, apps, now
+        if presence.robot_channel(party.device_id) is None:
+            owner_id = _device_owner(party.device_pk)
+    return ended, owner_id, now
 
 
 async def robot_disconnected(
@@ -187,10 +198,10 @@ async def robot_disconnected(
     A socket closed because another replaced it (4009) says nothing: its row was closed by the new one.
     Returns the sessions it ended.
     """
-    ended, apps, now = await _robot_disconnect_db(party, close_code, reason)
+    ended, owner_id, now = await _robot_disconnect_db(party, close_code, reason)
     for ref in ended:
         await announce_end(ref, reason, skip=party.channel_name)
-    await fan_out(apps, device_status_frame(party.device_id, "offline", now))
+    await to_owner(owner_id, device_status_frame(party.device_id, "offline", now))
     return ended
 
 
@@ -207,6 +218,7 @@ async def app_connected(party: Party, *, path: str = "") -> list[dict]:
     """An app's handshake was accepted: record presence; returns one `device_status` per owned device
     (protocol.md "Relay → app": the snapshot right after the app connects).
     """
+    await join_owner_group(party)
     return await _app_snapshot(party, path)
 
 
@@ -222,6 +234,7 @@ async def app_disconnected(
     """An app socket closed: the sessions it opened end with `reason` (`app_disconnected`, or
     `server_shutdown` when this instance stops) and the robot is told. Returns the sessions it ended.
     """
+    await get_channel_layer().group_discard(groups.owner_apps(party.user_id), party.channel_name)
     ended = await _app_disconnect_db(party, close_code, reason)
     for ref in ended:
         await announce_end(ref, reason, skip=party.channel_name)
@@ -237,6 +250,8 @@ async def heartbeat(party: Party) -> None:
             Device.objects.filter(pk=party.device_pk).update(last_seen=timezone.now())
 
     await database_sync_to_async(_beat)()
+    if party.role == APP:
+        await join_owner_group(party)
 
 
 # --- sessions -----------------------------------------------------------------------------------
@@ -342,8 +357,8 @@ async def robot_frame(party: Party, kind: str, frame: dict) -> Outcome:
         return Outcome()
     # Any other non-reserved type (or a legacy `{"event":…}` frame) is an event for the owner's apps.
     event = robot_event(frame, party.device_id)
-    apps = await database_sync_to_async(_owner_app_channels)(party.device_pk)
-    shed = await fan_out(apps, event)
+    owner_id = await database_sync_to_async(_device_owner)(party.device_pk)
+    shed = await to_owner(owner_id, event)
     if shed:
         raise RelayError(Code.RATE_LIMITED, f"event not delivered to {shed} app socket(s)", frame.get("type"))
     return Outcome()
@@ -441,12 +456,12 @@ async def _device_unpaired(device_id: str, former_owner_id: int) -> None:
     def _db():
         ended = sessions.sessions_end_where(reason=EndReason.UNPAIRED, device__device_id=device_id)
         last_seen = Device.objects.filter(device_id=device_id).values_list("last_seen", flat=True).first()
-        return ended, presence.app_channels(former_owner_id), last_seen
+        return ended, last_seen
 
-    ended, apps, last_seen = await database_sync_to_async(_db)()
+    ended, last_seen = await database_sync_to_async(_db)()
     for ref in ended:
         await announce_end(ref, EndReason.UNPAIRED)
-    await fan_out(apps, device_status_frame(device_id, "unpaired", last_seen))
+    await to_owner(former_owner_id, device_status_frame(device_id, "unpaired", last_seen))
 
 
 def on_device_paired(*, device_id: str, owner_id: int) -> None:
@@ -458,10 +473,10 @@ async def _device_paired(device_id: str, owner_id: int) -> None:
     def _db():
         last_seen = Device.objects.filter(device_id=device_id).values_list("last_seen", flat=True).first()
         online = bool(presence.online_device_ids([device_id]))
-        return presence.app_channels(owner_id), last_seen, online
+        return last_seen, online
 
-    apps, last_seen, online = await database_sync_to_async(_db)()
-    await fan_out(apps, device_status_frame(device_id, "online" if online else "offline", last_seen))
+    last_seen, online = await database_sync_to_async(_db)()
+    await to_owner(owner_id, device_status_frame(device_id, "online" if online else "offline", last_seen))
 
 
 async def cluster_stats() -> dict:

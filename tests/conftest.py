@@ -14,6 +14,21 @@ from devices.signing import generate_secret
 PASSWORD = "correct-horse-battery-9"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def close_worker_thread_connections(django_db_setup, django_db_blocker):
+    """After the run, close the connections that ORM calls from async tests opened on asgiref's worker
+    thread (persistent with CONN_MAX_AGE); an open one keeps the test database from being dropped.
+    """
+    yield
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        asyncio.run(sync_to_async(connections.close_all)())  # runs on that worker thread
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     """Tests hash passwords with MD5: the real hasher costs ~0.3 s a user and proves nothing here."""
@@ -24,7 +39,7 @@ def fast_password_hashing(settings):
 def in_memory_channel_layer(settings):
     """Communicator tests run on a fresh in-memory channel layer (live-daphne tests use Redis)."""
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 2000, "expiry": 60}}
+        "default": {"BACKEND": "relay.layers.RelayInMemoryChannelLayer", "CONFIG": {"capacity": 2000, "expiry": 60}}
     }
     channel_layers.backends.clear()
     yield

@@ -84,6 +84,12 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    # Persistent connections: Channels runs every ORM call of a process on one thread, and opening a
+    # PostgreSQL connection per call cost more than the queries (bench/README.md: ICE burst 49 → 127
+    # frames/s, handshake 129 → 57 ms with reuse).
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("WIMZ_DB_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Channels runs every ORM call on one thread (database_sync_to_async); a short busy timeout
     # covers the management commands that run beside the server.
@@ -110,7 +116,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "relay.layers.RelayRedisChannelLayer",
             "CONFIG": {
                 # redis-py 8 defaults to a 5 s socket timeout, the same as channels-redis' 5 s BZPOPMIN
                 # wait: an idle consumer's receive then fails with TimeoutError and daphne drops the
@@ -118,11 +124,14 @@ if REDIS_URL:
                 # idle sockets alive and still notices a dead Redis.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
                 "prefix": env.str("WIMZ_CHANNEL_PREFIX", default="wimz"),
-                # Capacity per channel: the default 100 is below one trickle-ICE burst plus an
-                # event stream (field report F2). Every relay message is sent with send() to one
-                # channel, so a full channel raises ChannelFull, which the sender turns into
-                # RATE_LIMITED instead of losing the frame silently.
+                # Capacity of a channel's queue. channels-redis keeps one queue per relay process for
+                # all its sockets, so this bounds a whole instance's backlog: the default 100 is below
+                # one trickle-ICE burst plus an event stream (field report F2). A full queue raises
+                # ChannelFull / GroupSendShed (relay.layers), which the sender gets as RATE_LIMITED.
                 "capacity": env.int("WIMZ_CHANNEL_CAPACITY", default=2000),
+                # App sockets re-join their owner group on every presence heartbeat (30 s); members
+                # of an instance that died age out of the group after this many seconds.
+                "group_expiry": 600,
                 # Seconds a message may wait for a consumer; a socket that stops reading for this
                 # long is dead for signaling purposes anyway.
                 "expiry": 60,
@@ -132,7 +141,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "relay.layers.RelayInMemoryChannelLayer",
             "CONFIG": {"capacity": env.int("WIMZ_CHANNEL_CAPACITY", default=2000), "expiry": 60},
         }
     }
