@@ -58,6 +58,7 @@ def device_rotate_secret(*, device: Device) -> str:
     secret = generate_secret()
     Device.objects.filter(pk=device.pk).update(secret=secret)
     device.secret = secret
+    _notify_revoked(device.device_id)  # a socket opened with the old secret must not outlive it
     return secret
 
 
@@ -142,18 +143,24 @@ def device_deactivate(*, device: Device) -> Device:
     """Take a device out of service: its signatures are refused and its live pairing codes expire.
 
     The owner is kept (so reactivating in admin restores it) but inactive devices are absent from
-    the owner's list. An open robot socket is the relay's to close.
+    the owner's list. An open robot socket is closed (4003) after commit; its sessions then end
+    `robot_disconnected` and the owner's apps see it offline.
     """
     with transaction.atomic():
         Device.objects.filter(pk=device.pk).update(is_active=False)
         device.is_active = False
         pairing.pairing_codes_expire(device=device)
+        _notify_revoked(device.device_id)
     return device
 
 
 def _check_name(name: str) -> None:
     if len(name) > NAME_MAX_LENGTH:
         raise InvalidDeviceName()
+
+
+def _notify_revoked(device_id: str) -> None:
+    transaction.on_commit(lambda: signaling.on_device_revoked(device_id=device_id))
 
 
 def _notify_paired(device_id: str, owner_id: int) -> None:

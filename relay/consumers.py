@@ -242,6 +242,11 @@ class RelayConsumer(AsyncWebsocketConsumer):
         self.closing = True
         await self.close(code=CloseCode.REPLACED)
 
+    async def relay_revoked(self, message):
+        """`relay.revoked`: the device was deactivated or its secret rotated; close with 4003."""
+        self.closing = True
+        await self.close(code=CloseCode.AUTH_FAILED)
+
     async def send_frame(self, frame: dict) -> None:
         """Send one JSON frame; a socket already gone is not an error (field report F1)."""
         with contextlib.suppress(Exception):

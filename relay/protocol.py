@@ -54,7 +54,7 @@ class CloseCode:
     """WebSocket close codes the relay uses (protocol.md)."""
 
     TOKEN_EXPIRED = 4001  # app token expired without renewal
-    AUTH_FAILED = 4003  # compat `/ws`: in-band auth refused or not sent in time
+    AUTH_FAILED = 4003  # compat `/ws` in-band auth refused/late; a robot deactivated or its secret rotated
     REPLACED = 4009  # a newer socket for the same device_id took over
 
 

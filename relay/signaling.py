@@ -132,9 +132,14 @@ def device_status_frame(device_id: str, status: str, last_seen) -> dict:
     }
 
 
-def _device_owner(device_pk: int) -> int | None:
-    """The current owner's user id of an active device, or None (protocol.md: no owner → nobody)."""
-    return Device.objects.filter(pk=device_pk, is_active=True).values_list("owner_id", flat=True).first()
+def _device_owner(device_pk: int, *, active_only: bool = True) -> int | None:
+    """The current owner's user id of the device (an active one unless `active_only` is False), or None
+    (protocol.md: a device with no owner talks to nobody).
+    """
+    devices = Device.objects.filter(pk=device_pk)
+    if active_only:
+        devices = devices.filter(is_active=True)
+    return devices.values_list("owner_id", flat=True).first()
 
 
 @database_sync_to_async
@@ -185,7 +190,7 @@ def _robot_disconnect_db(party: Party, close_code, reason: str):
     if was_current:
         Device.objects.filter(pk=party.device_pk).update(last_seen=now)
         if presence.robot_channel(party.device_id) is None:
-            owner_id = _device_owner(party.device_pk)
+            owner_id = _device_owner(party.device_pk, active_only=False)  # a deactivated robot goes offline too
     return ended, owner_id, now
 
 
@@ -462,6 +467,24 @@ async def _device_unpaired(device_id: str, former_owner_id: int) -> None:
     for ref in ended:
         await announce_end(ref, EndReason.UNPAIRED)
     await to_owner(former_owner_id, device_status_frame(device_id, "unpaired", last_seen))
+
+
+def on_device_revoked(*, device_id: str) -> None:
+    """The device was deactivated or its secret rotated: close its open robot socket (4003).
+
+    The socket's own disconnect then ends its sessions (`robot_disconnected`) and tells the owner it is
+    offline; the robot must reconnect with a valid signature. Synchronous; call after commit.
+    """
+    async_to_sync(_device_revoked)(device_id)
+
+
+async def _device_revoked(device_id: str) -> None:
+    channel = await database_sync_to_async(presence.robot_channel)(device_id)
+    if channel is not None:
+        try:
+            await get_channel_layer().send(channel, {"type": "relay.revoked"})
+        except ChannelFull:
+            logger.warning("revoked robot socket's channel is full; it closes at its next heartbeat")
 
 
 def on_device_paired(*, device_id: str, owner_id: int) -> None:
