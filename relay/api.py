@@ -4,14 +4,14 @@ Thin views: parse with an input serializer, call one function, render with an ou
 Errors answer the project's `{"code", "detail"}` body (wimz/api.py).
 """
 
+from adrf.views import APIView as AsyncAPIView
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from relay.ice import TTL_MAX, TTL_MIN, get_ice_servers_sync
+from relay.ice import TTL_MAX, TTL_MIN, get_ice_servers
 from relay.models import Session
 from relay.serializers import (
     ERROR_SCHEMA,
@@ -22,7 +22,7 @@ from relay.serializers import (
 from wimz.api import ApiError
 
 
-class TurnCredentialsApi(APIView):
+class TurnCredentialsApi(AsyncAPIView):
     """`POST /api/turn/credentials` `{"ttl": 3600}` → 200 `{"iceServers": [...], "ttl", "expires_at"}`.
 
     protocol.md "HTTP" and "ICE servers". `ttl` is optional (default `WIMZ_ICE_TTL`) and must be an
@@ -45,7 +45,7 @@ class TurnCredentialsApi(APIView):
         ),
         tags=["webrtc"],
     )
-    def post(self, request):
+    async def post(self, request):
         body = request.data if request.data is not None else {}
         data = TurnCredentialsInputSerializer(data=body)
         if not data.is_valid():
@@ -54,9 +54,10 @@ class TurnCredentialsApi(APIView):
                     f"ttl must be an integer number of seconds between {TTL_MIN} and {TTL_MAX}.", code="invalid_ttl"
                 )
             raise ApiError("The body must be a JSON object such as {\"ttl\": 3600}.", code="invalid")
-        # Sync view: the Cloudflare round trip is bounded by WIMZ_CLOUDFLARE_TIMEOUT (3 s); the
-        # stun and coturn providers do no I/O.
-        servers = get_ice_servers_sync(user_id=request.user.pk, ttl=data.validated_data.get("ttl"))
+        # An async view (adrf): the Cloudflare round trip (up to WIMZ_CLOUDFLARE_TIMEOUT) runs on the
+        # event loop. A sync view would hold the one thread on which Channels runs every ORM call of
+        # this process, stalling all signaling for as long as the provider takes.
+        servers = await get_ice_servers(user_id=request.user.pk, ttl=data.validated_data.get("ttl"))
         output = TurnCredentialsOutputSerializer(
             {"iceServers": servers.ice_servers, "ttl": servers.ttl, "expires_at": servers.expires_at}
         )
