@@ -293,19 +293,45 @@ async def _party_session(party: Party, frame: dict) -> sessions.SessionRef:
     return await database_sync_to_async(sessions.session_for_party)(session_id=session_id, side=party.role, **lookup)
 
 
-async def _forward_signal(party: Party, frame: dict, *, mark: str | None = None, ice: bool = False) -> None:
-    """Forward an offer/answer/ICE frame unchanged to the session's other party."""
+# Signaling frames forwarded unchanged to the session's other party: the session description type a
+# frame must carry (None for ICE) and the state its delivery records (protocol.md "Sessions").
+_SIGNALS = {
+    "webrtc_offer": ("offer", Session.State.OFFERED),
+    "webrtc_answer": ("answer", Session.State.ANSWERED),
+    "webrtc_ice": (None, None),
+}
+
+
+async def _signal(party: Party, kind: str, frame: dict) -> None:
+    """Forward an offer (robot), answer (app) or ICE candidate (either) to the session's other party,
+    unchanged; record the state or count the candidate in the history row.
+    """
+    sdp_type, state = _SIGNALS[kind]
+    if sdp_type:
+        require_sdp(frame, sdp_type)
+    else:
+        require_candidate(frame)
     ref = await _party_session(party, frame)
     target = ref.robot_channel if party.role == APP else ref.app_channel
     await deliver(target, frame, ref=ref.session_id)
 
     def _record():
-        if mark:
-            sessions.session_mark(session_id=ref.session_id, state=mark)
-        if ice:
+        if state:
+            sessions.session_mark(session_id=ref.session_id, state=state)
+        else:
             sessions.session_count_ice(session_id=ref.session_id, side=party.role)
 
     await database_sync_to_async(_record)()
+
+
+async def _close_by(party: Party, frame: dict, reason: str) -> None:
+    """The sender closes its session: every other party still connected gets the sender's
+    `webrtc_close` with `reason` added; the sender is not echoed (protocol.md "Closing").
+    """
+    ref = await _party_session(party, frame)
+    ended = await database_sync_to_async(sessions.session_end)(session_id=ref.session_id, reason=reason)
+    if ended is not None:
+        await announce_end(ended, reason, skip=party.channel_name, frame=frame)
 
 
 # --- robot frames -------------------------------------------------------------------------------
@@ -335,13 +361,8 @@ async def robot_frame(party: Party, kind: str, frame: dict) -> Outcome:
             raise RelayError(Code.BAD_REQUEST, "hello names another device_id", "hello")
         await _record_hello(party, frame)
         return Outcome()
-    if kind == "webrtc_offer":
-        require_sdp(frame, "offer")
-        await _forward_signal(party, frame, mark=Session.State.OFFERED)
-        return Outcome()
-    if kind == "webrtc_ice":
-        require_candidate(frame)
-        await _forward_signal(party, frame, ice=True)
+    if kind in ("webrtc_offer", "webrtc_ice"):
+        await _signal(party, kind, frame)
         return Outcome()
     if kind == "webrtc_error":
         ref = await _party_session(party, frame)
@@ -353,12 +374,7 @@ async def robot_frame(party: Party, kind: str, frame: dict) -> Outcome:
             await announce_end(ended, EndReason.ROBOT_ERROR)
         return Outcome()
     if kind == "webrtc_close":
-        ref = await _party_session(party, frame)
-        ended = await database_sync_to_async(sessions.session_end)(
-            session_id=ref.session_id, reason=EndReason.CLOSED_BY_ROBOT
-        )
-        if ended is not None:
-            await announce_end(ended, EndReason.CLOSED_BY_ROBOT, skip=party.channel_name, frame=frame)
+        await _close_by(party, frame, EndReason.CLOSED_BY_ROBOT)
         return Outcome()
     # Any other non-reserved type (or a legacy `{"event":…}` frame) is an event for the owner's apps.
     event = robot_event(frame, party.device_id)
@@ -379,21 +395,11 @@ async def app_frame(party: Party, kind: str, frame: dict) -> Outcome:
     """
     if kind == "webrtc_request":
         return await _webrtc_request(party, frame)
-    if kind == "webrtc_answer":
-        require_sdp(frame, "answer")
-        await _forward_signal(party, frame, mark=Session.State.ANSWERED)
-        return Outcome()
-    if kind == "webrtc_ice":
-        require_candidate(frame)
-        await _forward_signal(party, frame, ice=True)
+    if kind in ("webrtc_answer", "webrtc_ice"):
+        await _signal(party, kind, frame)
         return Outcome()
     if kind == "webrtc_close":
-        ref = await _party_session(party, frame)
-        ended = await database_sync_to_async(sessions.session_end)(
-            session_id=ref.session_id, reason=EndReason.CLOSED_BY_APP
-        )
-        if ended is not None:
-            await announce_end(ended, EndReason.CLOSED_BY_APP, skip=party.channel_name, frame=frame)
+        await _close_by(party, frame, EndReason.CLOSED_BY_APP)
         return Outcome()
     # `command` and pass-through: to the addressed (or only) robot of the user.
     if kind == "command":
