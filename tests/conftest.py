@@ -36,6 +36,26 @@ def fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def clear_throttle_cache():
+    """DRF throttle counters live in the cache; each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def api():
+    """An unauthenticated DRF `APIClient` (JSON by default)."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.default_format = "json"
+    return client
+
+
+@pytest.fixture(autouse=True)
 def in_memory_channel_layer(settings):
     """Communicator tests run on a fresh in-memory channel layer (live-daphne tests use Redis)."""
     settings.CHANNEL_LAYERS = {

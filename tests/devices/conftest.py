@@ -4,34 +4,11 @@ import time
 import uuid
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from devices.signing import sign
 from relay.models import Connection
-
-
-@pytest.fixture(autouse=True)
-def _clear_throttle_cache():
-    """Throttle counters live in the cache; each test starts with none."""
-    cache.clear()
-    yield
-    cache.clear()
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hasher(settings):
-    """Full-strength PBKDF2 is not what these tests are about."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def api():
-    """An unauthenticated `APIClient` (JSON by default)."""
-    client = APIClient()
-    client.default_format = "json"
-    return client
 
 
 @pytest.fixture

@@ -51,15 +51,6 @@ R2 = "wimz_robot_02"
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)$")
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hasher(settings):
-    """Full-strength PBKDF2 makes each `world` cost a second; hashing is not what these tests are about.
-
-    Import it into a test module (`from tests.relay.flows import fast_password_hasher  # noqa: F401`).
-    """
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 _used_ts: dict[str, set[int]] = {}
 
 

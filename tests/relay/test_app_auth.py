@@ -13,7 +13,7 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from accounts.models import User
 from tests.relay import flows
 from tests.relay import wsutil as ws
-from tests.relay.flows import R1, R2, fast_password_hasher  # noqa: F401
+from tests.relay.flows import R1, R2
 
 pytestmark = flows.RELAY_DB
 

@@ -13,7 +13,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from relay import signaling
 from tests.relay import flows
 from tests.relay import wsutil as ws
-from tests.relay.flows import R1, R2, answer_frame, fast_password_hasher, ice_frame  # noqa: F401
+from tests.relay.flows import R1, R2, answer_frame, ice_frame
 
 pytestmark = flows.RELAY_DB
 

@@ -24,7 +24,6 @@ from tests.relay.flows import (
     R2,
     ROBOT_CANDIDATES,
     close_frame,
-    fast_password_hasher,  # noqa: F401
     ice_frame,
 )
 

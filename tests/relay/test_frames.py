@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from devices.models import Device
 from tests.relay import flows
 from tests.relay import wsutil as ws
-from tests.relay.flows import DEPLOYED, R1, R2, fast_password_hasher  # noqa: F401
+from tests.relay.flows import DEPLOYED, R1, R2
 
 pytestmark = flows.RELAY_DB
 

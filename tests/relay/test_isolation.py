@@ -15,7 +15,6 @@ from tests.relay.flows import (
     R2,
     ROBOT_CANDIDATES,
     answer_frame,
-    fast_password_hasher,  # noqa: F401
     ice_frame,
     offer_frame,
 )

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 from devices.signing import sign
 from tests.relay import flows
 from tests.relay import wsutil as ws
-from tests.relay.flows import R1, fast_password_hasher  # noqa: F401
+from tests.relay.flows import R1
 
 pytestmark = flows.RELAY_DB
 

@@ -19,7 +19,6 @@ from tests.relay.flows import (
     ROBOT_CANDIDATES,
     answer_frame,
     close_frame,
-    fast_password_hasher,  # noqa: F401
     ice_frame,
     offer_frame,
 )
