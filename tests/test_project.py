@@ -105,3 +105,28 @@ def test_unknown_api_paths_answer_json_404(client):
     response = client.get("/api/sessions/not-a-uuid")
     assert response.status_code == 404
     assert response.json() == {"code": "not_found", "detail": "Not found."}
+
+
+async def test_admin_and_swagger_static_files_are_served_by_the_relay(transactional_db):
+    """The ASGI app serves the admin's and Swagger UI's static files itself (no CDN, no collectstatic)."""
+    import asyncio
+
+    from wimz.asgi import application
+
+    for path in ("/static/admin/css/base.css", "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css"):
+        sent = []
+        inbox = asyncio.Queue()
+        inbox.put_nowait({"type": "http.request", "body": b"", "more_body": False})
+
+        async def receive(inbox=inbox):
+            return await inbox.get()  # the request, then nothing (the client never disconnects)
+
+        async def send(message, sent=sent):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
+                 "headers": [], "scheme": "http", "server": ("testserver", 80), "client": ("127.0.0.1", 1),
+                 "http_version": "1.1", "asgi": {"version": "3.0"}, "root_path": ""}
+        await application(scope, receive, send)
+        assert sent[0]["status"] == 200, path
+        assert b"".join(m.get("body", b"") for m in sent[1:])

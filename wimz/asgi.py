@@ -12,13 +12,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wimz.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from relay.middleware import RelayAuthMiddleware  # noqa: E402
 from relay.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Static files (admin, Swagger UI) straight from the apps' static folders: the relay serves a
+        # handful of staff pages, which does not justify a separate static server or collectstatic.
+        "http": ASGIStaticFilesHandler(django_asgi_app),
         # No AllowedHostsOriginValidator: robots and native apps send no Origin header, and the
         # browser-origin policy of protocol.md is applied by RelayAuthMiddleware itself.
         "websocket": RelayAuthMiddleware(URLRouter(websocket_urlpatterns)),

@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "accounts",
     "devices",
@@ -182,6 +183,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "REST API of the WIM-Z relay. The WebSocket protocol is described in docs/protocol.md.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Browser origins allowed for the REST API and for WebSockets. Robots and native apps send no
