@@ -72,9 +72,17 @@ class DeviceAdmin(admin.ModelAdmin):
         return obj.is_online
 
     def save_model(self, request, obj, form, change):
-        """On creation, give the device a secret and a provisioning code and show both once."""
+        """On creation, give the device a secret and a provisioning code and show both once. Unticking
+        "active" in the form deactivates through the service, as the action does (socket closed, codes
+        expired).
+        """
         if change:
+            deactivating = "is_active" in form.changed_data and not obj.is_active
+            if deactivating:
+                obj.is_active = True  # the service below makes the change, with its side effects
             super().save_model(request, obj, form, change)
+            if deactivating:
+                services.device_deactivate(device=obj)
             return
         obj.secret = generate_secret()
         if obj.owner_id:

@@ -281,6 +281,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
         channel layer (it may be on another instance, or on this one and still open); this socket gets
         it directly.
         """
+        self.closing = True  # frames arriving until the socket closes are ignored, never re-authenticated
         ended = await self._cleanup(1012, reason=signaling.EndReason.SERVER_SHUTDOWN)
         for ref in ended:
             await self.send_frame(

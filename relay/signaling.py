@@ -249,12 +249,16 @@ async def app_disconnected(
 async def heartbeat(party: Party) -> None:
     """Keep the socket's presence row fresh (and a robot's `last_seen`)."""
 
-    def _beat():
+    def _beat() -> bool:
         presence.heartbeat(party.channel_name)
         if party.role == ROBOT:
-            Device.objects.filter(pk=party.device_pk).update(last_seen=timezone.now())
+            return bool(Device.objects.filter(pk=party.device_pk, is_active=True).update(last_seen=timezone.now()))
+        return True
 
-    await database_sync_to_async(_beat)()
+    if not await database_sync_to_async(_beat)():
+        # Deactivated while the revocation message could not be delivered: close now.
+        await get_channel_layer().send(party.channel_name, {"type": "relay.revoked"})
+        return
     if party.role == APP:
         await join_owner_group(party)
 
@@ -490,7 +494,7 @@ async def _device_revoked(device_id: str) -> None:
         try:
             await get_channel_layer().send(channel, {"type": "relay.revoked"})
         except ChannelFull:
-            logger.warning("revoked robot socket's channel is full; it closes at its next heartbeat")
+            logger.warning("revoked robot socket's channel is full; it closes at its next presence heartbeat")
 
 
 def on_device_paired(*, device_id: str, owner_id: int) -> None:

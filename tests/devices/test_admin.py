@@ -107,3 +107,21 @@ def test_unpair_action_and_owner_read_only(admin_client, make_device, make_user)
     admin_client.post("/admin/devices/device/", {"action": "unpair", "_selected_action": [device.pk]})
     device.refresh_from_db()
     assert device.owner is None and device.paired_at is None
+
+
+def test_unticking_active_in_the_device_form_deactivates_through_the_service(make_device, rf, monkeypatch):
+    """Saving the change form with "active" unticked runs `device_deactivate` (socket closed, codes
+    expired), exactly as the "Deactivate" action does."""
+    from types import SimpleNamespace
+
+    from django.contrib.admin.sites import site
+
+    from devices import services
+    from devices.models import Device
+
+    device, _ = make_device("wimz_form_01")
+    calls = []
+    monkeypatch.setattr(services, "device_deactivate", lambda *, device: calls.append(device.device_id))
+    device.is_active = False
+    site._registry[Device].save_model(rf.post("/"), device, SimpleNamespace(changed_data=["is_active"]), True)
+    assert calls == ["wimz_form_01"]
