@@ -131,8 +131,10 @@ if REDIS_URL:
                 # ChannelFull / GroupSendShed (relay.layers), which the sender gets as RATE_LIMITED.
                 "capacity": env.int("WIMZ_CHANNEL_CAPACITY", default=2000),
                 # App sockets re-join their owner group on every presence heartbeat (30 s); members
-                # of an instance that died age out of the group after this many seconds.
-                "group_expiry": 600,
+                # of an instance that died age out after four missed heartbeats. Until then group
+                # messages for them pile up on the dead process's queue and, past capacity, are
+                # reported RATE_LIMITED although every live socket got them: keep this short.
+                "group_expiry": int(max(120, 4 * env.float("WIMZ_PRESENCE_HEARTBEAT", default=30.0))),
                 # Seconds a message may wait for a consumer; a socket that stops reading for this
                 # long is dead for signaling purposes anyway.
                 "expiry": 60,
