@@ -249,8 +249,9 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
     async def send_frame(self, frame: dict) -> None:
         """Send one JSON frame; a socket already gone is not an error (field report F1)."""
+        text = _dumps(frame)  # a frame that cannot be serialised is a bug: let it surface, never vanish
         with contextlib.suppress(Exception):
-            await self.send(text_data=_dumps(frame))
+            await self.send(text_data=text)
 
     # --- close -------------------------------------------------------------------------------------
 
@@ -340,3 +341,11 @@ class CompatConsumer(RelayConsumer):
     """`/ws` (compat): robot or app, identified by an in-band `auth` first frame."""
 
     route_role = None
+
+
+class UnknownPathConsumer(AsyncWebsocketConsumer):
+    """Any other WebSocket path: the handshake is refused (HTTP 403) and nothing else happens."""
+
+    async def connect(self):
+        logger.info("websocket handshake refused: unknown path")
+        await self.close()

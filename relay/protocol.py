@@ -5,6 +5,7 @@ Django models, so the rules can be tested without a socket.
 """
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 
@@ -100,18 +101,41 @@ def parse_text_frame(text: str, *, max_bytes: int) -> dict:
     """Decode one text frame into a JSON object.
 
     Raises `RelayError` MESSAGE_TOO_LARGE when the UTF-8 size exceeds `max_bytes` (checked before
-    parsing), BAD_REQUEST when it is not JSON or not an object (protocol.md "Frames", "Frame size").
+    parsing), BAD_REQUEST when it is not JSON (including `NaN`/`Infinity`, which RFC 8259 excludes),
+    not an object, or holds a lone UTF-16 surrogate that could not be sent on as UTF-8 (protocol.md
+    "Frames", "Frame size").
     """
     size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise RelayError(Code.MESSAGE_TOO_LARGE, f"frame of {size} bytes exceeds the limit of {max_bytes} bytes")
     try:
-        frame = json.loads(text)
+        frame = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         raise RelayError(Code.BAD_REQUEST, "frame is not valid JSON")
     if not isinstance(frame, dict):
         raise RelayError(Code.BAD_REQUEST, "frame must be a JSON object")
+    if _SURROGATE_ESCAPE.search(text) and not _encodable(frame):
+        raise RelayError(Code.BAD_REQUEST, "frame contains a lone UTF-16 surrogate (\\uD800-\\uDFFF)")
     return frame
+
+
+# `\uD800`–`\uDFFF` escapes: a pair encodes one character (fine), a lone one decodes to a string that
+# cannot be sent as UTF-8 to the receiver. Only frames with such an escape pay for the full check.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _reject_constant(name: str):
+    """`NaN`, `Infinity`, `-Infinity` are not JSON (RFC 8259 §6); receivers such as Dart's jsonDecode
+    refuse them, so the relay does not forward them."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _encodable(frame: dict) -> bool:
+    try:
+        json.dumps(frame, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def frame_type(frame: dict, *, allow_legacy_event: bool) -> str:

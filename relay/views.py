@@ -7,6 +7,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from . import signaling
@@ -41,6 +42,7 @@ async def _check(name: str, coro_factory) -> str | None:
     return None
 
 
+@csrf_exempt  # so that other methods get 405 from require_GET, not the CSRF page
 @require_GET
 async def health(request):
     """`GET /health` → 200 `{"status":"ok","checks":{"database":"ok","channel_layer":"ok"}}`.
@@ -61,6 +63,7 @@ async def health(request):
     return JsonResponse({"status": "ok", "checks": checks})
 
 
+@csrf_exempt
 @require_GET
 async def stats(request):
     """`GET /stats` → `{"robots_online","app_sockets","users_online","active_sessions"}` (ints).

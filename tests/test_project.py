@@ -130,3 +130,22 @@ async def test_admin_and_swagger_static_files_are_served_by_the_relay(transactio
         await application(scope, receive, send)
         assert sent[0]["status"] == 200, path
         assert b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_health_and_stats_answer_405_to_other_methods(client, db):
+    """/health and /stats are GET only: other methods get 405, not the CSRF failure page."""
+    for path in ("/health", "/stats"):
+        assert client.post(path).status_code == 405
+
+
+async def test_unknown_websocket_paths_are_refused_not_crashed(transactional_db):
+    """A WebSocket to an unknown path (e.g. `/ws/app/` with a trailing slash) is refused like a failed
+    handshake (403), not a 500 with a traceback."""
+    from channels.testing import WebsocketCommunicator
+
+    from wimz.asgi import application
+
+    for path in ("/ws/app/", "/nope", "/ws/device/x"):
+        comm = WebsocketCommunicator(application, path)
+        connected, _ = await comm.connect(timeout=3)
+        assert not connected, path

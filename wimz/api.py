@@ -55,3 +55,13 @@ def not_found(request, exception=None):
     if request.path.startswith("/api/"):
         return JsonResponse({"code": "not_found", "detail": "Not found."}, status=404)
     return page_not_found(request, exception)
+
+
+def bad_request(request, exception=None):
+    """`handler400` (e.g. a body over DATA_UPLOAD_MAX_MEMORY_SIZE): JSON under /api/, like `not_found`."""
+    from django.http import JsonResponse
+    from django.views.defaults import bad_request as default_bad_request
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"code": "bad_request", "detail": "Bad request."}, status=400)
+    return default_bad_request(request, exception)

@@ -33,6 +33,21 @@ def daphne_argv(host: str, port: int, extra: list[str] | None = None) -> list[st
     ]
 
 
+class _ScrubbingStream:
+    """A text stream that passes every write through `wimz.logging.scrub` (for daphne's access log)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        from wimz.logging import scrub
+
+        return self.stream.write(scrub(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def relay_server_class():
     """daphne's `Server` with a shutdown that ends every session `server_shutdown`, bounded in time.
 
@@ -52,6 +67,13 @@ def relay_server_class():
     logger = logging.getLogger("wimz.serve")
 
     class RelayServer(Server):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if self.action_logger is not None:
+                # daphne's access log writes HTTP request lines with their query string; a client that
+                # sends `?token=<JWT>` over plain HTTP would put it there (field report F8).
+                self.action_logger.stream = _ScrubbingStream(self.action_logger.stream)
+
         def kill_all_applications(self):
             async def stop():
                 from relay.consumers import shutdown_all

@@ -18,3 +18,4 @@ urlpatterns = [
 ]
 
 handler404 = "wimz.api.not_found"
+handler400 = "wimz.api.bad_request"

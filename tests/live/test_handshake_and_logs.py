@@ -5,6 +5,7 @@ import time
 from datetime import timedelta
 from urllib.parse import urlencode
 
+import httpx
 import jwt
 import pytest
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
@@ -81,8 +82,9 @@ async def test_bad_robot_handshakes_are_refused_with_403(live_relays, world):
 
 async def test_tokens_and_signatures_never_reach_the_logs(live_relays, world):
     """F8: with DEBUG logging and daphne's access log on, a `?token=` connect, a webrtc_request, a
-    bad-token connect, an expired-token connect and a robot connect with a query-string signature
-    leave no JWT (nor its last 20 characters) and no signature in any output line.
+    bad-token connect, an expired-token connect, a robot connect with a query-string signature, and
+    plain HTTP requests with the token in the query or the path leave no JWT (nor its last 20
+    characters) and no signature in any output line.
     """
     relay = live_relays[0]
     ts = int(time.time()) - 11
@@ -100,6 +102,9 @@ async def test_tokens_and_signatures_never_reach_the_logs(live_relays, world):
     finally:
         await app.close()
         await robot.close()
+    async with httpx.AsyncClient() as http:  # plain HTTP requests carrying the token: daphne logs them
+        await http.get(relay.http + "/ws/app", params={"token": world.t1})
+        await http.get(relay.http + "/api/devices/" + world.t1)
     bad = world.t1[:-4] + "AAAA"
     assert await c.handshake_status(relay.ws + "/ws/app?token=" + bad) == 403
     expired = AccessToken.for_user(world.u1)

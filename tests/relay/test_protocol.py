@@ -245,3 +245,20 @@ def test_iso_is_utc_with_z_and_none_for_unknown():
     assert protocol.iso(None) is None
     assert protocol.iso(datetime(2026, 1, 1, tzinfo=UTC)) == "2026-01-01T00:00:00Z"
     assert protocol.now_iso().endswith("Z")
+
+
+@pytest.mark.parametrize("text", ['{"type":"x","n":NaN}', '{"type":"x","n":Infinity}', '{"type":"x","n":-Infinity}'])
+def test_nan_and_infinity_are_not_json(text):
+    """`NaN`/`Infinity` (accepted by Python's json, excluded by RFC 8259) answer BAD_REQUEST, never forwarded
+    to a receiver whose JSON parser would throw."""
+    with pytest.raises(RelayError) as err:
+        protocol.parse_text_frame(text, max_bytes=1000)
+    assert err.value.code == "BAD_REQUEST"
+
+
+def test_lone_surrogate_escape_is_bad_request_but_a_pair_is_a_character():
+    """A lone `\\ud800` cannot be sent on as UTF-8: BAD_REQUEST. A surrogate pair is one character (an emoji)."""
+    with pytest.raises(RelayError) as err:
+        protocol.parse_text_frame('{"type":"telemetry","v":"\\udfff"}', max_bytes=1000)
+    assert err.value.code == "BAD_REQUEST"
+    assert protocol.parse_text_frame('{"type":"x","v":"\\ud83d\\ude00"}', max_bytes=1000)["v"] == "\U0001f600"
