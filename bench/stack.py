@@ -16,16 +16,14 @@ Users and robots are provisioned through the Django ORM in the bench process (sa
 import os
 import secrets
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from wimz.serve import RelayProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,13 +37,6 @@ def detect_mode(environ=os.environ) -> str:
     if db.startswith(("postgres://", "postgresql://")) and environ.get("REDIS_URL"):
         return SERVICES
     return LOCAL
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_kib(pid: int) -> int:
@@ -79,59 +70,8 @@ class Owner:
     robots: list[Robot] = field(default_factory=list)
 
 
-class Relay:
-    """One relay process (`python -m wimz.serve`) on a free 127.0.0.1 port; output goes to `log_path`."""
-
-    def __init__(self, env: dict, log_path: Path):
-        self.port = free_port()
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wimz.serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def ws(self) -> str:
-        """Base WebSocket URL, `ws://127.0.0.1:<port>`."""
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        """The daphne process id (daphne runs in the `wimz.serve` process itself)."""
-        return self.proc.pid
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Poll `/health` until it answers 200; raise with the process output otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"relay on port {self.port} did not start:\n{self.output()[-3000:]}")
-
-    def output(self) -> str:
-        """Everything the process printed so far."""
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 10 s."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if not self._log.closed:
-            self._log.close()
+class Relay(RelayProcess):
+    """One relay process on a free 127.0.0.1 port (see `wimz.serve.RelayProcess`)."""
 
 
 class Stack:

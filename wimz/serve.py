@@ -13,6 +13,13 @@ Environment: `HOST` (127.0.0.1) and `PORT` (8000) as defaults for `--host`/`--po
 
 import argparse
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 TRANSPORT_CAP_BYTES = 1024 * 1024
 SHUTDOWN_GRACE_SECONDS = 5.0  # per shutdown step on SIGTERM
@@ -96,6 +103,79 @@ def relay_server_class():
             return defer.Deferred.fromFuture(asyncio.ensure_future(stop()))
 
     return RelayServer
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RelayProcess:
+    """The relay as a child process (`python -m wimz.serve`) on a free 127.0.0.1 port.
+
+    For the live tests, the bench and anyone scripting a local relay. `env` is the child's whole
+    environment; its output (logs, and daphne's access log when `extra_args` ask for it) goes to
+    `log_path`. `wait_ready()` polls `GET /health`; `stop()` sends SIGTERM (the relay's shutdown path)
+    and SIGKILL after `grace` seconds.
+    """
+
+    def __init__(self, env: dict, log_path: Path, *, extra_args: tuple[str, ...] = ()):
+        self.port = free_port()
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
+            [sys.executable, "-m", "wimz.serve", "--host", "127.0.0.1", "--port", str(self.port), *extra_args],
+            cwd=Path(__file__).resolve().parents[1], env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def http(self) -> str:
+        """Base HTTP URL, `http://127.0.0.1:<port>`."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        """Base WebSocket URL, `ws://127.0.0.1:<port>`."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        """The relay's process id (daphne runs in the `wimz.serve` process itself)."""
+        return self.proc.pid
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Poll `/health` until 200; raise `RuntimeError` with the output's tail otherwise (process stopped)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with urllib.request.urlopen(self.http + "/health", timeout=2) as response:  # noqa: S310
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"relay on port {self.port} did not start:\n{self.output()[-3000:]}")
+
+    def output(self) -> str:
+        """Everything the process printed so far."""
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds; idempotent."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if not self._log.closed:
+            self._log.close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,78 +6,25 @@ prefix so runs never see each other's messages.
 """
 
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from wimz.serve import RelayProcess
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveRelay:
-    """One daphne process running the relay (`python -m wimz.serve`); output goes to `log_path`."""
+class LiveRelay(RelayProcess):
+    """A relay process with daphne's access log and verbose logs in its output (field report F8 reads them)."""
 
     def __init__(self, env: dict, log_path: Path):
-        self.port = free_port()
-        self.log_path = log_path
-        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wimz.serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--access-log", "-", "-v", "2"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        super().__init__(env, log_path, extra_args=("--access-log", "-", "-v", "2"))
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Poll `/health` until 200, or fail with the process output."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                if httpx.get(self.http + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        pytest.fail(f"relay on port {self.port} did not start:\n{self.log_path.read_text(errors='replace')[-3000:]}")
-
-    def output(self) -> str:
-        """Everything the process printed so far (logs and access log)."""
-        if not self.log.closed:
-            self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if not self.log.closed:
-            self.log.close()
+        try:
+            super().wait_ready(timeout)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
 
 
 def relay_env(settings, **extra) -> dict:
