@@ -8,7 +8,7 @@ from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from . import signaling
 
@@ -42,8 +42,8 @@ async def _check(name: str, coro_factory) -> str | None:
     return None
 
 
-@csrf_exempt  # so that other methods get 405 from require_GET, not the CSRF page
-@require_GET
+@csrf_exempt  # so that other methods get 405 from require_safe, not the CSRF page
+@require_safe
 async def health(request):
     """`GET /health` → 200 `{"status":"ok","checks":{"database":"ok","channel_layer":"ok"}}`.
 
@@ -64,7 +64,7 @@ async def health(request):
 
 
 @csrf_exempt
-@require_GET
+@require_safe
 async def stats(request):
     """`GET /stats` → `{"robots_online","app_sockets","users_online","active_sessions"}` (ints).
 

@@ -149,3 +149,9 @@ async def test_unknown_websocket_paths_are_refused_not_crashed(transactional_db)
         comm = WebsocketCommunicator(application, path)
         connected, _ = await comm.connect(timeout=3)
         assert not connected, path
+
+
+def test_health_answers_head_for_load_balancer_probes(client, db):
+    """Load balancers often probe with HEAD: /health and /stats accept it (GET and HEAD only)."""
+    for path in ("/health", "/stats"):
+        assert client.head(path).status_code == 200
