@@ -88,3 +88,23 @@ def stats() -> dict:
         "app_sockets": apps.count(),
         "users_online": apps.exclude(Q(user__isnull=True)).values("user_id").distinct().count(),
     }
+
+
+def close_stale() -> list[Connection]:
+    """Close the rows of sockets whose instance died (no heartbeat for `WIMZ_PRESENCE_TTL` seconds).
+
+    Each row is closed with one conditional UPDATE (close code 1006, disconnected at its last
+    heartbeat), so instances sweeping at the same time close each row once. Returns the rows this
+    call closed, with `device` loaded.
+    """
+    stale = list(
+        Connection.objects.select_related("device")
+        .filter(disconnected_at__isnull=True, heartbeat_at__lt=_fresh_since())
+    )
+    closed = []
+    for row in stale:
+        if Connection.objects.filter(pk=row.pk, disconnected_at__isnull=True).update(
+            disconnected_at=row.heartbeat_at, close_code=1006
+        ):
+            closed.append(row)
+    return closed

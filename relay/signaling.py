@@ -15,12 +15,14 @@ as `RATE_LIMITED` — never a silent drop (field report F2, conventions.md habit
 """
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
@@ -261,6 +263,53 @@ async def heartbeat(party: Party) -> None:
         return
     if party.role == APP:
         await join_owner_group(party)
+    await sweep_dead_instances()
+
+
+_last_sweep = 0.0  # monotonic time of this process's last sweep (a rate limit, not routing state)
+
+
+async def sweep_dead_instances(*, force: bool = False) -> int:
+    """Clean up after relay instances that died without shutting down (killed, crashed, lost power).
+
+    Their sockets' presence rows stop being refreshed; once older than `WIMZ_PRESENCE_TTL` they are
+    closed here, their sessions end (`app_disconnected` / `robot_disconnected`) with `webrtc_close` to
+    the surviving party, and the owners of robots that are now offline get `device_status` offline —
+    what the dead instance would have done on a clean disconnect. Runs from consumers' heartbeats, at
+    most once per `WIMZ_PRESENCE_HEARTBEAT` per process unless `force`. Returns rows closed.
+    """
+    global _last_sweep
+    now = time.monotonic()
+    if not force and now - _last_sweep < settings.WIMZ_PRESENCE_HEARTBEAT:
+        return 0
+    _last_sweep = now
+
+    def _db():
+        ended, offline = [], []
+        rows = presence.close_stale()
+        for row in rows:
+            if row.role == Connection.Role.APP:
+                reason, where = EndReason.APP_DISCONNECTED, {"app_channel": row.channel_name}
+            else:
+                reason, where = EndReason.ROBOT_DISCONNECTED, {"robot_channel": row.channel_name}
+            ended += [(ref, reason) for ref in sessions.sessions_end_where(reason=reason, **where)]
+            device = row.device
+            if row.role == Connection.Role.ROBOT and device and presence.robot_channel(device.device_id) is None:
+                owner_id = _device_owner(device.pk, active_only=False)
+                offline.append((owner_id, device.device_id, device.last_seen))
+        return rows, ended, offline
+
+    rows, ended, offline = await database_sync_to_async(_db)()
+    for row in rows:
+        if row.role == Connection.Role.APP and row.user_id is not None:
+            await get_channel_layer().group_discard(groups.owner_apps(row.user_id), row.channel_name)
+    for ref, reason in ended:
+        await announce_end(ref, reason)
+    for owner_id, device_id, last_seen in offline:
+        await to_owner(owner_id, device_status_frame(device_id, "offline", last_seen))
+    if rows:
+        logger.warning("closed %d socket(s) of relay instances that stopped heartbeating", len(rows))
+    return len(rows)
 
 
 # --- sessions -----------------------------------------------------------------------------------
