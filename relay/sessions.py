@@ -103,6 +103,11 @@ def session_open(*, user_id: int, target: Target, app_channel: str) -> tuple[Ses
     return SessionRef.of(session), superseded
 
 
+def session_discard(*, session_id: str) -> None:
+    """Delete a session that was created but never reached its robot (its `webrtc_request` was shed)."""
+    Session.objects.filter(pk=session_id, offered_at__isnull=True).delete()
+
+
 def session_for_party(
     *,
     session_id: str,

@@ -492,7 +492,9 @@ async def _webrtc_request(party: Party, frame: dict) -> Outcome:
             ref="webrtc_request",
         )
     except RelayError:
-        await database_sync_to_async(sessions.session_end)(session_id=ref.session_id, reason=EndReason.ROBOT_ERROR)
+        # The robot never heard of it and the app gets RATE_LIMITED without its id: the session did
+        # not happen, so it leaves no history row (no half-written state, no invented end reason).
+        await database_sync_to_async(sessions.session_discard)(session_id=ref.session_id)
         raise
     credentials = {
         "type": "webrtc_credentials",

@@ -292,3 +292,25 @@ async def test_error_messages_never_leak_internals(world, monkeypatch):
     error = await answers(app, {"type": "get_status"}, "INTERNAL")
     assert "secret-internal-detail" not in json.dumps(error)
     await ws.close(robot, app)
+
+
+async def test_webrtc_request_the_robot_cannot_take_is_rate_limited_and_leaves_no_session(world, settings):
+    """A `webrtc_request` while the robot's channel is full answers RATE_LIMITED (ref webrtc_request),
+    sends no credentials and leaves no session row: the session never happened."""
+    from relay.models import Session
+
+    flows.set_channel_capacity(settings, 3)
+    client = flows.Client()
+    robot = await client.connect("/ws/device", ws.robot_headers(R1, world.r1_secret, flows.fresh_ts(R1)))
+    app = await ws.app(world.t1, drain_status=1)
+    client.stall()
+    for i in range(10):  # fill the robot's channel
+        await ws.send(app, {"type": "command", "device_id": R1, "command": "motor", "data": {"i": i}})
+    await flows.barrier(app)
+    await ws.send(app, {"type": "webrtc_request", "device_id": R1})
+    frame = await ws.recv(app)
+    assert frame["type"] == "error" and frame["code"] == "RATE_LIMITED" and frame["ref"] == "webrtc_request"
+    assert await database_sync_to_async(Session.objects.count)() == 0
+    await ws.ping_ok(app)
+    client.resume()
+    await ws.close(app, robot)
