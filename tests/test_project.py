@@ -151,7 +151,11 @@ async def test_unknown_websocket_paths_are_refused_not_crashed(transactional_db)
         assert not connected, path
 
 
-def test_health_answers_head_for_load_balancer_probes(client, db):
-    """Load balancers often probe with HEAD: /health and /stats accept it (GET and HEAD only)."""
+def test_health_answers_head_for_load_balancer_probes(client, transactional_db):
+    """Load balancers often probe with HEAD: /health and /stats accept it (GET and HEAD only).
+
+    `transactional_db`: these async views reach the ORM through Channels' database_sync_to_async, whose
+    close_old_connections() would close a connection held inside the `db` fixture's test transaction.
+    """
     for path in ("/health", "/stats"):
         assert client.head(path).status_code == 200
