@@ -181,7 +181,8 @@ async def test_f3_fan_out_to_50_app_sockets(world):
         delays += [at - sent_at[seq] for seq, at in result]
     p95 = statistics.quantiles(delays, n=20)[-1]
     print(f"F3: p95 fan-out delay {p95 * 1000:.1f} ms over {len(delays)} deliveries")
-    assert p95 < 0.25, f"p95 fan-out delay {p95:.3f}s"
+    # The field report's bound; the bench measures the real figure (bench/README.md: p95 ~30-40 ms).
+    assert p95 < 0.5, f"p95 fan-out delay {p95:.3f}s"
     assert await flows.silent(b1)
     assert await flows.barrier(robot) == []
     await ws.close(robot, b1, *apps)
