@@ -13,11 +13,13 @@ from wimz.logging import ScrubSecretsFilter, scrub
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _start_settings(**env) -> subprocess.CompletedProcess:
+def _start_settings(code: str = "import wimz.asgi", **env) -> subprocess.CompletedProcess:
+    """Run `code` (by default: build the relay's ASGI application, as the server does) in a fresh
+    interpreter with `env` instead of this process's DEBUG / DJANGO_SECRET_KEY."""
     clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "DJANGO_SECRET_KEY"}}
     clean.update(env)
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
+        [sys.executable, "-c", code],
         cwd=ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "wimz.settings"}, capture_output=True, text=True,
         timeout=60,
     )
@@ -36,6 +38,13 @@ def test_debug_off_refuses_the_development_secret_key():
 
     result = _start_settings(DEBUG="0", DJANGO_SECRET_KEY=DEV_SECRET_KEY)
     assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_management_commands_run_without_a_secret_key():
+    """Commands sign nothing: `manage.py check` runs with DEBUG off and no key (only serving refuses)."""
+    result = _start_settings("import sys; from django.core.management import execute_from_command_line; "
+                             "execute_from_command_line(['manage.py', 'check'])", DEBUG="0")
+    assert result.returncode == 0, result.stderr
 
 
 def test_debug_off_starts_with_a_real_secret_key():

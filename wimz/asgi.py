@@ -11,6 +11,13 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wimz.settings")
 django_asgi_app = get_asgi_application()
 
+from django.conf import settings  # noqa: E402
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+
+if settings.SERVE_REFUSED_REASON:
+    # DEBUG off and no real secret key: refuse to serve, since the key signs every JWT.
+    raise ImproperlyConfigured(settings.SERVE_REFUSED_REASON)
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 

@@ -185,6 +185,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     args, extra = parser.parse_known_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wimz.settings")
+    from django.conf import settings
+
+    if settings.SERVE_REFUSED_REASON:  # say what to set, without a traceback
+        sys.exit(f"wimz.serve: refusing to start: {settings.SERVE_REFUSED_REASON}")
     from daphne.cli import CommandLineInterface
 
     cli = CommandLineInterface()

@@ -9,7 +9,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -21,13 +20,18 @@ DEV_SECRET_KEY = "django-insecure-wimz-development-key-do-not-use-in-production"
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
-if not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is missing or is the development key. Set DJANGO_SECRET_KEY to a long "
-            "random value (python -c 'import secrets; print(secrets.token_urlsafe(50))'), "
-            "or set DEBUG=1 for local development."
-        )
+# The key signs every access/refresh token and admin session. With DEBUG off the relay refuses to
+# start serving without a real one (wimz/asgi.py raises `SERVE_REFUSED_REASON`). Management
+# commands (migrate, provision_device, rotate_device_secret, ...) sign nothing and run regardless.
+INSECURE_SECRET_KEY = not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY
+# Decided here, from the environment, so that test runners that flip settings.DEBUG do not change it.
+SERVE_REFUSED_REASON = (
+    "DJANGO_SECRET_KEY is missing or is the development key. Set DJANGO_SECRET_KEY to a long random value "
+    "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), or set DEBUG=1 for local development."
+    if INSECURE_SECRET_KEY and not DEBUG
+    else ""
+)
+if INSECURE_SECRET_KEY:
     SECRET_KEY = DEV_SECRET_KEY
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
