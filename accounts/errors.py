@@ -1,8 +1,9 @@
 """The project's domain errors: one base class with a stable machine-readable `code`.
 
-Services and selectors raise `DomainError` subclasses and know nothing about HTTP. Views translate
-them into `wimz.api.ApiError` at the edge (`raise ApiError(...) from e`), choosing the HTTP status
-there (HackSoft styleguide, "Errors & exception handling").
+Services and selectors raise `DomainError` subclasses. The REST API's exception handler
+(`wimz.api.exception_handler`) translates every one at the edge into `{"code","detail"}` with the
+class's `http_status`, so views need no per-call try/except (HackSoft styleguide, "Errors & exception
+handling").
 """
 
 
@@ -15,6 +16,7 @@ class DomainError(Exception):
 
     code: str = "error"
     default_message: str = "The operation failed."
+    http_status: int = 400  # the REST answer's status when this error reaches an API view
 
     def __init__(self, message: str | None = None, *, code: str | None = None):
         self.message = message or self.default_message
@@ -48,6 +50,7 @@ class InvalidCredentials(AccountError):
 
     code = "invalid_credentials"
     default_message = "Email or password is incorrect."
+    http_status = 401
 
 
 class TokenInvalid(AccountError):
@@ -55,3 +58,4 @@ class TokenInvalid(AccountError):
 
     code = "token_not_valid"
     default_message = "Token is invalid or expired."
+    http_status = 401

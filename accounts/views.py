@@ -4,8 +4,8 @@ Thin views: parse with an input serializer, call one service, render with an out
 Domain errors become `ApiError` here, and only here.
 """
 
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers, status
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -13,10 +13,9 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.views import TokenRefreshView
 
-from wimz.api import ApiError
+from wimz.api import ERROR_SCHEMA
 
 from . import services
-from .errors import AccountError, EmailTaken, InvalidCredentials, PasswordInvalid, TokenInvalid
 from .serializers import (
     AuthOutputSerializer,
     CredentialsInputSerializer,
@@ -27,20 +26,6 @@ from .serializers import (
     RegisterInputSerializer,
     ValidateOutputSerializer,
 )
-
-ERROR_SCHEMA = inline_serializer("Error", fields={"code": serializers.CharField(), "detail": serializers.CharField()})
-
-_STATUS = {
-    EmailTaken: status.HTTP_400_BAD_REQUEST,
-    PasswordInvalid: status.HTTP_400_BAD_REQUEST,
-    InvalidCredentials: status.HTTP_401_UNAUTHORIZED,
-    TokenInvalid: status.HTTP_401_UNAUTHORIZED,
-}
-
-
-def api_error(error: AccountError) -> ApiError:
-    """The `ApiError` (`{"code","detail"}` + HTTP status) for an accounts domain error."""
-    return ApiError(error.message, code=error.code, status_code=_STATUS.get(type(error), 400))
 
 
 def _auth_body(user) -> dict:
@@ -70,10 +55,7 @@ class RegisterApi(APIView):
     def post(self, request):
         data = RegisterInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            user = services.user_create(**data.validated_data)
-        except AccountError as e:
-            raise api_error(e) from e
+        user = services.user_create(**data.validated_data)
         return Response(_auth_body(user), status=status.HTTP_201_CREATED)
 
 
@@ -97,10 +79,7 @@ class LoginApi(APIView):
     def post(self, request):
         data = CredentialsInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            user = services.auth_login(request=request, **data.validated_data)
-        except AccountError as e:
-            raise api_error(e) from e
+        user = services.auth_login(request=request, **data.validated_data)
         return Response(_auth_body(user))
 
 
@@ -137,10 +116,7 @@ class LogoutApi(APIView):
     def post(self, request):
         data = RefreshInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            services.auth_logout(refresh=data.validated_data["refresh"])
-        except AccountError as e:
-            raise api_error(e) from e
+        services.auth_logout(refresh=data.validated_data["refresh"])
         return Response(LogoutOutputSerializer({"status": "logged_out"}).data)
 
 

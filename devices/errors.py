@@ -35,6 +35,7 @@ class DeviceNotFound(DeviceError):
 
     code = "not_found"
     default_message = "Device not found."
+    http_status = 404
 
 
 class InvalidPairingCode(DeviceError):
@@ -49,3 +50,4 @@ class DeviceOwned(DeviceError):
 
     code = "device_owned"
     default_message = "This device is already paired with another account. It must be unpaired first."
+    http_status = 409

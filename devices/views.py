@@ -7,17 +7,16 @@ a device that is not yours answers 404 `not_found` exactly like one that does no
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from wimz.api import ApiError
+from wimz.api import ERROR_SCHEMA, ApiError
 
 from . import selectors, services
-from .errors import DeviceError, DeviceNotFound, DeviceOwned, InvalidPairingCode
 from .serializers import (
     CompatDeviceListOutputSerializer,
     CompatPairOutputSerializer,
@@ -30,21 +29,6 @@ from .serializers import (
     UnpairOutputSerializer,
 )
 from .signing import verify_device_signature
-
-ERROR_SCHEMA = inline_serializer(
-    "DeviceError", fields={"code": serializers.CharField(), "detail": serializers.CharField()}
-)
-
-_STATUS = {
-    DeviceNotFound: status.HTTP_404_NOT_FOUND,
-    InvalidPairingCode: status.HTTP_400_BAD_REQUEST,
-    DeviceOwned: status.HTTP_409_CONFLICT,
-}
-
-
-def api_error(error: DeviceError) -> ApiError:
-    """The `ApiError` (`{"code","detail"}` + HTTP status) for a devices domain error."""
-    return ApiError(error.message, code=error.code, status_code=_STATUS.get(type(error), 400))
 
 
 def _pair_input(data) -> tuple[str, str | None]:
@@ -64,26 +48,13 @@ def _pair_input(data) -> tuple[str, str | None]:
 def _pair(request):
     """Run `device_pair` for a pair body; returns the device with `is_online` set."""
     code, name = _pair_input(request.data)
-    try:
-        device = services.device_pair(user=request.user, code=code, name=name)
-    except DeviceError as e:
-        raise api_error(e) from e
+    device = services.device_pair(user=request.user, code=code, name=name)
     return selectors.device_annotate_online([device])[0]
 
 
-def _get_mine(request, device_id: str):
-    try:
-        return selectors.device_get_for_user(user=request.user, device_id=device_id)
-    except DeviceError as e:
-        raise api_error(e) from e
-
-
 def _unpair(request, device_id: str) -> dict:
-    device = _get_mine(request, device_id)
-    try:
-        services.device_unpair(user=request.user, device=device)
-    except DeviceError as e:
-        raise api_error(e) from e
+    device = selectors.device_get_for_user(user=request.user, device_id=device_id)
+    services.device_unpair(user=request.user, device=device)
     return {"device_id": device.device_id, "status": "unpaired"}
 
 
@@ -105,7 +76,8 @@ class DeviceDetailApi(APIView):
 
     @extend_schema(responses={200: DeviceOutputSerializer, 404: ERROR_SCHEMA}, summary="One of my devices")
     def get(self, request, device_id: str):
-        return Response(DeviceOutputSerializer(_get_mine(request, device_id)).data)
+        device = selectors.device_get_for_user(user=request.user, device_id=device_id)
+        return Response(DeviceOutputSerializer(device).data)
 
     @extend_schema(
         request=DeviceRenameInputSerializer,
@@ -113,7 +85,7 @@ class DeviceDetailApi(APIView):
         summary="Rename one of my devices",
     )
     def patch(self, request, device_id: str):
-        device = _get_mine(request, device_id)
+        device = selectors.device_get_for_user(user=request.user, device_id=device_id)
         body = DeviceRenameInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         device = services.device_rename(device=device, name=body.validated_data["name"])

@@ -14,12 +14,11 @@ from rest_framework.response import Response
 from relay.ice import TTL_MAX, TTL_MIN, get_ice_servers
 from relay.models import Session
 from relay.serializers import (
-    ERROR_SCHEMA,
     SessionSerializer,
     TurnCredentialsInputSerializer,
     TurnCredentialsOutputSerializer,
 )
-from wimz.api import ApiError
+from wimz.api import ERROR_SCHEMA, ApiError
 
 
 class TurnCredentialsApi(AsyncAPIView):

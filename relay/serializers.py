@@ -1,6 +1,5 @@
 """Input and output serializers of the relay's REST endpoints (TURN credentials, session history)."""
 
-from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
 from relay.ice import TTL_MAX, TTL_MIN
@@ -9,9 +8,6 @@ from relay.models import Session
 # The project's error body (wimz/api.py): `{"code": <stable snake_case>, "detail": <message>}`.
 # Its OpenAPI component is named "RelayError" because accounts/ ("Error") and devices/
 # ("DeviceError") declare the same shape and drf-spectacular refuses two classes under one name.
-ERROR_SCHEMA = inline_serializer(
-    "RelayError", fields={"code": serializers.CharField(), "detail": serializers.CharField()}
-)
 
 
 class TurnCredentialsInputSerializer(serializers.Serializer):

@@ -1,8 +1,14 @@
 """REST error shape: every error answers `{"code": <stable snake_case code>, "detail": ...}`."""
 
-from rest_framework import status
+from drf_spectacular.utils import inline_serializer
+from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from accounts.errors import DomainError
+
+# The OpenAPI shape of every REST error body (one component for the whole API).
+ERROR_SCHEMA = inline_serializer("Error", fields={"code": serializers.CharField(), "detail": serializers.CharField()})
 
 
 class ApiError(APIException):
@@ -27,8 +33,11 @@ def exception_handler(exc, context):
     """DRF exception handler adding a stable `code` to every error body.
 
     Validation errors answer `{"code": "invalid", "detail": "...", "errors": {field: [...]}}`;
-    other errors `{"code": <exc code>, "detail": <message>}`.
+    other errors `{"code": <exc code>, "detail": <message>}`. A `DomainError` from a service answers its
+    `code`, `message` and `http_status`.
     """
+    if isinstance(exc, DomainError):  # services' errors, translated here once for every view
+        exc = ApiError(exc.message, code=exc.code, status_code=exc.http_status)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
