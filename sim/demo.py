@@ -29,15 +29,15 @@ import logging
 import os
 import secrets
 import shutil
-import socket
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+
+from wimz.serve import RelayProcess
 
 from .app import AppSim, CallResult, RelayApi
 from .common import SimError, quiet_libraries
@@ -83,13 +83,6 @@ async def provision_device(device_id: str, env: dict[str, str]) -> Provisioned:
         raise SimError(f"provision_device --json printed something else than one JSON object: {output!r}") from exc
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class LocalRelay:
     """A relay run here on a free 127.0.0.1 port: `migrate`, then daphne; `stop()` kills it.
 
@@ -117,42 +110,24 @@ class LocalRelay:
         self.migrate = migrate
         self.log_path = self.workdir / "relay.log"
         self.url = ""
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: RelayProcess | None = None
 
     async def start(self, time_limit: float = 30.0) -> str:
-        """Migrate, start daphne and wait for `GET /health` 200; the relay's base URL."""
+        """Migrate, start daphne (`wimz.serve.RelayProcess`) and wait for `GET /health` 200; the base URL."""
         if self.migrate:
             await _run("migrate", "--noinput", env=self.env, time_limit=time_limit)
-        port = free_port()
-        with self.log_path.open("wb") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "wimz.serve", "--host", "127.0.0.1", "--port", str(port),
-                cwd=REPO, env=self.env, stdout=log, stderr=log,
-            )  # fmt: skip
-        self.url = f"http://127.0.0.1:{port}"
-        api = RelayApi(self.url, timeout=2.0)
+        self.process = RelayProcess(self.env, self.log_path)
         try:
-            deadline = time.monotonic() + time_limit
-            while not await api.health():
-                if self.process.returncode is not None:
-                    raise SimError(f"daphne exited with {self.process.returncode}:\n{self.log_tail()}")
-                if time.monotonic() > deadline:
-                    raise SimError(f"relay not healthy after {time_limit:.0f} s:\n{self.log_tail()}")
-                await asyncio.sleep(0.2)
-        finally:
-            await api.aclose()
+            await asyncio.to_thread(self.process.wait_ready, time_limit)
+        except RuntimeError as exc:
+            raise SimError(str(exc)) from exc
+        self.url = self.process.http
         return self.url
 
     async def stop(self) -> None:
         """Terminate daphne (kill after 5 s) and delete the temporary directory."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.terminate()
-            try:
-                async with asyncio.timeout(5):
-                    await self.process.wait()
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+        if self.process is not None:
+            await asyncio.to_thread(self.process.stop, 5.0)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_tail(self, lines: int = 60) -> str:
