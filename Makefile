@@ -45,8 +45,10 @@ demo: $(VENV)/.sim-deps $(VENV)/.run-deps
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 
-bench: $(VENV)/.test-deps
-	$(BIN)/python -m bench.run
+## make bench: the benchmark suite (not part of `make test`); BENCH_ARGS="--quick", "--write-docs", … (bench/README.md).
+bench: $(VENV)/.test-deps requirements-bench.txt
+	$(BIN)/pip install -q -r requirements-bench.txt
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3

@@ -1,513 +1,406 @@
-"""The bench scenarios: real WebSocket clients (the `websockets` library) against relay processes.
+"""The bench scenarios. Each takes a running `Target` and its sizes and returns a dict of figures with
+`failures` (correctness problems: loss, counts that do not add up, duplicates, misordering, error frames,
+refused handshakes, a stranger receiving frames). Every loop is bounded in count and by a deadline.
 
-Every scenario is bounded in count and in time, talks to 127.0.0.1 only, and returns a dict of
-figures plus `failures`: correctness problems (loss, duplicates, misordering, refused handshakes)
-that make the run exit non-zero. Timings are never asserted.
-
-Latencies are measured inside this one process with `time.perf_counter()`: a frame carries its send
-time (`t`) and the receiving socket's reader notes its arrival, so no clock sync is involved, but
-the figures include this client's own scheduling (one event loop parsing every frame).
+Scenario names (for `--scenario`): latency, pairs100, pairs1000, max, setup, fanout, memory.
 """
 
 import asyncio
-import json
-import re
 import time
-from collections import Counter
 from functools import partial
-from urllib.parse import urlencode
 
-import websockets
-from websockets.asyncio.client import ClientConnection, connect
+from .load import (
+    A2R,
+    R2A,
+    Client,
+    Recorder,
+    Sender,
+    close_bounded,
+    drain,
+    now,
+    offered_load,
+    open_app,
+    open_bounded,
+    open_robot,
+)
+from .procs import services_cpu_seconds
+from .stack import Pair, Target
+from .stats import cdf_points, summary
 
-from devices.signing import sign
-
-from .stack import Owner, Robot, rss_kib
-
-OPEN_TIMEOUT = 20.0
-now = time.perf_counter
-
-
-# --- statistics ---------------------------------------------------------------------------------
-
-
-def pct(values, p: float) -> float | None:
-    """The `p`-th percentile (0–100) of `values`, linear interpolation; None when empty."""
-    data = sorted(values)
-    if not data:
-        return None
-    k = (len(data) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (k - lo)
+# memory first: it wants a fresh server process (RSS growth of earlier scenarios would hide the sockets' cost)
+SCENARIOS = ("memory", "latency", "pairs100", "pairs1000", "max", "setup", "fanout")
+OPEN_CONCURRENCY = 50
 
 
-def summary(values_ms) -> dict:
-    """n, p50, p95, p99, max and p95/p50 of a list of milliseconds (rounded for printing)."""
-    values = list(values_ms)
-    if not values:
-        return {"n": 0}
-    p50, p95, p99 = pct(values, 50), pct(values, 95), pct(values, 99)
-    return {
-        "n": len(values),
-        "p50": round(p50, 2),
-        "p95": round(p95, 2),
-        "p99": round(p99, 2),
-        "max": round(max(values), 2),
-        "p95/p50": round(p95 / p50, 2) if p50 else None,
-    }
+class Window:
+    """CPU and wall time of the target's servers, this client and the machine's Redis/PostgreSQL over a span."""
+
+    def __init__(self, target: Target):
+        self.target = target
+        self.wall, self.server = now(), target.cpu()
+        self.client, self.services = time.process_time(), services_cpu_seconds()
+
+    def close(self, frames: int | None = None) -> dict:
+        wall = now() - self.wall
+        server = self.target.cpu() - self.server
+        out = {"wall_s": round(wall, 3), "server_cpu_s": round(server, 3),
+               "server_cpu_pct": round(100 * server / wall, 1) if wall > 0 else None,
+               "client_cpu_s": round(time.process_time() - self.client, 3),
+               "client_cpu_pct": round(100 * (time.process_time() - self.client) / wall, 1) if wall > 0 else None,
+               "services_cpu_s": round(services_cpu_seconds() - self.services, 3)}
+        if frames:
+            out["server_us_per_frame"] = round(1e6 * server / frames, 1)
+            out["services_us_per_frame"] = round(1e6 * out["services_cpu_s"] / frames, 1)
+        return out
 
 
-# --- clients --------------------------------------------------------------------------------------
+def check_phase(name: str, acc: dict, failures: list, errors=None) -> None:
+    """Append a failure when a phase lost frames, its counts do not add up, or frames came twice/out of order."""
+    if acc["lost"] > 0 or not acc["adds_up"] or acc["misordered"] or acc["other_errors"] or acc["send_failed"]:
+        failures.append(f"{name}: sent {acc['sent']}, expected {acc['expected']} deliveries, delivered "
+                        f"{acc['delivered']}, RATE_LIMITED {acc['rate_limited']}, other errors {acc['other_errors']}, "
+                        f"lost {acc['lost']}, duplicates {acc['duplicates']}, misordered {acc['misordered']}, "
+                        f"sends on closed sockets {acc['send_failed']}")
+    if errors:
+        failures.append(f"{name}: error frames {dict(errors)}")
 
 
-async def open_robot(base: str, robot: Robot) -> ClientConnection:
-    """A robot socket (`/ws/device`, signed handshake headers)."""
-    ts = int(time.time())
-    headers = {"X-Device-ID": robot.device_id, "X-Timestamp": str(ts),
-               "X-Signature": sign(robot.secret, robot.device_id, ts)}
-    return await connect(base + "/ws/device", additional_headers=headers, open_timeout=OPEN_TIMEOUT)
+async def open_pairs(target: Target, pairs: list[Pair], rec: Recorder, deadline: float) -> tuple[list, list, dict]:
+    """Robot then app socket for each pair (robots on instance A, apps on B), bounded; returns complete pairs."""
+    started = now()
+    robots, robot_ms, robot_failed = await open_bounded(
+        [partial(open_robot, target, p, rec) for p in pairs], OPEN_CONCURRENCY, deadline)
+    have = {c.pair.device_id for c in robots}
+    apps, app_ms, app_failed = await open_bounded(
+        [partial(open_app, target, p, rec) for p in pairs if p.device_id in have], OPEN_CONCURRENCY, deadline)
+    by_id = {c.pair.device_id: c for c in apps}
+    robots_ok = [r for r in robots if r.pair.device_id in by_id]
+    apps_ok = [by_id[r.pair.device_id] for r in robots_ok]
+    await close_bounded([r for r in robots if r.pair.device_id not in by_id])
+    info = {"pairs_wanted": len(pairs), "pairs_open": len(robots_ok), "open_seconds": round(now() - started, 2),
+            "robot_handshake_ms": summary(robot_ms), "app_handshake_ms": summary(app_ms),
+            "handshakes_failed": robot_failed + app_failed}
+    return robots_ok, apps_ok, info
 
 
-async def open_app(base: str, token: str) -> ClientConnection:
-    """An app socket (`/ws/app?token=`), as the deployed app connects."""
-    return await connect(base + "/ws/app?" + urlencode({"token": token}), open_timeout=OPEN_TIMEOUT)
+def interleaved(robots: list[Client], apps: list[Client]) -> list[Sender]:
+    """Senders alternating robot → app and app → robot over every pair (half the frames each way)."""
+    out = []
+    for r, a in zip(robots, apps, strict=True):
+        out += [Sender(r, R2A), Sender(a, A2R)]
+    return out
 
 
-async def close_all(sockets) -> None:
-    """Close sockets concurrently, ignoring any already gone."""
-    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+# --- 1. one pair, one-way latency both directions ------------------------------------------------
 
 
-class BenchError(Exception):
-    """A frame the scenario did not expect (an error frame, or nothing in time)."""
+async def latency(target: Target, n: dict, deadline: float) -> dict:
+    """Unloaded one-way latency: one frame at a time, alternating directions, the next after delivery + 2 ms."""
+    rec = Recorder()
+    failures = []
+    pair = target.people.pairs[0]
+    robot = await open_robot(target, pair, rec)
+    app = await open_app(target, pair, rec)
+    await asyncio.sleep(0.3)
+    senders = [Sender(robot, R2A), Sender(app, A2R)]
 
-
-class Inbox:
-    """Reads one socket in the background; every frame is kept with its arrival time, by type."""
-
-    def __init__(self, ws: ClientConnection, name: str):
-        self.ws = ws
-        self.name = name
-        self.by_type: dict[str, list[tuple[float, dict]]] = {}
-        self.taken: Counter = Counter()
-        self.closed = False
-        self._new = asyncio.Event()
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        try:
-            async for raw in self.ws:
-                t = now()
-                frame = json.loads(raw)
-                self.by_type.setdefault(frame.get("type", "?"), []).append((t, frame))
-                self._new.set()
-        except websockets.exceptions.ConnectionClosed:
-            pass
-        finally:
-            self.closed = True
-            self._new.set()
-
-    def frames(self, kind: str) -> list[tuple[float, dict]]:
-        """(arrival, frame) of every frame of type `kind` so far."""
-        return self.by_type.get(kind, [])
-
-    def count(self, kind: str) -> int:
-        """How many frames of type `kind` arrived."""
-        return len(self.by_type.get(kind, ()))
-
-    def errors(self) -> Counter:
-        """Error frames so far, counted by `code`."""
-        return Counter(f.get("code") for _, f in self.frames("error"))
-
-    async def until(self, predicate, timeout: float) -> bool:
-        """Wait until `predicate()` holds (True) or `timeout` seconds pass / the socket closes (False)."""
-        deadline = now() + timeout
-        while not predicate():
-            remaining = deadline - now()
-            if remaining <= 0 or self.closed:
-                return predicate()
-            self._new.clear()
+    async def one(sender: Sender, phase) -> None:
+        d = sender.direction
+        before = phase.delivered[d] + phase.rate_limited[d]
+        await sender.client.ws.send(sender.frame(phase.k))
+        phase.sent[d] += 1
+        phase.expected[d] += 1
+        limit = now() + 5.0
+        while phase.delivered[d] + phase.rate_limited[d] == before and now() < limit:
+            rec.progress.clear()
             try:
-                await asyncio.wait_for(self._new.wait(), remaining)
+                await asyncio.wait_for(rec.progress.wait(), timeout=0.5)
             except TimeoutError:
-                return predicate()
-        return True
+                pass
 
-    async def take(self, kind: str, timeout: float = 10.0) -> tuple[float, dict]:
-        """The next not yet taken frame of type `kind`; an error frame arriving first raises `BenchError`."""
-        errors_before = self.count("error")
-
-        def ready():
-            return self.count(kind) > self.taken[kind] or self.count("error") > errors_before
-
-        if not await self.until(ready, timeout):
-            raise BenchError(f"{self.name}: no {kind} within {timeout} s")
-        if self.count("error") > errors_before:
-            raise BenchError(f"{self.name}: error frame while waiting for {kind}: {self.frames('error')[-1][1]}")
-        item = self.frames(kind)[self.taken[kind]]
-        self.taken[kind] += 1
-        return item
-
-    async def stop(self) -> None:
-        """Stop reading (the socket itself is closed by the caller)."""
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+    warm = rec.start(0)
+    for i in range(min(20, n["latency_frames"])):
+        await one(senders[i % 2], warm)
+    phase = rec.start(1)
+    window = Window(target)
+    for i in range(2 * n["latency_frames"]):
+        if now() > deadline:
+            failures.append("latency: deadline reached")
+            break
+        await one(senders[i % 2], phase)
+        await asyncio.sleep(0.002)
+    acc = phase.accounting()
+    cpu = window.close(acc["delivered"])
+    check_phase("latency", acc, failures, rec.errors)
+    await close_bounded([robot, app])
+    return {"frames_per_direction": n["latency_frames"], "latency_ms": phase.latency_summary(),
+            "cdf": {d: cdf_points(phase.latency[d]) for d in (R2A, A2R)}, "accounting": acc, "cpu": cpu,
+            "failures": failures}
 
 
-async def send(ws: ClientConnection, frame: dict) -> None:
-    """Send one JSON text frame."""
-    await ws.send(json.dumps(frame, separators=(",", ":")))
+# --- 2./3. many pairs at a fixed rate ---------------------------------------------------------------
 
 
-async def open_many(factories, concurrency: int) -> tuple[list, list[float], int]:
-    """Run socket-opening coroutine factories with at most `concurrency` in flight.
-
-    Returns (sockets, handshake times in ms, failures).
-    """
-    gate = asyncio.Semaphore(concurrency)
-    times: list[float] = []
-    failures = 0
-
-    async def one(factory):
-        nonlocal failures
-        async with gate:
-            started = now()
-            try:
-                ws = await factory()
-            except (OSError, TimeoutError, websockets.exceptions.WebSocketException):
-                failures += 1
-                return None
-            times.append((now() - started) * 1000)
-            return ws
-
-    opened = await asyncio.gather(*(one(f) for f in factories))
-    return [ws for ws in opened if ws is not None], times, failures
-
-
-async def settle(progress, target: int, *, idle: float = 5.0, cap: float = 60.0) -> None:
-    """Wait until `progress()` reaches `target`, it stops growing for `idle` s, or `cap` s pass.
-
-    A relay that falls behind still gets to deliver late frames: lateness shows in the latency
-    figures, and only frames that never arrive count as lost.
-    """
-    deadline = now() + cap
-    last, last_change = progress(), now()
-    while last < target and now() < deadline and now() - last_change < idle:
-        await asyncio.sleep(0.1)
-        current = progress()
-        if current != last:
-            last, last_change = current, now()
-
-
-def order_problems(seqs: list[int], expected: int) -> tuple[int, int, bool]:
-    """(lost, duplicated, misordered) for the sequence numbers one receiver got of 0..expected-1."""
-    unique = set(seqs)
-    lost = len(set(range(expected)) - unique)
-    duplicated = len(seqs) - len(unique)
-    misordered = any(b <= a for a, b in zip(seqs, seqs[1:], strict=False))
-    return lost, duplicated, misordered
-
-
-# --- 1. event fan-out (F3) ------------------------------------------------------------------------
-
-
-async def fanout(robot_base: str, app_base: str, owner: Owner, stranger: Owner, *, apps: int = 50,
-                 events: int = 100, rate: float = 20.0) -> dict:
-    """One robot, `apps` app sockets of its owner, `events` events at `rate`/s, each with its send time.
-
-    Reports delivery latency over every (receiver, event), its spread across receivers, the fan-out
-    skew (last minus first receiver of the same event), and loss/duplicates/misordering. A socket of
-    another user (B1 of F3) must get none of the events.
-    """
+async def pairs_at_rate(target: Target, pairs: int, rate: float, seconds: float, deadline: float,
+                        name: str) -> dict:
+    """`pairs` pairs, each sending `rate` frames/s (half robot → app, half app → robot) for `seconds`."""
+    rec = Recorder()
     failures = []
-    robot_ws = await open_robot(robot_base, owner.robots[0])
-    robot = Inbox(robot_ws, "robot")
-    sockets, _, refused = await open_many([partial(open_app, app_base, owner.token)] * apps, concurrency=10)
-    if refused:
-        failures.append(f"fan-out: {refused} app handshakes failed")
-    inboxes = [Inbox(ws, f"app{i}") for i, ws in enumerate(sockets)]
-    stranger_ws = await open_app(robot_base, stranger.token)
-    stranger_box = Inbox(stranger_ws, "stranger")
-    await asyncio.sleep(0.5)  # let the snapshots arrive before the clock starts
-
-    started = now()
-    for seq in range(events):
-        delay = started + seq / rate - now()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await send(robot_ws, {"type": "bench_event", "seq": seq, "t": now()})
-    send_seconds = now() - started
-
-    await settle(lambda: sum(b.count("bench_event") for b in inboxes), apps * events)
-    await asyncio.sleep(0.3)  # duplicates and stray frames have a moment to show up
-
-    latencies, per_receiver_p95, lost, dup, misordered = [], [], 0, 0, 0
-    arrivals: dict[int, list[float]] = {}
-    for box in inboxes:
-        seqs, mine = [], []
-        for arrived, frame in box.frames("bench_event"):
-            seqs.append(frame["seq"])
-            mine.append((arrived - frame["t"]) * 1000)
-            arrivals.setdefault(frame["seq"], []).append(arrived)
-        latencies += mine
-        per_receiver_p95.append(pct(mine, 95) or 0.0)
-        lo, du, mis = order_problems(seqs, events)
-        lost, dup, misordered = lost + lo, dup + du, misordered + mis
-    skew = [(max(a) - min(a)) * 1000 for a in arrivals.values() if len(a) > 1]
-    by_event = {}
-    for box in inboxes:
-        for arrived, frame in box.frames("bench_event"):
-            by_event.setdefault(frame["seq"], []).append((arrived - frame["t"]) * 1000)
-    seen = sorted(by_event)
-    picks = sorted({seen[0], seen[len(seen) // 2], seen[-1]}) if seen else []
-    trend = {f"event_{k}_p50_ms": round(pct(by_event[k], 50), 1) for k in picks}
-    leaked = stranger_box.count("bench_event")
-    robot_errors = robot.errors()
-    lost += (apps - len(inboxes)) * events
-    announced = sum(_shed_count(f) for _, f in robot.frames("error")
-                    if f.get("code") == "RATE_LIMITED" and f.get("ref") == "bench_event")
-    if lost or dup or misordered:
-        failures.append(f"fan-out: lost {lost} ({announced} announced to the robot as RATE_LIMITED, "
-                        f"{lost - announced} silently), duplicated {dup}, receivers out of order {misordered}")
-    if leaked:
-        failures.append(f"fan-out: another user's socket got {leaked} events")
-    if set(robot_errors) - {"RATE_LIMITED"}:
-        failures.append(f"fan-out: robot got error frames {dict(robot_errors)}")
-
-    for box in [*inboxes, robot, stranger_box]:
-        await box.stop()
-    await close_all([*sockets, robot_ws, stranger_ws])
-    return {
-        "receivers": len(inboxes),
-        "events": events,
-        "rate_per_s": rate,
-        "send_seconds": round(send_seconds, 2),
-        "latency_ms": summary(latencies),
-        "receiver_p95_ms": {"best": round(min(per_receiver_p95), 2), "median": round(pct(per_receiver_p95, 50), 2),
-                            "worst": round(max(per_receiver_p95), 2)},
-        "fanout_skew_ms": summary(skew),
-        "latency_trend": trend,
-        "expected_deliveries": apps * events,
-        "delivered": len(latencies),
-        "lost": lost,
-        "lost_announced_rate_limited": announced,
-        "lost_silently": lost - announced,
-        "duplicated": dup,
-        "receivers_out_of_order": misordered,
-        "leaked_to_other_user": leaked,
-        "robot_errors": dict(robot_errors),
-        "failures": failures,
-    }
+    robots, apps, info = await open_pairs(target, target.people.pairs[:pairs], rec, deadline)
+    if info["pairs_open"] < pairs:
+        failures.append(f"{name}: only {info['pairs_open']} of {pairs} pairs opened "
+                        f"({info['handshakes_failed']} handshakes failed)")
+    await asyncio.sleep(1.0)  # snapshots and online pushes settle before the clock starts
+    phase = rec.start(1)
+    window = Window(target)
+    load = await offered_load(interleaved(robots, apps), phase, rate * len(robots), seconds, deadline)
+    drained = await drain(rec, phase, idle=3.0, cap=30.0)
+    acc = phase.accounting()
+    cpu = window.close(acc["delivered"])
+    check_phase(name, acc, failures, rec.errors)
+    await close_bounded([*robots, *apps])
+    return {"pairs": len(robots), "rate_per_pair": rate, "seconds": seconds, **info, "load": load,
+            "drain_s": round(drained, 2), "latency_ms": phase.latency_summary(),
+            "cdf": cdf_points(phase.latency[R2A] + phase.latency[A2R]), "accounting": acc, "cpu": cpu,
+            "failures": failures}
 
 
-# --- 2. signaling burst (F2) -----------------------------------------------------------------------
+async def pairs100(target: Target, n: dict, deadline: float) -> dict:
+    return await pairs_at_rate(target, n["p100_pairs"], n["p100_rate"], n["p100_seconds"], deadline, "pairs100")
 
 
-async def _open_session(app: Inbox, robot: Inbox) -> str:
-    await send(app.ws, {"type": "webrtc_request"})
-    _, credentials = await app.take("webrtc_credentials")
-    _, request = await robot.take("webrtc_request")
-    if request["session_id"] != credentials["session_id"]:
-        raise BenchError("robot and app were told different session ids")
-    return credentials["session_id"]
+async def pairs1000(target: Target, n: dict, deadline: float) -> dict:
+    return await pairs_at_rate(target, n["p1000_pairs"], n["p1000_rate"], n["p1000_seconds"], deadline,
+                               "pairs1000")
 
 
-def _shed_count(error: dict) -> int:
-    """App sockets an event missed, from its RATE_LIMITED message ("event not delivered to N app socket(s)")."""
-    match = re.search(r"to (\d+) app", error.get("message", ""))
-    return int(match.group(1)) if match else 1
+# --- 4. max sustained frames/s ---------------------------------------------------------------------
 
 
-def _ice(session_id: str, seq: int) -> dict:
-    return {"type": "webrtc_ice", "session_id": session_id,
-            "candidate": {"candidate": f"candidate:{seq} 1 udp 2122260223 192.0.2.1 {40000 + seq} typ host",
-                          "sdpMid": "0", "sdpMLineIndex": 0}}
+async def max_rate(target: Target, n: dict, deadline: float) -> dict:
+    """Stepped offered load over `max_pairs` pairs; the ramp ends at the first step that is not sustained.
 
-
-async def burst(robot_base: str, app_base: str, owner: Owner, *, ice: int = 300, events: int = 300) -> dict:
-    """F2: a robot sends `ice` webrtc_ice back to back into one session, then `events` events back to
-    back to three app sockets. Every frame must arrive in order, or the robot must hear RATE_LIMITED
-    for what was shed; silent loss fails.
+    A step is sustained when nothing is lost or RATE_LIMITED, p99 ≤ `max_p99_ms`, and the client managed
+    to send at ≥ 90 % of the offered rate. The result is the highest sustained step, with server CPU per
+    frame at that step (and frames/s per server core = 10^6 / µs per frame).
     """
+    rec = Recorder()
     failures = []
-    robot_ws = await open_robot(robot_base, owner.robots[0])
-    robot = Inbox(robot_ws, "robot")
-    app_sockets = [await open_app(app_base, owner.token) for _ in range(3)]
-    apps = [Inbox(ws, f"app{i}") for i, ws in enumerate(app_sockets)]
-    session_id = await _open_session(apps[0], robot)
-
-    # (a) ICE burst, robot → app, one session.
-    frames = [json.dumps(_ice(session_id, i), separators=(",", ":")) for i in range(ice)]
-    started = now()
-    for raw in frames:
-        await robot_ws.send(raw)
-    sent = now() - started
-
-    def ice_settled():
-        shed = robot.errors().get("RATE_LIMITED", 0)
-        return apps[0].count("webrtc_ice") + shed >= ice
-
-    await apps[0].until(ice_settled, timeout=30.0)
-    arrived = apps[0].frames("webrtc_ice")
-    seqs = [int(f["candidate"]["candidate"].split()[0].split(":")[1]) for _, f in arrived]
-    lost, dup, misordered = order_problems(seqs, ice)
-    shed = robot.errors().get("RATE_LIMITED", 0)
-    silent = lost - shed
-    all_ms = (arrived[-1][0] - started) * 1000 if arrived else None
-    ice_result = {
-        "frames": ice,
-        "client_send_ms": round(sent * 1000, 1),
-        "deliver_all_ms": round(all_ms, 1) if all_ms else None,
-        "frames_per_s": round(len(arrived) / (all_ms / 1000), 1) if all_ms else None,
-        "delivered": len(arrived),
-        "rate_limited": shed,
-        "silently_lost": silent,
-        "duplicated": dup,
-        "in_order": not misordered,
-    }
-    if silent > 0 or dup or misordered:
-        failures.append(f"ICE burst: silently lost {silent}, duplicated {dup}, misordered {misordered}")
-    if set(robot.errors()) - {"RATE_LIMITED"}:
-        failures.append(f"ICE burst: robot got error frames {dict(robot.errors())}")
-
-    # (b) event burst, robot → three app sockets.
-    errors_before = robot.count("error")
-    started = now()
-    for seq in range(events):
-        await send(robot_ws, {"type": "bench_burst", "seq": seq, "t": now()})
-    sent = now() - started
-
-    def events_settled(box):
-        return lambda: box.count("bench_burst") + robot.count("error") - errors_before >= events
-
-    await asyncio.gather(*(box.until(events_settled(box), timeout=30.0) for box in apps))
-    ev_lost = ev_dup = ev_mis = 0
-    last_arrival = started
-    for box in apps:
-        got = box.frames("bench_burst")
-        lo, du, mis = order_problems([f["seq"] for _, f in got], events)
-        ev_lost, ev_dup, ev_mis = ev_lost + lo, ev_dup + du, ev_mis + mis
-        if got:
-            last_arrival = max(last_arrival, got[-1][0])
-    shed_frames = [f for _, f in robot.frames("error")[errors_before:]
-                   if f.get("code") == "RATE_LIMITED" and f.get("ref") == "bench_burst"]
-    ev_shed = sum(_shed_count(f) for f in shed_frames)  # one error per event names how many sockets missed it
-    ev_silent = ev_lost - ev_shed
-    deliver_ms = (last_arrival - started) * 1000
-    event_result = {
-        "events": events,
-        "receivers": len(apps),
-        "client_send_ms": round(sent * 1000, 1),
-        "deliver_all_ms": round(deliver_ms, 1),
-        "events_per_s": round(events / (deliver_ms / 1000), 1) if deliver_ms else None,
-        "rate_limited": ev_shed,
-        "silently_lost": ev_silent,
-        "duplicated": ev_dup,
-        "receivers_out_of_order": ev_mis,
-    }
-    if ev_silent > 0 or ev_dup or ev_mis:
-        failures.append(f"event burst: silently lost {ev_silent}, duplicated {ev_dup}, misordered {ev_mis}")
-
-    await send(apps[0].ws, {"type": "webrtc_close", "session_id": session_id})
-    await robot.take("webrtc_close")
-    for box in [*apps, robot]:
-        await box.stop()
-    await close_all([*app_sockets, robot_ws])
-    return {"ice": ice_result, "events": event_result, "failures": failures}
-
-
-# --- 3. session setup ------------------------------------------------------------------------------
-
-
-async def session_setup(robot_base: str, app_base: str, owner: Owner, *, rounds: int = 30) -> dict:
-    """`rounds` sequential sessions: request → credentials → robot request → offer → answer → close.
-
-    Times request→credentials (app), request→answer delivered to the robot, and the whole round
-    including the close reaching the robot.
-    """
-    robot_ws = await open_robot(robot_base, owner.robots[0])
-    app_ws = await open_app(app_base, owner.token)
-    robot, app = Inbox(robot_ws, "robot"), Inbox(app_ws, "app")
-    to_credentials, to_answer, to_closed, failures = [], [], [], []
-    offer = {"type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"}
-    answer = {"type": "answer", "sdp": "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"}
-    try:
-        for _ in range(rounds):
-            started = now()
-            await send(app_ws, {"type": "webrtc_request"})
-            t_cred, credentials = await app.take("webrtc_credentials")
-            session_id = credentials["session_id"]
-            _, request = await robot.take("webrtc_request")
-            if request["session_id"] != session_id:
-                raise BenchError("robot got a request for another session")
-            await send(robot_ws, {"type": "webrtc_offer", "session_id": session_id, "sdp": offer})
-            await app.take("webrtc_offer")
-            await send(app_ws, {"type": "webrtc_answer", "session_id": session_id, "sdp": answer})
-            t_answer, _ = await robot.take("webrtc_answer")
-            await send(app_ws, {"type": "webrtc_close", "session_id": session_id})
-            t_closed, _ = await robot.take("webrtc_close")
-            to_credentials.append((t_cred - started) * 1000)
-            to_answer.append((t_answer - started) * 1000)
-            to_closed.append((t_closed - started) * 1000)
-    except BenchError as exc:
-        failures.append(f"session setup: {exc}")
-    for box in (robot, app):
-        await box.stop()
-    await close_all([robot_ws, app_ws])
-    return {
-        "rounds": rounds,
-        "completed": len(to_answer),
-        "request_to_credentials_ms": summary(to_credentials),
-        "request_to_answer_ms": summary(to_answer),
-        "round_with_close_ms": summary(to_closed),
-        "failures": failures,
-    }
-
-
-# --- 4. connect rate and memory ----------------------------------------------------------------------
-
-
-async def connect_memory(bases: list[str], pids: list[int], owners: list[Owner], *, apps: int,
-                         concurrency: int = 10) -> dict:
-    """Open `apps` app sockets (spread over the owners), then one robot per owner, at most
-    `concurrency` handshakes in flight, spread round-robin over the relays. Reports handshake times,
-    handshakes/s, and the relay processes' RSS before, with everything open, and after closing.
-    """
-    failures = []
-    before = [rss_kib(p) for p in pids]
-    app_factories = [partial(open_app, bases[i % len(bases)], owners[i % len(owners)].token) for i in range(apps)]
-    robot_factories = [partial(open_robot, bases[i % len(bases)], o.robots[0]) for i, o in enumerate(owners)]
-    started = now()
-    app_sockets, app_ms, app_failed = await open_many(app_factories, concurrency)
-    app_seconds = now() - started
-    started = now()
-    robot_sockets, robot_ms, robot_failed = await open_many(robot_factories, concurrency)
-    robot_seconds = now() - started
-    if app_failed or robot_failed:
-        failures.append(f"connect: {app_failed} app and {robot_failed} robot handshakes failed")
+    robots, apps, info = await open_pairs(target, target.people.pairs[:n["max_pairs"]], rec, deadline)
+    senders = interleaved(robots, apps)
     await asyncio.sleep(1.0)
-    during = [rss_kib(p) for p in pids]
-    sockets = len(app_sockets) + len(robot_sockets)
-    started = now()
-    await close_all([*app_sockets, *robot_sockets])
-    close_seconds = now() - started
-    await asyncio.sleep(2.0)
-    after = [rss_kib(p) for p in pids]
-    grown = sum(during) - sum(before)
-    return {
-        "app_sockets": len(app_sockets),
-        "robot_sockets": len(robot_sockets),
-        "concurrency": concurrency,
-        "app_handshake_ms": summary(app_ms),
-        "robot_handshake_ms": summary(robot_ms),
-        "app_handshakes_per_s": round(len(app_sockets) / app_seconds, 1) if app_seconds else None,
-        "robot_handshakes_per_s": round(len(robot_sockets) / robot_seconds, 1) if robot_seconds else None,
-        "close_all_ms": round(close_seconds * 1000, 1),
-        "rss_kib_before": before,
-        "rss_kib_open": during,
-        "rss_kib_after_close": after,
-        "kib_per_socket": round(grown / sockets, 1) if sockets else None,
-        "failures": failures,
-    }
+    steps = []
+    best = None
+    for k, rate in enumerate(r for r in n["max_steps"] if r <= n["max_rate_cap"]):
+        if now() + n["max_step_seconds"] + 5 > deadline:
+            failures.append("max: deadline reached before the ramp ended")
+            break
+        phase = rec.start(k + 1)
+        window = Window(target)
+        load = await offered_load(senders, phase, rate, n["max_step_seconds"], deadline)
+        drained = await drain(rec, phase, idle=3.0, cap=30.0)
+        acc = phase.accounting()
+        cpu = window.close(acc["delivered"])
+        lat = phase.latency_summary()["both"]
+        sustained = (acc["lost"] == 0 and acc["rate_limited"] == 0 and acc["adds_up"]
+                     and (lat.get("p99") or 0) <= n["max_p99_ms"]
+                     and (load["achieved_per_s"] or 0) >= 0.9 * rate)
+        step = {"offered_per_s": rate, "achieved_per_s": load["achieved_per_s"],
+                "delivered_per_s": round(acc["delivered"] / load["send_seconds"], 1) if load["send_seconds"] else None,
+                "latency_ms": lat, "accounting": {k2: v for k2, v in acc.items() if k2 != "by_direction"},
+                "cpu": cpu, "drain_s": round(drained, 2), "sustained": sustained}
+        steps.append(step)
+        check_phase(f"max step {rate}/s", acc, failures)
+        if not sustained:
+            break
+        best = step
+        await asyncio.sleep(0.5)
+    if rec.errors:
+        failures.append(f"max: error frames {dict(rec.errors)}")
+    await close_bounded([*robots, *apps])
+    out = {"pairs": len(robots), **info, "p99_bound_ms": n["max_p99_ms"], "step_seconds": n["max_step_seconds"],
+           "steps": steps, "failures": failures}
+    if best:
+        us = best["cpu"].get("server_us_per_frame")
+        out.update(max_sustained_per_s=best["offered_per_s"], server_us_per_frame=us,
+                   frames_per_core_s=round(1e6 / us) if us else None,
+                   client_cpu_pct_at_max=best["cpu"]["client_cpu_pct"],
+                   client_bound=(best["cpu"]["client_cpu_pct"] or 0) >= 90,
+                   ramp_capped=best is steps[-1])
+    else:
+        out.update(max_sustained_per_s=0, server_us_per_frame=None, frames_per_core_s=None)
+    if steps:  # the cost at the lowest step, sustained or not (the one figure an overloaded server still gives)
+        out["first_step"] = {"offered_per_s": steps[0]["offered_per_s"],
+                             "server_us_per_frame": steps[0]["cpu"].get("server_us_per_frame"),
+                             "p99_ms": steps[0]["latency_ms"].get("p99")}
+    return out
 
+
+# --- 5. session setup ---------------------------------------------------------------------------------
+
+OFFER = {"type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"}
+ANSWER = {"type": "answer", "sdp": "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"}
+
+
+async def setup(target: Target, n: dict, deadline: float) -> dict:
+    """`setup_concurrent` apps send `webrtc_request` at the same instant, `setup_rounds` times; each session runs
+    request → credentials → robot request → offer → answer → close. Relay only (floors have no signaling)."""
+    if target.kind != "relay":
+        return {"skipped": "floors have no signaling", "failures": []}
+    rec = Recorder()
+    failures = []
+    robots, apps, info = await open_pairs(target, target.people.pairs[:n["setup_concurrent"]], rec, deadline)
+    await asyncio.sleep(1.0)
+    to_cred, to_robot, to_answer, problems = [], [], [], []
+
+    async def one(robot: Client, app: Client, go: asyncio.Event) -> None:
+        await go.wait()
+        try:
+            cred = asyncio.ensure_future(app.take("webrtc_credentials"))
+            req = asyncio.ensure_future(robot.take("webrtc_request"))
+            await asyncio.sleep(0)
+            started = now()
+            await app.send_json({"type": "webrtc_request", "device_id": app.pair.device_id})
+            t_cred, credentials = await cred
+            t_req, request = await req
+            sid = credentials["session_id"]
+            if request.get("session_id") != sid:
+                raise RuntimeError("robot and app were told different session ids")
+            offer = asyncio.ensure_future(app.take("webrtc_offer"))
+            await robot.send_json({"type": "webrtc_offer", "session_id": sid, "sdp": OFFER})
+            await offer
+            answer = asyncio.ensure_future(robot.take("webrtc_answer"))
+            await app.send_json({"type": "webrtc_answer", "session_id": sid, "sdp": ANSWER})
+            t_ans, _ = await answer
+            closed = asyncio.ensure_future(robot.take("webrtc_close"))
+            await app.send_json({"type": "webrtc_close", "session_id": sid})
+            await closed
+            to_cred.append((t_cred - started) * 1000)
+            to_robot.append((t_req - started) * 1000)
+            to_answer.append((t_ans - started) * 1000)
+        except (TimeoutError, RuntimeError, KeyError) as exc:
+            problems.append(f"{type(exc).__name__}: {exc}")
+
+    window = Window(target)
+    rounds = 0
+    for _ in range(n["setup_rounds"]):
+        if now() > deadline:
+            failures.append("setup: deadline reached")
+            break
+        go = asyncio.Event()
+        tasks = [asyncio.create_task(one(r, a, go)) for r, a in zip(robots, apps, strict=True)]
+        await asyncio.sleep(0.05)
+        go.set()
+        await asyncio.gather(*tasks)
+        rounds += 1
+        await asyncio.sleep(0.3)
+    cpu = window.close()
+    if problems:
+        failures.append(f"setup: {len(problems)} sessions failed, e.g. {problems[0]}")
+    if rec.errors:
+        failures.append(f"setup: error frames {dict(rec.errors)}")
+    await close_bounded([*robots, *apps])
+    return {"concurrent": len(robots), "rounds": rounds, **info, "completed": len(to_answer),
+            "request_to_credentials_ms": summary(to_cred), "request_to_robot_request_ms": summary(to_robot),
+            "request_to_answer_at_robot_ms": summary(to_answer), "cpu": cpu, "failures": failures}
+
+
+# --- 6. fan-out ----------------------------------------------------------------------------------------
+
+
+async def fanout(target: Target, n: dict, deadline: float) -> dict:
+    """One robot's events to `fanout_apps` app sockets of its owner, then to 1; plus a stranger socket that
+    must receive nothing. Compares server CPU and latency per event (10 apps vs 1 app)."""
+    rec, stranger_rec = Recorder(), Recorder()
+    failures = []
+    people = target.people
+    robot = await open_robot(target, people.fan, rec)
+    apps, _, refused = await open_bounded([partial(open_app, target, people.fan, rec)] * n["fanout_apps"],
+                                          10, deadline)
+    if refused or len(apps) < n["fanout_apps"]:
+        failures.append(f"fanout: {refused} app handshakes failed")
+    stranger = await open_app(target, people.stranger, stranger_rec)  # a user with no device / another key
+    await asyncio.sleep(0.5)
+    results = {}
+    for k, receivers in ((1, len(apps)), (2, 1)):
+        if receivers == 1:
+            await close_bounded(apps[1:])
+            await asyncio.sleep(0.5)
+        phase = rec.start(k)
+        window = Window(target)
+        sender = Sender(robot, R2A, receivers=receivers)
+        load = await offered_load([sender], phase, n["fanout_rate"], n["fanout_events"] / n["fanout_rate"], deadline)
+        await drain(rec, phase, idle=2.0, cap=15.0)
+        acc = phase.accounting()
+        cpu = window.close()
+        events = max(1, phase.sent[R2A])
+        cpu["server_us_per_event"] = round(1e6 * cpu["server_cpu_s"] / events, 1)
+        check_phase(f"fanout to {receivers}", acc, failures)
+        results[f"to_{receivers}"] = {"receivers": receivers, "events": phase.sent[R2A], "load": load,
+                                      "latency_ms": summary(phase.latency[R2A]), "accounting": acc, "cpu": cpu}
+    leaked = sum(sum(p.delivered.values()) for p in stranger_rec.phases.values())
+    if leaked:
+        failures.append(f"fanout: a stranger's socket received {leaked} frames of another user's robot")
+    if rec.errors:
+        failures.append(f"fanout: error frames {dict(rec.errors)}")
+    await close_bounded([robot, apps[0] if apps else robot, stranger])
+    many, one = results[f"to_{len(apps)}"], results["to_1"]
+    cpu_ratio = (many["cpu"]["server_us_per_event"] / one["cpu"]["server_us_per_event"]
+                 if one["cpu"]["server_us_per_event"] else None)
+    lat_ratio = (many["latency_ms"].get("p50", 0) / one["latency_ms"]["p50"]
+                 if one["latency_ms"].get("p50") else None)
+    return {"apps": len(apps), "rate_per_s": n["fanout_rate"], "phases": results,
+            "cpu_ratio_many_to_one": round(cpu_ratio, 2) if cpu_ratio else None,
+            "latency_p50_ratio_many_to_one": round(lat_ratio, 2) if lat_ratio else None,
+            "stranger_received": leaked, "failures": failures}
+
+
+# --- 7. memory per idle robot socket ----------------------------------------------------------------
+
+
+async def memory(target: Target, n: dict, deadline: float) -> dict:
+    """Open idle robot sockets up to each level (spread over the instances), RSS 2 s after each level."""
+    rec = Recorder()
+    failures = []
+    idle = target.people.idle
+    levels = [lv for lv in n["memory_levels"] if lv <= len(idle)]
+    bases = [s.ws for s in target.servers]
+    warm = min(20, len(idle) - max(levels, default=0))
+    if warm > 0:  # the first connections import and allocate what every later one reuses
+        got, _, _ = await open_bounded([partial(open_robot, target, p, rec, bases[i % len(bases)])
+                                        for i, p in enumerate(idle[-warm:])], 10, deadline)
+        await close_bounded(got)
+    await asyncio.sleep(1.0)
+    base_rss = target.rss()
+    opened: list[Client] = []
+    rows = []
+    capped = None
+    started = now()
+    for level in levels:
+        want = idle[len(opened):level]
+        factories = [partial(open_robot, target, p, rec, bases[(len(opened) + i) % len(bases)])
+                     for i, p in enumerate(want)]
+        level_started = now()
+        got, ms, failed = await open_bounded(factories, n["memory_concurrency"], deadline)
+        opened += got
+        if failed:
+            failures.append(f"memory: {failed} robot handshakes failed on the way to {level}")
+        if len(opened) < level:
+            capped = f"stopped at {len(opened)} of {level} sockets (deadline or failures)"
+            break
+        await asyncio.sleep(2.0)
+        rss = target.rss()
+        rows.append({"sockets": len(opened), "rss_kib": rss, "rss_growth_kib": rss - base_rss,
+                     "kib_per_socket": round((rss - base_rss) / len(opened), 2),
+                     "open_seconds": round(now() - level_started, 2), "handshake_ms": summary(ms)})
+    if rec.errors:
+        failures.append(f"memory: error frames {dict(rec.errors)}")
+    close_started = now()
+    await close_bounded(opened)
+    return {"base_rss_kib": base_rss, "levels": rows, "capped": capped,
+            "open_all_seconds": round(close_started - started, 1), "close_seconds": round(now() - close_started, 1),
+            "failures": failures}
+
+
+RUNNERS = {"latency": latency, "pairs100": pairs100, "pairs1000": pairs1000, "max": max_rate, "setup": setup,
+           "fanout": fanout, "memory": memory}
