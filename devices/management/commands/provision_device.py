@@ -50,7 +50,6 @@ from accounts.models import User
 from devices.errors import DeviceError
 from devices.models import Device, PairingCode, is_valid_device_id
 from devices.pairing import generate_code
-from devices.services import device_provision
 from devices.signing import generate_secret
 
 BATCH_SIZE = 1000
@@ -253,6 +252,8 @@ class Command(BaseCommand):
         if device_id is None:
             self._bulk(count, prefix, csv_path, name, owner_user)
             return
+        from devices.services import device_provision  # imports the relay; bulk mode (and the bench) need not
+
         try:
             device, secret, code = device_provision(device_id=device_id, name=name, owner=owner_user)
         except DeviceError as e:
