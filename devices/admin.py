@@ -9,10 +9,9 @@ from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.utils import timezone
 
-from relay import presence
-
 from . import pairing, services
 from .models import Device, PairingCode
+from .signals import online_device_ids
 from .signing import generate_secret
 
 
@@ -38,7 +37,7 @@ class DeviceChangeList(ChangeList):
 
     def get_results(self, request):
         super().get_results(request)
-        online = presence.online_device_ids([d.device_id for d in self.result_list])
+        online = online_device_ids([d.device_id for d in self.result_list])
         for device in self.result_list:
             device.is_online = device.device_id in online
 
@@ -68,7 +67,7 @@ class DeviceAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description="online")
     def online(self, obj):
         if not hasattr(obj, "is_online"):
-            obj.is_online = obj.device_id in presence.online_device_ids([obj.device_id])
+            obj.is_online = obj.device_id in online_device_ids([obj.device_id])
         return obj.is_online
 
     def save_model(self, request, obj, form, change):

@@ -2,10 +2,9 @@
 
 from django.db.models import QuerySet
 
-from relay import presence
-
 from .errors import DeviceNotFound
 from .models import Device, is_valid_device_id
+from .signals import online_device_ids
 
 
 def device_qs_for_user(*, user) -> QuerySet[Device]:
@@ -16,7 +15,7 @@ def device_qs_for_user(*, user) -> QuerySet[Device]:
 def device_annotate_online(devices) -> list[Device]:
     """Set `is_online` on each device from presence, with one query for the whole list; returns a list."""
     devices = list(devices)
-    online = presence.online_device_ids([d.device_id for d in devices]) if devices else set()
+    online = online_device_ids([d.device_id for d in devices]) if devices else set()
     for device in devices:
         device.is_online = device.device_id in online
     return devices

@@ -1,16 +1,14 @@
 """Device services: provisioning, secret rotation, pairing, unpairing, renaming, deactivation.
 
-Keyword-only, typed, raising `devices.errors` domain errors. Pair and unpair tell the relay after
-the transaction commits (`relay.signaling.on_device_paired` / `on_device_unpaired`), so apps never
-hear about a change that was rolled back.
+Keyword-only, typed, raising `devices.errors` domain errors. Pairing, unpairing, deactivation and
+secret rotation send a signal of `devices.signals` after the transaction commits, so receivers (the
+relay) never hear about a change that was rolled back.
 """
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from relay import signaling
-
-from . import pairing
+from . import pairing, signals
 from .errors import (
     DeviceAlreadyExists,
     DeviceNotFound,
@@ -47,7 +45,7 @@ def device_provision(*, device_id: str, name: str = "", owner=None) -> tuple[Dev
             )
             code = pairing.pairing_code_issue(device=device, kind=PairingCode.Kind.PROVISIONING, now=now)
             if owner is not None:
-                _notify_paired(device.device_id, owner.pk)
+                _notify_paired(device, owner.pk)
     except IntegrityError as e:  # lost a race with a concurrent provisioning of the same id
         raise DeviceAlreadyExists() from e
     return device, secret, code.code
@@ -58,7 +56,7 @@ def device_rotate_secret(*, device: Device) -> str:
     secret = generate_secret()
     Device.objects.filter(pk=device.pk).update(secret=secret)
     device.secret = secret
-    _notify_revoked(device.device_id)  # a socket opened with the old secret must not outlive it
+    _notify_revoked(device, deactivated=False)  # a socket opened with the old secret must not outlive it
     return secret
 
 
@@ -107,7 +105,7 @@ def device_pair(*, user, code: str, name: str | None = None) -> Device:
         setattr(device, field, value)
     pairing.pairing_codes_expire(device=device, now=now)
     if not already_mine:
-        _notify_paired(device.device_id, user.pk)
+        _notify_paired(device, user.pk)
     return device
 
 
@@ -122,10 +120,8 @@ def device_unpair(*, user, device: Device) -> None:
             raise DeviceNotFound()
         device.owner, device.paired_at = None, None
         pairing.pairing_codes_expire(device=device)
-        device_id, former_owner_id = device.device_id, user.pk
-        transaction.on_commit(
-            lambda: signaling.on_device_unpaired(device_id=device_id, former_owner_id=former_owner_id)
-        )
+        signals.send_on_commit(signals.device_unpaired, device_id=device.device_id, device_pk=device.pk,
+                               former_owner_id=user.pk)
 
 
 def device_rename(*, device: Device, name: str) -> Device:
@@ -150,7 +146,7 @@ def device_deactivate(*, device: Device) -> Device:
         Device.objects.filter(pk=device.pk).update(is_active=False)
         device.is_active = False
         pairing.pairing_codes_expire(device=device)
-        _notify_revoked(device.device_id)
+        _notify_revoked(device, deactivated=True)
     return device
 
 
@@ -159,9 +155,10 @@ def _check_name(name: str) -> None:
         raise InvalidDeviceName()
 
 
-def _notify_revoked(device_id: str) -> None:
-    transaction.on_commit(lambda: signaling.on_device_revoked(device_id=device_id))
+def _notify_revoked(device: Device, *, deactivated: bool) -> None:
+    signals.send_on_commit(signals.device_revoked, device_id=device.device_id, device_pk=device.pk,
+                           owner_id=device.owner_id, deactivated=deactivated)
 
 
-def _notify_paired(device_id: str, owner_id: int) -> None:
-    transaction.on_commit(lambda: signaling.on_device_paired(device_id=device_id, owner_id=owner_id))
+def _notify_paired(device: Device, owner_id: int) -> None:
+    signals.send_on_commit(signals.device_paired, device_id=device.device_id, device_pk=device.pk, owner_id=owner_id)

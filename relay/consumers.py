@@ -1,23 +1,30 @@
-"""WebSocket consumers: parse, authorise, hand off to `relay.signaling`, map errors to frames.
+"""WebSocket consumers: parse, authorise, hand off to `relay.dispatch`, map errors to frames.
 
 One class serves the three routes: `/ws/device` (robot, HMAC handshake), `/ws/app` (app, JWT
 handshake) and the compat `/ws` (identity from an in-band `auth` first frame). After authentication
-every route behaves the same (protocol.md "Precise rules": `/ws` after in-band auth behaves exactly as
-`/ws/app` or `/ws/device`). The only per-socket state is the sender's identity and its timers; every
-routing decision is made by `relay.signaling` from shared state.
+every route behaves the same (docs/protocol.md §6). A consumer holds its socket's `Party` — identity
+and routing facts — and applies the channel-layer messages that keep those facts current; every rule
+lives in a module of its own (`relay.dispatch` names them).
 """
 
 import asyncio
 import contextlib
+import functools
 import logging
 import weakref
 from datetime import UTC, datetime
 
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from . import signaling
+from . import connections, delivery, dispatch, sessions
+from .addressing import apply_device_update
 from .middleware import AppIdentity, RobotIdentity, authenticate_app, authenticate_robot
+from .models import Session
+from .party import APP, ROBOT, Party
 from .protocol import (
     APP_TYPES,
     RESERVED_TYPES,
@@ -30,7 +37,6 @@ from .protocol import (
     iso,
     parse_text_frame,
 )
-from .signaling import APP, ROBOT, Party
 
 logger = logging.getLogger(__name__)
 
@@ -38,17 +44,48 @@ logger = logging.getLogger(__name__)
 IN_BAND_AUTH_TIMEOUT = 10.0
 
 
-def _dumps(frame: dict) -> str:
-    import json
-
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
-
-
 class RelayConsumer(AsyncWebsocketConsumer):
     """A robot or app socket. Subclasses set `route_role` (`robot`, `app`, or None for compat `/ws`)."""
 
     route_role: str | None = None
 
+    async def __call__(self, scope, receive, send):
+        """Channels' consumer loop, reordered for routing facts: channel-layer messages already queued
+        for this socket (changes of its facts, frames for it) are handled, in order, before its next
+        socket frame is routed — Channels' own loop would route the frame first.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        self.base_send = send
+        if not hasattr(self.channel_layer, "wait_ready"):  # another layer: Channels' loop
+            with contextlib.suppress(StopConsumer):
+                await await_many_dispatch([self.channel_receive, receive], self.dispatch)
+            return
+        socket = asyncio.ensure_future(receive())
+        ready = asyncio.ensure_future(self.channel_layer.wait_ready(self.channel_name))
+        try:
+            while True:
+                await asyncio.wait({socket, ready} if ready else {socket}, return_when=asyncio.FIRST_COMPLETED)
+                await self._apply_queued()
+                if ready is not None and ready.done():
+                    ready = None if ready.exception() else asyncio.ensure_future(
+                        self.channel_layer.wait_ready(self.channel_name))
+                if socket.done():
+                    message = socket.result()
+                    socket = asyncio.ensure_future(receive())
+                    await self.dispatch(message)
+        except StopConsumer:
+            pass
+        finally:
+            for task in (socket, ready):
+                if task is None:
+                    continue
+                if not task.done():
+                    task.cancel()
+                elif not task.cancelled():
+                    task.exception()  # retrieved: a discarded channel's wait ends with ChannelGone
     async def connect(self):
         """Accept an authenticated handshake; refuse (HTTP 403) anything else, the same way for all."""
         self.party: Party | None = None
@@ -84,21 +121,21 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
     async def _become_robot(self, identity: RobotIdentity) -> None:
         self.party = Party(ROBOT, self.channel_name, device_pk=identity.device_pk, device_id=identity.device_id)
-        await signaling.robot_connected(self.party, path=self.scope.get("path", ""))
+        await connections.robot_connected(self.party, path=self.scope.get("path", ""))
         _open_consumers.add(self)
-        self._spawn(self._heartbeat())
+        connections.ensure_heartbeat()
         logger.info("robot %s connected", identity.device_id)
 
     async def _become_app(self, identity: AppIdentity, *, accept: bool = False) -> None:
         self.party = Party(APP, self.channel_name, user_id=identity.user_id)
         self.token_expires_at = identity.expires_at
-        snapshot = await signaling.app_connected(self.party, path=self.scope.get("path", ""))
+        snapshot = await connections.app_connected(self.party, path=self.scope.get("path", ""))
         _open_consumers.add(self)
         if accept:
             await self.accept()
         for frame in snapshot:
             await self.send_frame(frame)
-        self._spawn(self._heartbeat())
+        connections.ensure_heartbeat()
         self._spawn(self._token_expiry())
         logger.info("app of user %s connected", identity.user_id)
 
@@ -108,6 +145,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
         """Decode one frame and dispatch it; every failure becomes an error frame, the socket stays."""
         if self.closing:
             return
+        await self._apply_queued()
         if text_data is None:
             await self.send_frame(error_frame(Code.BAD_REQUEST, "binary frames are not supported; send JSON text"))
             return
@@ -136,14 +174,24 @@ class RelayConsumer(AsyncWebsocketConsumer):
             logger.exception("unhandled error while handling a %s frame", kind if isinstance(kind, str) else "?")
             await self.send_frame(error_frame(Code.INTERNAL, "internal error", kind if isinstance(kind, str) else None))
 
+    async def _apply_queued(self) -> None:
+        """Handle the channel-layer messages already queued for this socket before its next frame, so
+        the frame is routed by facts at least as new as every change delivered so far (a replaced robot,
+        an unpair): Channels would otherwise dispatch the socket's frame first."""
+        take = getattr(self.channel_layer, "receive_nowait", None)
+        if take is None:
+            return
+        while (message := take(self.channel_name)) is not None:
+            await self.dispatch(message)
+
     async def _dispatch(self, kind: str, frame: dict) -> None:
         allowed = ROBOT_TYPES if self.party.role == ROBOT else APP_TYPES
         if kind in RESERVED_TYPES and kind not in allowed:
             raise RelayError(Code.UNKNOWN_TYPE, f"'{kind}' is not accepted from this side", kind)
         if self.party.role == ROBOT:
-            outcome = await signaling.robot_frame(self.party, kind, frame)
+            outcome = await dispatch.robot_frame(self.party, kind, frame)
         else:
-            outcome = await signaling.app_frame(self.party, kind, frame)
+            outcome = await dispatch.app_frame(self.party, kind, frame)
         for reply in outcome.replies:
             await self.send_frame(reply)
         if outcome.opened is not None:
@@ -219,23 +267,54 @@ class RelayConsumer(AsyncWebsocketConsumer):
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(settings.WIMZ_PRESENCE_HEARTBEAT)
-            try:
-                await signaling.heartbeat(self.party)
-            except Exception:
-                logger.exception("presence heartbeat failed")
-
     async def _setup_timer(self, session_id: str) -> None:
         await asyncio.sleep(settings.WIMZ_SESSION_SETUP_TIMEOUT)
-        await signaling.session_setup_expired(session_id)
+        if self.party is not None:
+            await sessions.setup_expired(self.party, session_id)
 
     # --- messages from the channel layer ---------------------------------------------------------
 
     async def relay_frame(self, message):
-        """`relay.frame`: write `message["frame"]` to this socket."""
-        await self.send_frame(message["frame"])
+        """`relay.frame`: write the frame text; a session frame only while this socket is a party."""
+        if "sid" in message and (self.party is None or not await sessions.check_party(self.party, message)):
+            return
+        await self.send_text(message["text"])
+
+    async def relay_event(self, message):
+        """`relay.event`: a robot event, written while this app's user owns the robot."""
+        if self.party is not None and message["device_id"] in self.party.devices:
+            await self.send_text(message["text"])
+        else:
+            logger.debug("event of a device this socket's user no longer owns: not forwarded")
+
+    async def relay_device(self, message):
+        """`relay.device`: a change of one of the user's devices; then its `device_status`, if any."""
+        if self.party is not None and self.party.role == APP:
+            apply_device_update(self.party, message)
+        if "text" in message:
+            await self.send_text(message["text"])
+
+    async def relay_owner(self, message):
+        """`relay.owner`: this robot's owner changed (None: unpaired)."""
+        if self.party is not None and self.party.role == ROBOT:
+            self.party.owner_id = message["owner_id"]
+
+    async def relay_session_open(self, message):
+        """`relay.session_open`: an app opened a session with this robot; write its `webrtc_request`."""
+        if self.party is not None and self.party.role == ROBOT:
+            await self.send_text(sessions.opened_by_app(self.party, message))
+
+    async def relay_session_end(self, message):
+        """`relay.session_end`: a session of this socket ended; write its `webrtc_close`."""
+        if self.party is not None:  # None while this instance shuts down: the close is still written
+            await sessions.ended_elsewhere(self.party, message)
+        await self.send_text(message["text"])
+
+    async def relay_shed(self, message):
+        """`relay.shed`: frames this socket sent were not delivered (receiver full): RATE_LIMITED."""
+        count = message.get("count", 1)
+        await self.send_frame(error_frame(Code.RATE_LIMITED, f"frame not delivered to {count} socket(s): receiver "
+                                          "not keeping up", message.get("ref")))
 
     async def relay_replaced(self, message):
         """`relay.replaced`: a newer socket for this device took over; close with 4009."""
@@ -249,7 +328,10 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
     async def send_frame(self, frame: dict) -> None:
         """Send one JSON frame; a socket already gone is not an error (field report F1)."""
-        text = _dumps(frame)  # a frame that cannot be serialised is a bug: let it surface, never vanish
+        await self.send_text(delivery.encode(frame))  # a frame that cannot be serialised is a bug: let it surface
+
+    async def send_text(self, text: str) -> None:
+        """Write one text frame; a socket already gone is not an error."""
         with contextlib.suppress(Exception):
             await self.send(text_data=text)
 
@@ -266,14 +348,22 @@ class RelayConsumer(AsyncWebsocketConsumer):
         self.party = None  # clean up once, whichever of disconnect/shutdown comes first
         _open_consumers.discard(self)
         if party is None:
+            self._forget_channel(code)
             return []
         try:
             if party.role == ROBOT:
-                return await signaling.robot_disconnected(party, code, **({"reason": reason} if reason else {}))
-            return await signaling.app_disconnected(party, code, **({"reason": reason} if reason else {}))
+                return await connections.robot_disconnected(party, code, **({"reason": reason} if reason else {}))
+            return await connections.app_disconnected(party, code, **({"reason": reason} if reason else {}))
         except Exception:
             logger.exception("cleanup after %s disconnect failed", party.role)
             return []
+        finally:
+            self._forget_channel(code)
+
+    def _forget_channel(self, code) -> None:
+        """After the socket closed (not on shutdown's first step), drop this consumer's channel queue."""
+        if code != 1012 and getattr(self, "channel_name", None):
+            delivery.forget_channel(self.channel_name)
 
     async def shutdown_sessions(self) -> None:
         """This instance is stopping: end this socket's sessions `server_shutdown` (protocol.md "Sessions").
@@ -283,10 +373,10 @@ class RelayConsumer(AsyncWebsocketConsumer):
         it directly.
         """
         self.closing = True  # frames arriving until the socket closes are ignored, never re-authenticated
-        ended = await self._cleanup(1012, reason=signaling.EndReason.SERVER_SHUTDOWN)
+        ended = await self._cleanup(1012, reason=Session.EndReason.SERVER_SHUTDOWN)
         for ref in ended:
             await self.send_frame(
-                {"type": "webrtc_close", "session_id": ref.session_id, "reason": signaling.EndReason.SERVER_SHUTDOWN}
+                {"type": "webrtc_close", "session_id": ref.session_id, "reason": Session.EndReason.SERVER_SHUTDOWN}
             )
 
     async def shutdown_close(self) -> None:

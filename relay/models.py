@@ -26,6 +26,9 @@ class Connection(models.Model):
         "devices.Device", null=True, blank=True, on_delete=models.SET_NULL, related_name="connections"
     )
     channel_name = models.CharField(max_length=200, unique=True)
+    # The relay process (channel-layer instance id) that holds the socket: heartbeats are one UPDATE
+    # per process, and a dead process's rows are found by it.
+    instance = models.CharField(max_length=32, blank=True, db_index=True)
     path = models.CharField(max_length=32, blank=True)
     connected_at = models.DateTimeField(auto_now_add=True)
     heartbeat_at = models.DateTimeField()

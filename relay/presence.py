@@ -26,11 +26,13 @@ def live_connections():
     return Connection.objects.filter(disconnected_at__isnull=True, heartbeat_at__gte=_fresh_since())
 
 
-def connection_open(*, role: str, channel_name: str, path: str = "", user_id=None, device_pk=None) -> Connection:
-    """Record an accepted socket; returns its row (history and presence at once)."""
+def connection_open(*, role: str, channel_name: str, path: str = "", user_id=None, device_pk=None,
+                    instance: str = "") -> Connection:
+    """Record an accepted socket of relay process `instance`; returns its row (history and presence)."""
     now = timezone.now()
     return Connection.objects.create(
-        role=role, channel_name=channel_name, path=path, user_id=user_id, device_id=device_pk, heartbeat_at=now
+        role=role, channel_name=channel_name, path=path, user_id=user_id, device_id=device_pk, heartbeat_at=now,
+        instance=instance,
     )
 
 
@@ -48,6 +50,24 @@ def heartbeat(channel_name: str) -> None:
     Connection.objects.filter(channel_name=channel_name, disconnected_at__isnull=True).update(
         heartbeat_at=timezone.now()
     )
+
+
+def heartbeat_instance(instance: str) -> int:
+    """Refresh every open row of relay process `instance` in one UPDATE; returns how many."""
+    return Connection.objects.filter(instance=instance, disconnected_at__isnull=True).update(
+        heartbeat_at=timezone.now()
+    )
+
+
+def robot_channels(device_ids) -> dict[str, str]:
+    """`{device_id: channel}` of the robot socket currently open for each of `device_ids` that is online."""
+    rows = (
+        live_connections()
+        .filter(role=Connection.Role.ROBOT, device__device_id__in=list(device_ids))
+        .order_by("connected_at")
+        .values_list("device__device_id", "channel_name")
+    )
+    return dict(rows)  # newest last, so it wins
 
 
 def robot_channel(device_id: str) -> str | None:
@@ -68,13 +88,6 @@ def online_device_ids(device_ids) -> set[str]:
         live_connections()
         .filter(role=Connection.Role.ROBOT, device__device_id__in=list(device_ids))
         .values_list("device__device_id", flat=True)
-    )
-
-
-def app_channels(user_id) -> list[str]:
-    """Channel names of every live app socket of user `user_id` (any instance)."""
-    return list(
-        live_connections().filter(role=Connection.Role.APP, user_id=user_id).values_list("channel_name", flat=True)
     )
 
 

@@ -1,189 +1,211 @@
-"""Signaling sessions: the state machine and its history rows (protocol.md "Sessions").
+"""Signaling sessions: request, offer, answer, ICE, close, error and setup timeout, as handler tables.
 
-States `requested → offered → answered → ended`. Every transition is one conditional UPDATE on the
-session row, so two relay instances racing on the same session (an answer arriving while the setup
-timer fires, say) can never both win: the loser sees the row already moved on. All functions are
-synchronous ORM code; `relay.signaling` calls them through `database_sync_to_async`.
+docs/protocol.md §13. A session's two parties hold it in their `Party.sessions` (the other party's
+channel), so an offer, answer or ICE candidate is forwarded without a database read. The session
+row (`relay.session_rows`) is the cluster-wide truth and the history: written at each transition —
+open, first offer, first answer, end (with the ICE counts) — and read only when a socket signals a
+session it does not hold: another app socket of the session's user (docs/protocol.md §13.6), or an
+id that is ended or not the sender's (§13.7).
+
+Handlers take `(party, frame)` and return a `relay.party.Outcome`; errors are `RelayError`.
 """
 
-from dataclasses import dataclass
+from channels.db import database_sync_to_async
 
-from django.conf import settings
-from django.db import transaction
-from django.db.models import F
-from django.utils import timezone
-
-from devices.models import Device
-
-from . import presence
+from . import delivery, session_rows
+from .addressing import address
 from .models import Session
-from .protocol import Code, RelayError
+from .party import APP, LiveSession, Outcome, Party
+from .protocol import Code, RelayError, error_frame, optional_device_id, require_candidate, require_sdp, session_id_of
 
-ROBOT = "robot"
-APP = "app"
-
-
-@dataclass(frozen=True)
-class SessionRef:
-    """What signaling needs to know of a session: its id, device and both parties' channels."""
-
-    session_id: str
-    device_id: str
-    user_id: int
-    app_channel: str
-    robot_channel: str
-
-    @classmethod
-    def of(cls, session: Session) -> "SessionRef":
-        return cls(
-            str(session.id), session.device.device_id, session.user_id, session.app_channel, session.robot_channel
-        )
+EndReason = Session.EndReason
 
 
-@dataclass(frozen=True)
-class Target:
-    """A robot an app may address: the device and its robot socket's channel."""
+async def announce_end(ref: session_rows.SessionRef, reason: str, *, skip: str | None = None,
+                       frame: dict | None = None) -> None:
+    """Tell every party still connected that a session ended: `webrtc_close` with `reason`.
 
-    device_pk: int
-    device_id: str
-    robot_channel: str
-
-
-def resolve_robot(*, user_id: int, device_id: str | None, ref: str | None = None) -> Target:
-    """The robot an app frame addresses, after authorization and availability checks.
-
-    protocol.md "Precise rules": `device_id` may be omitted when the user owns exactly one device
-    (none → NO_DEVICE, several → BAD_REQUEST "device_id required"); authorization before availability —
-    a device that is not the user's (or does not exist) → NOT_AUTHORIZED, the user's own offline
-    robot → DEVICE_OFFLINE. Raises `RelayError`; returns a `Target`.
+    `skip` is the channel of the party that closed it (docs/protocol.md §13.6: not echoed). `frame` is
+    the closer's own `webrtc_close`, forwarded with its keys kept and `reason` set.
     """
-    owned = Device.objects.filter(owner_id=user_id, is_active=True)
-    if device_id is None:
-        devices = list(owned.values_list("pk", "device_id")[:2])
-        if not devices:
-            raise RelayError(Code.NO_DEVICE, "you own no device", ref)
-        if len(devices) > 1:
-            raise RelayError(Code.BAD_REQUEST, "device_id required", ref)
-        device_pk, device_id = devices[0]
+    close = dict(frame) if frame else {"type": "webrtc_close", "session_id": ref.session_id}
+    close["reason"] = reason
+    for channel in (ref.app_channel, ref.robot_channel):
+        if channel != skip:
+            await delivery.session_end(channel, sid=ref.session_id, frame=close)
+
+
+async def _peer(party: Party, session_id: str) -> tuple[str, LiveSession | None]:
+    """The other party's channel for `session_id`, and this socket's `LiveSession` if it holds it.
+
+    A session this socket does not hold is looked up in its row: raises NOT_AUTHORIZED (not the
+    sender's, or unknown) or SESSION_NOT_FOUND (the sender's, ended) — docs/protocol.md §13.7.
+    """
+    live = party.sessions.get(session_id)
+    if live is not None:
+        return live.peer, live
+    if party.role == APP:
+        lookup = {"user_id": party.user_id}
     else:
-        device_pk = owned.filter(device_id=device_id).values_list("pk", flat=True).first()
-        if device_pk is None:
-            raise RelayError(Code.NOT_AUTHORIZED, "not your device", ref)
-    channel = presence.robot_channel(device_id)
-    if channel is None:
-        raise RelayError(Code.DEVICE_OFFLINE, "device is offline", ref)
-    return Target(device_pk, device_id, channel)
+        lookup = {"robot_channel": party.channel_name, "device_pk": party.device_pk}
+    ref = await database_sync_to_async(session_rows.session_for_party)(
+        session_id=session_id, side=party.role, **lookup
+    )
+    return (ref.robot_channel if party.role == APP else ref.app_channel), None
 
 
-def session_open(*, user_id: int, target: Target, app_channel: str) -> tuple[SessionRef, list[SessionRef]]:
-    """Create a session for `target` and end what it supersedes.
+# --- forwarded signaling: offer (robot), answer (app), ICE (either) --------------------------------
 
-    protocol.md "Max sessions": when a request would exceed `WIMZ_MAX_SESSIONS_PER_DEVICE` live
-    sessions, the oldest live sessions of that device end with reason `superseded`. Returns the new
-    session and the superseded ones (for their parties to be told).
+
+async def _forward(party: Party, frame: dict, *, state: str | None) -> None:
+    session_id = session_id_of(frame)
+    peer, live = await _peer(party, session_id)
+    await delivery.frame_to(peer, frame, ref=session_id, sid=session_id, reply_to=party.channel_name)
+    if state is None:  # ICE: counted here, written to the row when the session ends
+        if live is not None:
+            live.ice += 1
+        else:
+            await database_sync_to_async(session_rows.session_count_ice)(session_id=session_id, side=party.role)
+        return
+    flag = "offered" if state == Session.State.OFFERED else "answered"
+    if live is None or not getattr(live, flag):
+        await database_sync_to_async(session_rows.session_mark)(session_id=session_id, state=state)
+        if live is not None:
+            setattr(live, flag, True)
+
+
+async def offer(party: Party, frame: dict) -> Outcome:
+    """`webrtc_offer` from the robot: to the app socket that opened the session (§13.1)."""
+    require_sdp(frame, "offer")
+    await _forward(party, frame, state=Session.State.OFFERED)
+    return Outcome()
+
+
+async def answer(party: Party, frame: dict) -> Outcome:
+    """`webrtc_answer` from an app of the session's user: to the session's robot (§13.1)."""
+    require_sdp(frame, "answer")
+    await _forward(party, frame, state=Session.State.ANSWERED)
+    return Outcome()
+
+
+async def ice(party: Party, frame: dict) -> Outcome:
+    """`webrtc_ice` from either party: to the other one, unchanged (§13.1)."""
+    require_candidate(frame)
+    await _forward(party, frame, state=None)
+    return Outcome()
+
+
+# --- open, close, error, timeout -------------------------------------------------------------------
+
+
+async def request(party: Party, frame: dict) -> Outcome:
+    """`webrtc_request` from an app: open a session (§13.1). The app gets `webrtc_credentials`, the
+    robot `webrtc_request`, both with the same `ice_servers`; sessions over the device's limit end
+    `superseded` (§13.5). A robot that cannot take the request leaves no session row.
     """
-    limit = max(1, settings.WIMZ_MAX_SESSIONS_PER_DEVICE)
-    with transaction.atomic():
-        # Lock the device row so that concurrent requests for one robot count sessions one at a time.
-        Device.objects.select_for_update().filter(pk=target.device_pk).first()
-        live = list(
-            Session.objects.select_related("device")
-            .filter(device_id=target.device_pk, ended_at__isnull=True)
-            .order_by("created_at")
+    from .ice import get_ice_servers
+
+    target = address(party, optional_device_id(frame), ref="webrtc_request")
+    ice_servers = (await get_ice_servers(user_id=party.user_id)).ice_servers
+    ref, superseded = await database_sync_to_async(session_rows.session_open)(
+        user_id=party.user_id, target=target, app_channel=party.channel_name
+    )
+    for old in superseded:
+        await announce_end(old, EndReason.SUPERSEDED)
+    try:
+        await delivery.session_open(
+            ref.robot_channel, sid=ref.session_id, app_channel=party.channel_name,
+            frame={"type": "webrtc_request", "session_id": ref.session_id, "ice_servers": ice_servers},
         )
-        superseded = []
-        for old in live[: max(0, len(live) - limit + 1)]:
-            ended = session_end(session_id=str(old.id), reason=Session.EndReason.SUPERSEDED)
-            if ended is not None:
-                superseded.append(ended)
-        session = Session.objects.create(
-            device_id=target.device_pk, user_id=user_id, app_channel=app_channel, robot_channel=target.robot_channel
+    except RelayError as exc:
+        # The robot never heard of it: the session did not happen, so it leaves no history row.
+        await database_sync_to_async(session_rows.session_discard)(session_id=ref.session_id)
+        if isinstance(exc, delivery.Undeliverable):
+            raise RelayError(Code.DEVICE_OFFLINE, "device is offline", "webrtc_request") from exc
+        raise
+    party.sessions[ref.session_id] = LiveSession(device_id=ref.device_id, peer=ref.robot_channel)
+    credentials = {
+        "type": "webrtc_credentials",
+        "session_id": ref.session_id,
+        "device_id": ref.device_id,
+        "ice_servers": ice_servers,
+    }
+    return Outcome(replies=[credentials], opened=ref)
+
+
+def _end_db(party: Party, session_id: str, reason: str, **kwargs):
+    live = party.sessions.pop(session_id, None)
+    if live is not None:
+        session_rows.session_count_ice(session_id=session_id, side=party.role, count=live.ice)
+    return session_rows.session_end(session_id=session_id, reason=reason, **kwargs)
+
+
+async def close(party: Party, frame: dict) -> Outcome:
+    """`webrtc_close` from a party: every other party still connected gets it with `reason`
+    `closed_by_app` / `closed_by_robot`; the sender is not echoed (§13.6).
+    """
+    session_id = session_id_of(frame)
+    await _peer(party, session_id)
+    reason = EndReason.CLOSED_BY_APP if party.role == APP else EndReason.CLOSED_BY_ROBOT
+    ended = await database_sync_to_async(_end_db)(party, session_id, reason)
+    if ended is not None:
+        await announce_end(ended, reason, skip=party.channel_name, frame=frame)
+    return Outcome()
+
+
+async def error(party: Party, frame: dict) -> Outcome:
+    """`webrtc_error` from the robot: forwarded to the app, then the session ends `robot_error` and
+    both parties get `webrtc_close` (§13.3).
+    """
+    session_id = session_id_of(frame)
+    peer, _ = await _peer(party, session_id)
+    await delivery.notify(peer, frame)
+    ended = await database_sync_to_async(_end_db)(party, session_id, EndReason.ROBOT_ERROR)
+    if ended is not None:
+        await announce_end(ended, EndReason.ROBOT_ERROR)
+    return Outcome()
+
+
+async def setup_expired(party: Party, session_id: str) -> None:
+    """The setup timer fired: end the session `setup_timeout` unless it was answered (§13.4)."""
+    ref = await database_sync_to_async(session_rows.session_end)(
+        session_id=session_id, reason=EndReason.SETUP_TIMEOUT, unless_answered=True
+    )
+    if ref is not None:
+        await announce_end(ref, EndReason.SETUP_TIMEOUT)
+
+
+# --- what the other side's messages change ----------------------------------------------------------
+
+
+def opened_by_app(party: Party, message: dict) -> str:
+    """A robot receives `relay.session_open`: hold the session; returns the `webrtc_request` text."""
+    party.sessions[message["sid"]] = LiveSession(device_id=party.device_id, peer=message["app_channel"])
+    return message["text"]
+
+
+async def ended_elsewhere(party: Party, message: dict) -> None:
+    """`relay.session_end`: forget the session, writing this side's ICE count to its row."""
+    session_id = message["sid"]
+    live = party.sessions.pop(session_id, None)
+    if live is not None and live.ice:
+        await database_sync_to_async(session_rows.session_count_ice)(
+            session_id=session_id, side=party.role, count=live.ice
         )
-    session.device = Device(pk=target.device_pk, device_id=target.device_id)
-    return SessionRef.of(session), superseded
 
 
-def session_discard(*, session_id: str) -> None:
-    """Delete a session that was created but never reached its robot (its `webrtc_request` was shed)."""
-    Session.objects.filter(pk=session_id, offered_at__isnull=True).delete()
-
-
-def session_for_party(
-    *,
-    session_id: str,
-    side: str,
-    user_id: int | None = None,
-    robot_channel: str | None = None,
-    device_pk: int | None = None,
-):
-    """The live session `session_id` if the caller is one of its parties; returns a `SessionRef`.
-
-    `side` is `app` (any socket of the session's user, protocol.md "Who may close") or `robot` (the
-    session's device, `device_pk`; a live session is signaled only by the robot socket it was opened
-    with, `robot_channel`). Raises SESSION_NOT_FOUND for the party's own ended session — also to the
-    robot after it reconnected on a new socket, as to a reconnected app (protocol.md "Ended sessions
-    keep answering SESSION_NOT_FOUND to their parties") — and NOT_AUTHORIZED for ids that are someone
-    else's or never existed (protocol.md "Errors").
+async def check_party(party: Party, message: dict) -> bool:
+    """A session frame arrives for this socket: True when it still holds the session. Otherwise the
+    sender (`reply_to`) is told SESSION_NOT_FOUND — the session ended before the frame arrived.
     """
-    session = Session.objects.select_related("device").filter(pk=session_id).first()
-    if session is None:
-        raise RelayError(Code.NOT_AUTHORIZED, "unknown session", session_id)
-    if side == APP:
-        is_party = session.user_id == user_id
-    else:
-        is_party = session.device_id == device_pk
-    if not is_party:
-        raise RelayError(Code.NOT_AUTHORIZED, "unknown session", session_id)
-    if session.ended_at is not None:
-        raise RelayError(Code.SESSION_NOT_FOUND, "session has ended", session_id)
-    if side == ROBOT and session.robot_channel != robot_channel:
-        raise RelayError(Code.NOT_AUTHORIZED, "unknown session", session_id)
-    return SessionRef.of(session)
+    session_id = message.get("sid")
+    if session_id is None or session_id in party.sessions:
+        return True
+    reply_to = message.get("reply_to")
+    if reply_to:
+        await delivery.notify(reply_to, error_frame(Code.SESSION_NOT_FOUND, "session has ended", session_id))
+    return False
 
 
-def session_mark(*, session_id: str, state: str) -> None:
-    """Record the offer (`offered`) or the answer (`answered`) with its timestamp, once and in order.
-
-    A repeated offer/answer (renegotiation) is forwarded but keeps the first timestamp; a session that
-    ended meanwhile is left alone.
-    """
-    now = timezone.now()
-    live = Session.objects.filter(pk=session_id, ended_at__isnull=True)
-    if state == Session.State.OFFERED:
-        live.filter(offered_at__isnull=True).update(offered_at=now)
-        live.filter(state=Session.State.REQUESTED).update(state=Session.State.OFFERED)
-    elif state == Session.State.ANSWERED:
-        live.filter(answered_at__isnull=True).update(answered_at=now, state=Session.State.ANSWERED)
-
-
-def session_count_ice(*, session_id: str, side: str) -> None:
-    """Count one forwarded ICE candidate for `side` (`app` or `robot`) in the history row."""
-    field = "app_ice_candidates" if side == APP else "robot_ice_candidates"
-    Session.objects.filter(pk=session_id).update(**{field: F(field) + 1})
-
-
-def session_end(*, session_id: str, reason: str, unless_answered: bool = False) -> SessionRef | None:
-    """End a live session with `reason` (one of `Session.EndReason`).
-
-    Returns its `SessionRef` when this call ended it, None when it had already ended (or, with
-    `unless_answered`, when it was answered — the setup-timeout rule of protocol.md "Sessions").
-    """
-    live = Session.objects.filter(pk=session_id, ended_at__isnull=True)
-    if unless_answered:
-        live = live.filter(answered_at__isnull=True)
-    if not live.update(ended_at=timezone.now(), end_reason=reason, state=Session.State.ENDED):
-        return None
-    return SessionRef.of(Session.objects.select_related("device").get(pk=session_id))
-
-
-def sessions_end_where(*, reason: str, **filters) -> list[SessionRef]:
-    """End every live session matching `filters` (e.g. `app_channel=…`, `robot_channel=…`,
-    `device__device_id=…`) with `reason`; returns the ones this call ended.
-    """
-    ids = list(Session.objects.filter(ended_at__isnull=True, **filters).values_list("pk", flat=True))
-    ended = []
-    for session_id in ids:
-        ref = session_end(session_id=str(session_id), reason=reason)
-        if ref is not None:
-            ended.append(ref)
-    return ended
+ROBOT_HANDLERS = {"webrtc_offer": offer, "webrtc_ice": ice, "webrtc_error": error, "webrtc_close": close}
+APP_HANDLERS = {"webrtc_request": request, "webrtc_answer": answer, "webrtc_ice": ice, "webrtc_close": close}

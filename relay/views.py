@@ -10,7 +10,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
-from . import signaling
+from . import connections
 
 logger = logging.getLogger(__name__)
 
@@ -24,13 +24,21 @@ def _database_ok() -> None:
 
 
 async def _channel_layer_ok() -> None:
-    """A message round trip through the channel layer (Redis when configured)."""
+    """A message round trip through the channel layer, and through Redis when it is configured."""
     layer = get_channel_layer()
     channel = await layer.new_channel("health.")
-    await layer.send(channel, {"type": "health.ping"})
-    message = await layer.receive(channel)
-    if message.get("type") != "health.ping":
-        raise RuntimeError("channel layer returned another message")
+    try:
+        await layer.send(channel, {"type": "health.ping"})
+        message = await layer.receive(channel)
+        if message.get("type") != "health.ping":
+            raise RuntimeError("channel layer returned another message")
+        ping = getattr(layer, "ping", None)
+        if ping is not None:
+            await ping()
+    finally:
+        discard = getattr(layer, "discard_channel", None)
+        if discard is not None:
+            discard(channel)
 
 
 async def _check(name: str, coro_factory) -> str | None:
@@ -71,4 +79,4 @@ async def stats(request):
     Counted from the shared presence and session rows, so the numbers are the whole cluster's, not
     one process's.
     """
-    return JsonResponse(await signaling.cluster_stats())
+    return JsonResponse(await connections.cluster_stats())

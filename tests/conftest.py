@@ -59,7 +59,7 @@ def api():
 def in_memory_channel_layer(settings):
     """Communicator tests run on a fresh in-memory channel layer (live-daphne tests use Redis)."""
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "relay.layers.RelayInMemoryChannelLayer", "CONFIG": {"capacity": 2000, "expiry": 60}}
+        "default": {"BACKEND": "relay.layer.RelayChannelLayer", "CONFIG": {"capacity": 2000}}
     }
     channel_layers.backends.clear()
     yield

@@ -116,40 +116,33 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-# --- Channel layer: REDIS_URL → channels-redis, else in-memory (single process) -------------
+# --- Channel layer: relay.layer, across instances through Redis when REDIS_URL is set ------
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "relay.layers.RelayRedisChannelLayer",
+            # The relay's own layer (relay/layer.py): frames between sockets of one instance stay in the
+            # process; between instances one Redis PUBLISH (pipelined under load) per frame or group
+            # send. docs/protocol.md §19.2.
+            "BACKEND": "relay.layer.RelayChannelLayer",
             "CONFIG": {
-                # redis-py 8 defaults to a 5 s socket timeout, the same as channels-redis' 5 s BZPOPMIN
-                # wait: an idle consumer's receive then fails with TimeoutError and daphne drops the
-                # socket (1011) after ~5 s of silence. A read timeout above the BZPOPMIN wait keeps
-                # idle sockets alive and still notices a dead Redis.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}],
+                "redis_url": REDIS_URL,
                 "prefix": env.str("WIMZ_CHANNEL_PREFIX", default="wimz"),
-                # Capacity of a channel's queue. channels-redis keeps one queue per relay process for
-                # all its sockets, so this bounds a whole instance's backlog: the default 100 is below
-                # one trickle-ICE burst plus an event stream (field report F2). A full queue raises
-                # ChannelFull / GroupSendShed (relay.layers), which the sender gets as RATE_LIMITED.
+                # Per socket: frames waiting to be written, and their bytes. A full queue answers the
+                # sender RATE_LIMITED (never a silent drop).
                 "capacity": env.int("WIMZ_CHANNEL_CAPACITY", default=2000),
-                # App sockets re-join their owner group on every presence heartbeat (30 s); members
-                # of an instance that died age out after four missed heartbeats. Until then group
-                # messages for them pile up on the dead process's queue and, past capacity, are
-                # reported RATE_LIMITED although every live socket got them: keep this short.
-                "group_expiry": int(max(120, 4 * env.float("WIMZ_PRESENCE_HEARTBEAT", default=30.0))),
-                # Seconds a message may wait for a consumer; a socket that stops reading for this
-                # long is dead for signaling purposes anyway.
-                "expiry": 60,
+                "capacity_bytes": env.int("WIMZ_CHANNEL_CAPACITY_BYTES", default=8 * 1024 * 1024),
             },
         }
     }
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "relay.layers.RelayInMemoryChannelLayer",
-            "CONFIG": {"capacity": env.int("WIMZ_CHANNEL_CAPACITY", default=2000), "expiry": 60},
+            "BACKEND": "relay.layer.RelayChannelLayer",
+            "CONFIG": {
+                "capacity": env.int("WIMZ_CHANNEL_CAPACITY", default=2000),
+                "capacity_bytes": env.int("WIMZ_CHANNEL_CAPACITY_BYTES", default=8 * 1024 * 1024),
+            },
         }
     }
 

@@ -55,11 +55,27 @@ def robot_headers():
 
 
 @pytest.fixture
-def signal_calls(monkeypatch):
-    """Record calls of `relay.signaling.on_device_paired/on_device_unpaired` as `(name, kwargs)` tuples."""
-    from relay import signaling
+def signal_calls():
+    """Record `devices.signals.device_paired/device_unpaired` as `(name, kwargs)` tuples (without
+    `device_pk`), with the relay's receivers disconnected so that only the signal itself is tested."""
+    from devices import signals
+    from relay import ownership
 
     calls = []
-    monkeypatch.setattr(signaling, "on_device_paired", lambda **kw: calls.append(("paired", kw)))
-    monkeypatch.setattr(signaling, "on_device_unpaired", lambda **kw: calls.append(("unpaired", kw)))
-    return calls
+
+    def recorder(name):
+        def _record(sender, signal, **kwargs):
+            kwargs.pop("device_pk")
+            calls.append((name, kwargs))
+        return _record
+
+    paired, unpaired = recorder("paired"), recorder("unpaired")
+    signals.device_paired.disconnect(dispatch_uid="relay.ownership.paired")
+    signals.device_unpaired.disconnect(dispatch_uid="relay.ownership.unpaired")
+    signals.device_paired.connect(paired, weak=False)
+    signals.device_unpaired.connect(unpaired, weak=False)
+    yield calls
+    signals.device_paired.disconnect(paired)
+    signals.device_unpaired.disconnect(unpaired)
+    signals.device_paired.connect(ownership.on_device_paired, dispatch_uid="relay.ownership.paired")
+    signals.device_unpaired.connect(ownership.on_device_unpaired, dispatch_uid="relay.ownership.unpaired")

@@ -10,7 +10,7 @@ import pytest
 from channels.db import database_sync_to_async
 from rest_framework_simplejwt.tokens import AccessToken
 
-from relay import signaling
+from relay import dispatch
 from tests.relay import flows
 from tests.relay import wsutil as ws
 from tests.relay.flows import R1, R2, answer_frame, ice_frame
@@ -256,7 +256,7 @@ async def test_internal_error_in_app_handling_keeps_the_socket(world, monkeypatc
         raise RuntimeError("boom")
 
     with monkeypatch.context() as m:
-        m.setattr(signaling, "app_frame", broken)
+        m.setattr(dispatch, "app_frame", broken)
         with caplog.at_level(logging.ERROR):
             await answers(app, {"type": "command", "device_id": R1, "command": "m"}, "INTERNAL", ref="command")
     assert any(r.exc_info for r in caplog.records)
@@ -274,7 +274,7 @@ async def test_internal_error_in_robot_handling_keeps_the_socket(world, monkeypa
         raise RuntimeError("boom")
 
     with monkeypatch.context() as m:
-        m.setattr(signaling, "robot_frame", broken)
+        m.setattr(dispatch, "robot_frame", broken)
         await answers(robot, {"type": "status_update"}, "INTERNAL", ref="status_update")
     await ws.send(robot, {"type": "status_update", "battery": 2})
     assert (await ws.recv(app))["battery"] == 2
@@ -288,7 +288,7 @@ async def test_error_messages_never_leak_internals(world, monkeypatch):
     async def broken(*args, **kwargs):
         raise RuntimeError("secret-internal-detail")
 
-    monkeypatch.setattr(signaling, "app_frame", broken)
+    monkeypatch.setattr(dispatch, "app_frame", broken)
     error = await answers(app, {"type": "get_status"}, "INTERNAL")
     assert "secret-internal-detail" not in json.dumps(error)
     await ws.close(robot, app)

@@ -105,6 +105,9 @@ async def test_f2_ice_burst_of_300_for_one_session(world):
     assert got == sorted(got) and len(set(got)) == len(got)
     assert len(got) + len(errors) == 300
     assert await flows.silent(app)
+    # ICE counts are kept by the party's socket and written when the session ends.
+    await ws.send(app, {"type": "webrtc_close", "session_id": session_id})
+    assert (await ws.recv(robot))["type"] == "webrtc_close"
     assert (await flows.session_row(session_id)).robot_ice_candidates == len(got)
     await ws.close(robot, app)
 
@@ -261,9 +264,12 @@ async def test_f5_early_ice_order_per_direction_byte_for_byte(world):
             assert frame["candidate"]["sdpMid"] == candidate["sdpMid"]
     assert '"sdpMid":null' in "".join(raw_to_app).replace(" ", "")
     assert '"sdpMLineIndex":0' in "".join(raw_to_robot).replace(" ", "")
+    assert await flows.silent(robot, app)
+    # Each party's socket counts the candidates it forwarded; the row gets them when the session ends.
+    await ws.send(app, {"type": "webrtc_close", "session_id": session_id})
+    assert (await ws.recv(robot))["type"] == "webrtc_close"
     row = await flows.session_row(session_id)
     assert (row.app_ice_candidates, row.robot_ice_candidates) == (6, 5)
-    assert await flows.silent(robot, app)
     await ws.close(robot, app)
 
 

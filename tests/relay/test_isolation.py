@@ -177,16 +177,25 @@ async def test_unpair_is_told_to_the_former_owner_only(two, world):
 
 
 async def test_robot_of_a_new_owner_reaches_the_new_owner_only(two, world):
-    """After R1 changes hands (unpaired from U1, owned by U2), its events reach U2's apps, not U1's:
-    routing follows the ownership at the moment of the frame."""
+    """After R1 changes hands (unpaired from U1, paired by U2 with a pairing code), its events reach
+    U2's apps, not U1's, and U1's commands no longer reach it: the ownership change reaches the robot's
+    and both users' sockets before the service calls return."""
 
     def transfer():
-        device_services.device_unpair(user=world.u1, device=Device.objects.get(device_id=R1))
-        Device.objects.filter(device_id=R1).update(owner=world.u2)
+        device = Device.objects.get(device_id=R1)
+        device_services.device_unpair(user=world.u1, device=device)
+        code = device_services.device_pairing_code_issue(device=device).code
+        device_services.device_pair(user=world.u2, code=code)
 
     await database_sync_to_async(transfer)()
     await drain(two.a1)
     await drain(two.r1)
+    status = await ws.recv(two.b1)
+    assert (status["type"], status["device_id"], status["status"]) == ("device_status", R1, "online")
     await ws.send(two.r1, {"type": "battery", "level": 9})
     assert (await ws.recv(two.b1))["device_id"] == R1
     assert await flows.silent(two.a1)
+    await ws.send(two.a1, {"type": "command", "device_id": R1, "command": "m", "data": {}})
+    await flows.expect_error(two.a1, "NOT_AUTHORIZED", ref="command")
+    await ws.send(two.b1, {"type": "command", "device_id": R1, "command": "m", "data": {}})
+    assert (await ws.recv(two.r1))["command"] == "m"

@@ -5,7 +5,7 @@ from datetime import timedelta
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from relay import signaling
+from relay import connections
 from relay.models import Connection, Session
 from tests.relay import wsutil as ws
 
@@ -34,11 +34,11 @@ async def test_dead_app_socket_ends_its_session_at_the_live_robot(world):
     dead = await _dead_socket("app", user=world.u1)
     sid = await _session(world, app_channel=dead, robot_channel=robot_channel)
 
-    assert await signaling.sweep_dead_instances(force=True) == 1
+    assert await connections.sweep_dead_instances(force=True) == 1
     assert await ws.recv(robot) == {"type": "webrtc_close", "session_id": sid, "reason": "app_disconnected"}
     row = await database_sync_to_async(Connection.objects.get)(channel_name=dead)
     assert row.disconnected_at is not None and row.close_code == 1006
-    assert await signaling.sweep_dead_instances(force=True) == 0  # closed once
+    assert await connections.sweep_dead_instances(force=True) == 0  # closed once
     await ws.close(robot)
 
 
@@ -52,7 +52,7 @@ async def test_dead_robot_socket_ends_its_session_and_goes_offline_at_the_live_a
     dead = await _dead_socket("robot", device=world.r1)
     sid = await _session(world, app_channel=app_channel, robot_channel=dead)
 
-    assert await signaling.sweep_dead_instances(force=True) == 1
+    assert await connections.sweep_dead_instances(force=True) == 1
     assert await ws.recv(app) == {"type": "webrtc_close", "session_id": sid, "reason": "robot_disconnected"}
     status = await ws.recv(app)
     assert status["type"] == "device_status" and status["status"] == "offline"

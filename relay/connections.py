@@ -1,0 +1,308 @@
+"""Connections and presence: connect, disconnect, the per-process heartbeat, the sweep, `/stats`.
+
+Every state transition of a socket writes its `Connection` row (`relay.presence`) and tells whoever
+must know through the channel layer (`relay.delivery`): the owner's apps learn that a robot is online
+or offline and where its socket is; a replaced robot socket is closed 4009. A connecting socket
+loads its routing facts (`relay.party.Party`) here, once; afterwards only events change them.
+
+docs/protocol.md §4.4 (robot outcome), §5 (app), §11 (`device_status`), §19.1 (presence rows).
+"""
+
+import asyncio
+import logging
+import time
+import weakref
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from devices.models import Device
+
+from . import delivery, presence, session_rows
+from .models import Connection, Session
+from .party import APP, ROBOT, Party
+from .protocol import iso
+
+logger = logging.getLogger(__name__)
+
+EndReason = Session.EndReason
+
+
+def device_status_frame(device_id: str, status: str, last_seen) -> dict:
+    """`device_status` (docs/protocol.md §11): `status` is `online`, `offline` or `unpaired`."""
+    return {
+        "type": "device_status",
+        "device_id": device_id,
+        "status": status,
+        "online": status == "online",
+        "last_seen": iso(last_seen),
+    }
+
+
+def _instance() -> str:
+    return getattr(delivery.layer(), "instance", "")
+
+
+# Parties with an open socket in this process: for the one heartbeat per process (and nothing else;
+# no routing decision reads it).
+_local: "weakref.WeakSet[Party]" = weakref.WeakSet()
+
+
+# --- robots -------------------------------------------------------------------------------------
+
+
+@database_sync_to_async
+def _robot_connect_db(party: Party, path: str, instance: str):
+    previous = list(
+        presence.live_connections()
+        .filter(role=Connection.Role.ROBOT, device_id=party.device_pk)
+        .values_list("channel_name", flat=True)
+    )
+    for channel in previous:
+        presence.connection_close(channel, 4009)
+    superseded = []
+    for channel in previous:
+        superseded += session_rows.sessions_end_where(reason=EndReason.SUPERSEDED, robot_channel=channel)
+    presence.connection_open(role=Connection.Role.ROBOT, channel_name=party.channel_name, path=path,
+                             device_pk=party.device_pk, instance=instance)
+    now = timezone.now()
+    Device.objects.filter(pk=party.device_pk).update(last_seen=now)
+    # Read after the row is written: an ownership change committed later finds this socket's row.
+    owner_id = Device.objects.filter(pk=party.device_pk, is_active=True).values_list("owner_id", flat=True).first()
+    return previous, superseded, owner_id, now
+
+
+async def robot_connected(party: Party, *, path: str = "") -> None:
+    """A robot's handshake was accepted: record presence, replace its previous socket, tell the owner.
+
+    docs/protocol.md §4.4: a second connection for the same device replaces the first (closed 4009, its
+    sessions end `superseded` at their apps; the new socket is told nothing). The owner's apps learn
+    where the robot's socket now is, and get `device_status` online — not when a socket merely replaced
+    another, so owners see no spurious offline/online. Sets `party.owner_id`.
+    """
+    from .sessions import announce_end
+
+    previous, superseded, owner_id, now = await _robot_connect_db(party, path, _instance())
+    party.owner_id = owner_id
+    _local.add(party)
+    for ref in superseded:
+        await announce_end(ref, EndReason.SUPERSEDED)
+    for channel in previous:
+        await delivery.control(channel, "replaced")
+    if owner_id is not None:
+        frame = None if previous else device_status_frame(party.device_id, "online", now)
+        # Confirmed: once this robot's handshake is accepted, every instance's apps route to this socket.
+        await delivery.device_update(owner_id, device_id=party.device_id, device_pk=party.device_pk,
+                                     robot_channel=party.channel_name, frame=frame, confirm=True)
+
+
+@database_sync_to_async
+def _robot_disconnect_db(party: Party, close_code, reason: str):
+    _write_ice_counts(party)
+    was_current = presence.connection_close(party.channel_name, close_code)
+    ended = session_rows.sessions_end_where(reason=reason, robot_channel=party.channel_name)
+    now = timezone.now()
+    owner_id = None
+    if was_current:
+        Device.objects.filter(pk=party.device_pk).update(last_seen=now)
+        if presence.robot_channel(party.device_id) is None:
+            # A deactivated robot goes offline for its owner too.
+            owner_id = Device.objects.filter(pk=party.device_pk).values_list("owner_id", flat=True).first()
+    return ended, owner_id, now
+
+
+async def robot_disconnected(party: Party, close_code: int | None, *,
+                             reason: str = EndReason.ROBOT_DISCONNECTED) -> list[session_rows.SessionRef]:
+    """A robot socket closed: end its sessions with `reason` and tell the owner it is offline.
+
+    `reason` is `robot_disconnected`, or `server_shutdown` when this instance stops. A socket closed
+    because another replaced it (4009) says nothing: its row was closed by the new one. Returns the
+    sessions it ended.
+    """
+    from .sessions import announce_end
+
+    _local.discard(party)
+    ended, owner_id, now = await _robot_disconnect_db(party, close_code, reason)
+    party.sessions.clear()
+    for ref in ended:
+        await announce_end(ref, reason, skip=party.channel_name)
+    if owner_id is not None:
+        await delivery.device_update(owner_id, device_id=party.device_id, device_pk=party.device_pk,
+                                     robot_channel=None, frame=device_status_frame(party.device_id, "offline", now))
+    return ended
+
+
+# --- apps ---------------------------------------------------------------------------------------
+
+
+@database_sync_to_async
+def _app_connect_db(party: Party, path: str, instance: str) -> list[dict]:
+    presence.connection_open(role=Connection.Role.APP, channel_name=party.channel_name, path=path,
+                             user_id=party.user_id, instance=instance)
+    devices = list(
+        Device.objects.filter(owner_id=party.user_id, is_active=True)
+        .order_by("device_id")
+        .values_list("device_id", "pk", "last_seen")
+    )
+    party.devices = {device_id: pk for device_id, pk, _ in devices}
+    party.robots = presence.robot_channels(party.devices) if devices else {}
+    return [
+        device_status_frame(d, "online" if d in party.robots else "offline", seen) for d, _, seen in devices
+    ]
+
+
+async def app_connected(party: Party, *, path: str = "") -> list[dict]:
+    """An app's handshake was accepted: join the owner group, record presence, load the facts.
+
+    Returns one `device_status` per owned device (docs/protocol.md §11: the snapshot right after the app
+    connects). The group is joined before the facts are read, so no change is missed in between.
+    """
+    await delivery.join(delivery.owner_group(party.user_id), party.channel_name)
+    frames = await _app_connect_db(party, path, _instance())
+    _local.add(party)
+    return frames
+
+
+@database_sync_to_async
+def _app_disconnect_db(party: Party, close_code, reason: str):
+    _write_ice_counts(party)
+    presence.connection_close(party.channel_name, close_code)
+    return session_rows.sessions_end_where(reason=reason, app_channel=party.channel_name)
+
+
+async def app_disconnected(party: Party, close_code: int | None, *,
+                           reason: str = EndReason.APP_DISCONNECTED) -> list[session_rows.SessionRef]:
+    """An app socket closed: the sessions it opened end with `reason` (`app_disconnected`, or
+    `server_shutdown` when this instance stops) and the robot is told. Returns the sessions it ended.
+    """
+    from .sessions import announce_end
+
+    _local.discard(party)
+    await delivery.leave(delivery.owner_group(party.user_id), party.channel_name)
+    ended = await _app_disconnect_db(party, close_code, reason)
+    party.sessions.clear()
+    for ref in ended:
+        await announce_end(ref, reason, skip=party.channel_name)
+    return ended
+
+
+def _write_ice_counts(party: Party) -> None:
+    for session_id, live in party.sessions.items():
+        session_rows.session_count_ice(session_id=session_id, side=party.role, count=live.ice)
+        live.ice = 0
+
+
+# --- the per-process heartbeat ------------------------------------------------------------------
+
+_heartbeat_task: asyncio.Task | None = None
+
+
+def ensure_heartbeat() -> None:
+    """Start this process's heartbeat task on the running loop if it is not running."""
+    global _heartbeat_task
+    if _heartbeat_task is None or _heartbeat_task.done() or _heartbeat_task.get_loop() is not _running_loop():
+        _heartbeat_task = asyncio.get_running_loop().create_task(_heartbeat_forever())
+
+
+def _running_loop():
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+async def _heartbeat_forever() -> None:
+    while True:
+        await asyncio.sleep(settings.WIMZ_PRESENCE_HEARTBEAT)
+        try:
+            await heartbeat_once()
+        except Exception:
+            logger.exception("presence heartbeat failed")
+
+
+@database_sync_to_async
+def _beat_db(instance: str, robot_pks: list[int]) -> set[int]:
+    presence.heartbeat_instance(instance)
+    now = timezone.now()
+    inactive = set()
+    for start in range(0, len(robot_pks), 500):
+        chunk = robot_pks[start:start + 500]
+        Device.objects.filter(pk__in=chunk).update(last_seen=now)
+        inactive.update(Device.objects.filter(pk__in=chunk, is_active=False).values_list("pk", flat=True))
+    return inactive
+
+
+async def heartbeat_once() -> None:
+    """One beat of this process: its presence rows and its robots' `last_seen` in a few UPDATEs (not one
+    query per socket); robots deactivated while their revocation was lost are closed; then the sweep.
+    """
+    parties = list(_local)
+    robots = [p for p in parties if p.role == ROBOT]
+    inactive = await _beat_db(_instance(), [p.device_pk for p in robots])
+    for party in robots:
+        if party.device_pk in inactive:
+            await delivery.control(party.channel_name, "revoked")
+    await sweep_dead_instances()
+
+
+_last_sweep = 0.0  # monotonic time of this process's last sweep (a rate limit, not routing state)
+
+
+async def sweep_dead_instances(*, force: bool = False) -> int:
+    """Clean up after relay instances that died without shutting down (killed, crashed, lost power).
+
+    Their sockets' presence rows stop being refreshed; once older than `WIMZ_PRESENCE_TTL` they are
+    closed here, their sessions end (`app_disconnected` / `robot_disconnected`) with `webrtc_close` to
+    the surviving party, and the owners of robots that are now offline get `device_status` offline —
+    what the dead instance would have done on a clean disconnect. Runs on every heartbeat, at most once
+    per `WIMZ_PRESENCE_HEARTBEAT` per process unless `force`. Returns rows closed.
+    """
+    from .sessions import announce_end
+
+    global _last_sweep
+    now = time.monotonic()
+    if not force and now - _last_sweep < settings.WIMZ_PRESENCE_HEARTBEAT * 0.9:
+        return 0
+    _last_sweep = now
+
+    def _db():
+        ended, offline = [], []
+        rows = presence.close_stale()
+        for row in rows:
+            if row.role == Connection.Role.APP:
+                reason, where = EndReason.APP_DISCONNECTED, {"app_channel": row.channel_name}
+            else:
+                reason, where = EndReason.ROBOT_DISCONNECTED, {"robot_channel": row.channel_name}
+            ended += [(ref, reason) for ref in session_rows.sessions_end_where(reason=reason, **where)]
+            device = row.device
+            if row.role == Connection.Role.ROBOT and device and presence.robot_channel(device.device_id) is None:
+                offline.append((device.owner_id, device.device_id, device.pk, device.last_seen))
+        return rows, ended, offline
+
+    rows, ended, offline = await database_sync_to_async(_db)()
+    for ref, reason in ended:
+        await announce_end(ref, reason)
+    for owner_id, device_id, device_pk, last_seen in offline:
+        if owner_id is not None:
+            await delivery.device_update(owner_id, device_id=device_id, device_pk=device_pk, robot_channel=None,
+                                         frame=device_status_frame(device_id, "offline", last_seen))
+    if rows:
+        logger.warning("closed %d socket(s) of relay instances that stopped heartbeating", len(rows))
+    return len(rows)
+
+
+async def cluster_stats() -> dict:
+    """`/stats` for the whole cluster: `robots_online`, `app_sockets`, `users_online`, `active_sessions`."""
+
+    def _db():
+        counts = presence.stats()
+        counts["active_sessions"] = Session.objects.filter(Q(ended_at__isnull=True)).count()
+        return counts
+
+    return await database_sync_to_async(_db)()
+
+
+__all__ = ["APP", "ROBOT", "app_connected", "app_disconnected", "cluster_stats", "device_status_frame",
+           "ensure_heartbeat", "heartbeat_once", "robot_connected", "robot_disconnected", "sweep_dead_instances"]

@@ -1,0 +1,173 @@
+"""Delivery: the only code that knows the relay's channel-layer message shapes.
+
+Every message a consumer receives from the channel layer is one of these (`type` → consumer method):
+
+| type | fields | the receiving consumer |
+|---|---|---|
+| `relay.frame` | `text`, `sid`?, `reply_to`?, `ref`? | writes `text` (with `sid`: while a party of it) |
+| `relay.event` | `text`, `device_id`, `reply_to`, `ref` | an app writes it while it owns `device_id` |
+| `relay.device` | `device_id`, `device_pk`, `owned`?, `robot_channel`?, `text`? | an app updates its facts |
+| `relay.session_open` | `sid`, `app_channel`, `text` | a robot holds the session, writes `webrtc_request` |
+| `relay.session_end` | `sid`, `text` | forgets the session, writes `text` (`webrtc_close`) |
+| `relay.owner` | `owner_id` | a robot updates its owner |
+| `relay.shed` | `ref`, `count` | answers `RATE_LIMITED` to its socket |
+| `relay.replaced` / `relay.revoked` | — | closes 4009 / 4003 |
+
+Frames are serialised once, by the sender (`encode`), and travel as text: the receiver writes them
+unchanged, and between instances the text is never re-encoded (`relay.layer`).
+
+Errors: a full receiver raises `RelayError` `RATE_LIMITED` to the sender (docs/protocol.md §15, §19.2);
+a receiver that is gone raises `Undeliverable`, which callers turn into the code that fits
+(`DEVICE_OFFLINE` for a robot, `RATE_LIMITED` otherwise).
+"""
+
+import json
+import logging
+
+from channels.exceptions import ChannelFull
+from channels.layers import get_channel_layer
+
+from .layer import ChannelGone, GroupSendShed
+from .protocol import Code, RelayError
+
+logger = logging.getLogger(__name__)
+
+
+class Undeliverable(RelayError):
+    """The receiving consumer has left (or its instance is gone); `RATE_LIMITED` unless re-coded."""
+
+
+def encode(frame: dict) -> str:
+    """A frame as the compact JSON text written to sockets (UTF-8 kept, no spaces)."""
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def owner_group(user_id: int) -> str:
+    """The group of every app socket of user `user_id`: the audience of the robots that user owns.
+
+    User ids are integers, so no client input ever reaches a group name.
+    """
+    return f"owner.{int(user_id)}.apps"
+
+
+def layer():
+    """The process's channel layer."""
+    return get_channel_layer()
+
+
+async def _send(channel: str, message: dict, ref) -> None:
+    try:
+        await layer().send(channel, message)
+    except ChannelGone:
+        raise Undeliverable(Code.RATE_LIMITED, "receiver is no longer connected; frame not delivered", ref)
+    except ChannelFull:
+        raise RelayError(Code.RATE_LIMITED, "receiver is not keeping up; frame dropped", ref)
+
+
+async def frame_to(channel: str, frame: dict, *, ref=None, sid: str | None = None,
+                   reply_to: str | None = None) -> None:
+    """Send `frame` to one socket. Raises `RelayError` RATE_LIMITED (full) / `Undeliverable` (gone).
+
+    `sid`: the frame belongs to that session (the receiver drops it unless it is a party, and tells
+    `reply_to`). `reply_to`: the sender's channel, told `relay.shed` when another instance's queue is full.
+    """
+    message = {"type": "relay.frame", "text": encode(frame)}
+    if sid is not None:
+        message["sid"] = sid
+    if reply_to is not None:
+        message["reply_to"] = reply_to
+        message["ref"] = ref
+    await _send(channel, message, ref)
+
+
+async def notify(channel: str, frame: dict) -> bool:
+    """Best-effort `frame_to` for relay-originated frames; False (and a log line) when not delivered."""
+    try:
+        await frame_to(channel, frame)
+    except RelayError:
+        logger.warning("relay frame %s not delivered: receiver full or gone", frame.get("type"))
+        return False
+    return True
+
+
+async def event_to_owner(owner_id: int, device_id: str, frame: dict, *, reply_to: str, ref) -> int:
+    """A robot event to every app socket of `owner_id`; returns how many local app sockets were full.
+
+    Full sockets on other instances are reported later to `reply_to` as `relay.shed`.
+    """
+    message = {"type": "relay.event", "text": encode(frame), "device_id": device_id, "reply_to": reply_to, "ref": ref}
+    try:
+        await layer().group_send(owner_group(owner_id), message)
+    except GroupSendShed as exc:
+        return exc.shed
+    return 0
+
+
+async def device_update(owner_id: int, *, device_id: str, device_pk: int, frame: dict | None = None,
+                        confirm: bool = False, **facts) -> None:
+    """Tell every app socket of `owner_id` about a change of one of its devices (`relay.device`).
+
+    `facts`: `owned` (bool: the user owns the active device now) and/or `robot_channel` (str, or None
+    when offline). `frame` (e.g. `device_status`) is written after the update. With `confirm`, waits
+    until every instance has queued it (ownership changes, docs/protocol.md §19.3).
+    """
+    message = {"type": "relay.device", "device_id": device_id, "device_pk": device_pk, **facts}
+    if frame is not None:
+        message["text"] = encode(frame)
+    group = owner_group(owner_id)
+    try:
+        if confirm:
+            if not await layer().group_send_confirmed(group, message):
+                logger.warning("device change for %s not confirmed by every instance in time", device_id)
+        else:
+            await layer().group_send(group, message)
+    except GroupSendShed as exc:
+        logger.warning("device change for %s not delivered to %d full app socket(s)", device_id, exc.shed)
+
+
+async def session_open(robot_channel: str, *, sid: str, app_channel: str, frame: dict) -> None:
+    """Give a robot a new session (`relay.session_open`) and its `webrtc_request`. Raises like `frame_to`."""
+    await _send(robot_channel, {"type": "relay.session_open", "sid": sid, "app_channel": app_channel,
+                                "text": encode(frame)}, "webrtc_request")
+
+
+async def session_end(channel: str, *, sid: str, frame: dict) -> bool:
+    """Tell a party its session ended (`relay.session_end` with the `webrtc_close` frame); best effort."""
+    try:
+        await _send(channel, {"type": "relay.session_end", "sid": sid, "text": encode(frame)}, sid)
+    except RelayError:
+        logger.warning("webrtc_close for a session not delivered: party full or gone")
+        return False
+    return True
+
+
+async def control(channel: str, kind: str, *, confirm: bool = False, **fields) -> bool:
+    """Send a control message (`relay.owner`, `relay.replaced`, `relay.revoked`, `relay.shed`) to one
+    consumer; False (logged) when it is full or gone. With `confirm`, waits until it was queued.
+    """
+    message = {"type": f"relay.{kind}", **fields}
+    try:
+        if confirm:
+            return await layer().send_confirmed(channel, message)
+        await layer().send(channel, message)
+    except ChannelFull:
+        logger.warning("relay.%s not delivered: consumer full or gone", kind)
+        return False
+    return True
+
+
+async def join(group: str, channel: str) -> None:
+    """Add a consumer's channel to a group."""
+    await layer().group_add(group, channel)
+
+
+async def leave(group: str, channel: str) -> None:
+    """Remove a consumer's channel from a group."""
+    await layer().group_discard(group, channel)
+
+
+def forget_channel(channel: str) -> None:
+    """The consumer of `channel` has ended: drop its queue so later sends to it fail loudly."""
+    discard = getattr(layer(), "discard_channel", None)
+    if discard is not None:
+        discard(channel)

@@ -1,0 +1,550 @@
+"""The relay's channel layer: in-process delivery, and Redis pub/sub between instances.
+
+A Channels layer (`send`, `receive`, `new_channel`, `group_add`, `group_discard`, `group_send`,
+`flush`) built for the relay's per-frame path (docs/protocol.md §19.2):
+
+- **Same instance**: a message for a channel of this process is put straight into that channel's
+  bounded queue. It never leaves the process.
+- **Other instance**: every process subscribes to one Redis pub/sub channel of its own
+  (`<prefix>:p:<instance>`); a channel name carries its process's instance id
+  (`specific.<instance>!<random>`), so a `send()` to it costs one `PUBLISH`. Concurrent publishes are
+  pipelined: while one batch is in flight the next accumulates.
+- **Groups**: members are kept by the process that hosts them; a process with members subscribes to
+  `<prefix>:g:<group>`. `group_send` delivers to local members directly and publishes once for the
+  other instances — only when another instance may have members (it announced itself when it
+  subscribed; a publish that reaches nobody else clears the mark). So a group with all members on
+  this process costs no Redis round trip, and one with members elsewhere costs one.
+- **Bounded, never silent**: each channel queue holds at most `capacity` frames and `capacity_bytes`
+  of frame text. A full local queue raises `ChannelFull` (`GroupSendShed` for groups, after the
+  members with room got the message). A message that arrives from another instance for a full queue
+  is answered with `{"type": "relay.shed", ...}` to the channel named in its `reply_to`, so the
+  sender learns it was not delivered. A `send()` to a channel whose process is gone (no subscriber)
+  or whose consumer has left raises `ChannelGone` (a `ChannelFull`).
+
+Without `redis_url` (the embedded default) the layer is the in-process part alone, for one instance.
+
+Which socket may receive what is not decided here: the layer keeps only queues and group members,
+the delivery state any Channels layer keeps; routing rules live in `relay.signaling` and friends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import uuid
+from collections import deque
+
+from channels.exceptions import ChannelFull
+from channels.layers import BaseChannelLayer
+
+logger = logging.getLogger(__name__)
+
+_ENVELOPE_SEP = b"\n"
+
+
+class GroupSendShed(ChannelFull):
+    """`group_send` delivered to the members that had room; `shed` members' channels were full."""
+
+    def __init__(self, shed: int):
+        super().__init__(f"{shed} group member channel(s) full")
+        self.shed = shed
+
+
+class ChannelGone(ChannelFull):
+    """The channel's consumer has left, or the process that hosted it no longer listens."""
+
+
+class _Queue:
+    """One channel's bounded FIFO with a single waiting receiver."""
+
+    __slots__ = ("items", "bytes", "waiter")
+
+    def __init__(self):
+        self.items: deque = deque()
+        self.bytes = 0
+        self.waiter: asyncio.Future | None = None
+
+
+def encode_envelope(target: str, origin: str, message: dict, ack: str | None = None) -> bytes:
+    """Pack `message` for Redis: a JSON header line, then the frame text (if any) as raw UTF-8.
+
+    `target` is a channel or group name, `origin` the sending instance id, `ack` an optional Redis list
+    key the receiver pushes to once it has queued the message. The frame text is appended unescaped,
+    so a relayed frame is never JSON-encoded twice.
+    """
+    text = message.get("text")
+    if isinstance(text, str):
+        rest = {k: v for k, v in message.items() if k != "text"}
+        header = json.dumps([target, origin, ack, rest, True], separators=(",", ":"))
+        return header.encode() + _ENVELOPE_SEP + text.encode("utf-8")
+    return json.dumps([target, origin, ack, message, False], separators=(",", ":")).encode()
+
+
+def decode_envelope(data: bytes) -> tuple[str, str, str | None, dict]:
+    """Inverse of `encode_envelope`: `(target, origin, ack, message)`. Raises ValueError on garbage."""
+    head, sep, text = data.partition(_ENVELOPE_SEP)
+    target, origin, ack, message, has_text = json.loads(head)
+    if has_text:
+        message["text"] = text.decode("utf-8")
+    return target, origin, ack, message
+
+
+class RelayChannelLayer(BaseChannelLayer):
+    """Channels layer: in-process queues, plus Redis pub/sub across instances when `redis_url` is set.
+
+    Config (settings `CHANNEL_LAYERS["default"]["CONFIG"]`): `redis_url` (None: one process only),
+    `prefix` (Redis channel prefix), `capacity` (frames per channel queue), `capacity_bytes` (frame
+    text bytes per queue), `socket_timeout` (seconds, Redis connections). Control messages (no `text`)
+    may use up to twice `capacity`, so state changes are not lost behind a backlog of frames.
+    """
+
+    extensions = ["groups", "flush"]
+
+    def __init__(self, redis_url: str | None = None, prefix: str = "wimz", capacity: int = 2000,
+                 capacity_bytes: int = 8 * 1024 * 1024, expiry: int = 60, socket_timeout: float = 15.0,
+                 **kwargs):
+        super().__init__(expiry=expiry, capacity=capacity)
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.capacity_bytes = capacity_bytes
+        self.socket_timeout = socket_timeout
+        self.instance = uuid.uuid4().hex[:16]
+        self.channel_prefix = f"specific.{self.instance}!"
+        self.queues: dict[str, _Queue] = {}
+        self.groups: dict[str, set[str]] = {}
+        self.remote_interest: set[str] = set()  # groups another instance may have members of
+        self._clients: dict = {}  # event loop -> (redis client, publisher)
+        self._reader: asyncio.Task | None = None
+        self._commands: asyncio.Queue = asyncio.Queue()
+        self._subscribed: set[str] = set()
+        self._pending_subs: dict[str, asyncio.Future] = {}
+        self._ready: asyncio.Future | None = None
+
+    # --- names -------------------------------------------------------------------------------------
+
+    def _process_key(self, instance: str) -> str:
+        return f"{self.prefix}:p:{instance}"
+
+    def _group_key(self, group: str) -> str:
+        return f"{self.prefix}:g:{group}"
+
+    def is_local(self, channel: str) -> bool:
+        """True when `channel` belongs to a consumer of this process."""
+        return channel.startswith(self.channel_prefix)
+
+    # --- channels ----------------------------------------------------------------------------------
+
+    async def new_channel(self, prefix: str = "specific") -> str:
+        """A new channel of this process (`specific.<instance>!<random>`), listening before it returns."""
+        name = self.channel_prefix + secrets.token_hex(8)
+        self.queues[name] = _Queue()
+        if self.redis_url:
+            await self._ensure_reader()
+        return name
+
+    def discard_channel(self, channel: str) -> None:
+        """Forget a channel whose consumer has ended: its queue is dropped, later sends raise `ChannelGone`."""
+        queue = self.queues.pop(channel, None)
+        if queue is not None and queue.waiter is not None and not queue.waiter.done():
+            queue.waiter.cancel()
+        for group, members in list(self.groups.items()):
+            if channel in members:
+                self._leave(group, channel)
+
+    def _put(self, channel: str, message: dict) -> None:
+        """Queue `message` for a local channel. Raises `ChannelGone` / `ChannelFull`."""
+        queue = self.queues.get(channel)
+        if queue is None:
+            raise ChannelGone(channel)
+        text = message.get("text")
+        size = len(text) if isinstance(text, str) else 0
+        limit = self.capacity if size else 2 * self.capacity
+        if len(queue.items) >= limit or (size and queue.bytes + size > self.capacity_bytes):
+            raise ChannelFull(channel)
+        queue.items.append(message)
+        queue.bytes += size
+        waiter = queue.waiter
+        if waiter is not None and not waiter.done():
+            queue.waiter = None
+            loop = waiter.get_loop()
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if loop is running:
+                waiter.set_result(None)
+            else:
+                loop.call_soon_threadsafe(_wake, waiter)
+
+    async def send(self, channel: str, message: dict) -> None:
+        """Deliver `message` to `channel`: in process when local, one Redis PUBLISH otherwise.
+
+        Raises `ChannelFull` (local queue full), `ChannelGone` (no such consumer / process).
+        """
+        if self.is_local(channel):
+            self._put(channel, message)
+            return
+        if not self.redis_url:
+            raise ChannelGone(channel)
+        instance = channel[len("specific."):].partition("!")[0]
+        receivers = await self._publish(self._process_key(instance), encode_envelope(channel, self.instance, message))
+        if not receivers:
+            raise ChannelGone(channel)
+
+    async def receive(self, channel: str) -> dict:
+        """The next message of local `channel` (waits). Raises `ChannelGone` once the channel is discarded."""
+        await self.wait_ready(channel)
+        return self.receive_nowait(channel)
+
+    async def wait_ready(self, channel: str) -> None:
+        """Wait until local `channel` has a message, without taking it (see `receive_nowait`).
+        Raises `ChannelGone` for a channel that does not exist (or is discarded while waiting)."""
+        queue = self.queues.get(channel)
+        if queue is None:
+            raise ChannelGone(channel)
+        while not queue.items:
+            waiter = asyncio.get_running_loop().create_future()
+            queue.waiter = waiter
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if self.queues.get(channel) is not queue:
+                    raise ChannelGone(channel) from None
+                raise
+            finally:
+                if queue.waiter is waiter:
+                    queue.waiter = None
+
+    def receive_nowait(self, channel: str) -> dict | None:
+        """The next message already queued for local `channel`, or None (never waits)."""
+        queue = self.queues.get(channel)
+        if queue is None or not queue.items:
+            return None
+        message = queue.items.popleft()
+        text = message.get("text")
+        if isinstance(text, str):
+            queue.bytes -= len(text)
+        return message
+
+    # --- groups ------------------------------------------------------------------------------------
+
+    async def group_add(self, group: str, channel: str) -> None:
+        """Add local `channel` to `group`; the first local member subscribes this process to the group."""
+        self.require_valid_group_name(group)
+        members = self.groups.setdefault(group, set())
+        first = not members
+        members.add(channel)
+        if first and self.redis_url:
+            await self._subscribe(self._group_key(group))
+            # Tell the instances that already have members that this one has some now.
+            others = await self._publish(self._group_key(group), encode_envelope(group, self.instance,
+                                                                                 {"type": "__interest"}))
+            if others > 1:
+                self.remote_interest.add(group)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        """Remove `channel` from `group`; the last local member unsubscribes this process."""
+        self._leave(group, channel)
+
+    def _leave(self, group: str, channel: str) -> None:
+        members = self.groups.get(group)
+        if not members or channel not in members:
+            return
+        members.discard(channel)
+        if not members:
+            del self.groups[group]
+            self.remote_interest.discard(group)
+            if self.redis_url:
+                key = self._group_key(group)
+                self._subscribed.discard(key)
+                self._commands.put_nowait(("unsubscribe", key))
+
+    async def group_send(self, group: str, message: dict) -> None:
+        """Deliver to every member of `group` on every instance.
+
+        Local members first (in process); then one PUBLISH when other instances may have members.
+        Raises `GroupSendShed` when local members' queues were full (the rest got it); full members on
+        other instances are reported to `message["reply_to"]` as `relay.shed`.
+        """
+        shed = self._deliver_local_group(group, message)
+        if self.redis_url and (group not in self.groups or group in self.remote_interest):
+            receivers = await self._publish(self._group_key(group), encode_envelope(group, self.instance, message))
+            if group in self.groups and receivers <= 1:
+                self.remote_interest.discard(group)  # only we listen now
+        if shed:
+            raise GroupSendShed(shed)
+
+    def _deliver_local_group(self, group: str, message: dict) -> int:
+        shed = 0
+        for channel in tuple(self.groups.get(group, ())):
+            try:
+                self._put(channel, message)
+            except ChannelFull:
+                shed += 1
+        return shed
+
+    async def ping(self) -> None:
+        """Check Redis (a PING, and that this process's subscription is up); nothing without Redis."""
+        if self.redis_url:
+            client, _ = self._client()
+            await client.ping()
+            await self._ensure_reader()
+
+    async def flush(self) -> None:
+        """Drop every queue and group of this process (tests)."""
+        self.queues.clear()
+        self.groups.clear()
+        self.remote_interest.clear()
+
+    async def send_confirmed(self, channel: str, message: dict, timeout: float = 2.0) -> bool:
+        """`send`, then wait (up to `timeout` s) until the receiving process has queued it.
+
+        For ownership changes that must take effect before the REST call that made them returns
+        (docs/protocol.md §19.3). Returns False when the confirmation did not come in time.
+        """
+        if self.is_local(channel) or not self.redis_url:
+            await self.send(channel, message)
+            return True
+        ack = f"{self.prefix}:ack:{secrets.token_hex(8)}"
+        instance = channel[len("specific."):].partition("!")[0]
+        receivers = await self._publish(self._process_key(instance),
+                                        encode_envelope(channel, self.instance, message, ack))
+        if not receivers:
+            raise ChannelGone(channel)
+        return await self._await_acks(ack, 1, timeout)
+
+    async def group_send_confirmed(self, group: str, message: dict, timeout: float = 2.0) -> bool:
+        """`group_send`, then wait (up to `timeout` s) until every listening instance has queued it.
+
+        Returns False when some confirmation did not come in time. Shed members are not an error here.
+        """
+        self._deliver_local_group(group, message)
+        if not self.redis_url:
+            return True
+        ack = f"{self.prefix}:ack:{secrets.token_hex(8)}"
+        receivers = await self._publish(self._group_key(group), encode_envelope(group, self.instance, message, ack))
+        expected = receivers - (1 if group in self.groups else 0)
+        if expected <= 0:
+            return True
+        return await self._await_acks(ack, expected, timeout)
+
+    async def _await_acks(self, key: str, expected: int, timeout: float) -> bool:
+        client, _ = self._client()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        got = 0
+        try:
+            while got < expected:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                if await client.blpop([key], timeout=max(0.01, min(remaining, 1.0))):
+                    got += 1
+        finally:
+            with contextlib.suppress(Exception):
+                await client.delete(key)
+        return True
+
+    # --- Redis -------------------------------------------------------------------------------------
+
+    def _client(self):
+        import redis.asyncio as redis
+
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(loop)
+        if entry is None:
+            client = redis.Redis.from_url(self.redis_url, socket_timeout=self.socket_timeout,
+                                          socket_connect_timeout=5)
+            entry = (client, _Publisher(client))
+            self._clients[loop] = entry
+        return entry
+
+    async def _publish(self, key: str, payload: bytes) -> int:
+        _, publisher = self._client()
+        return await publisher.publish(key, payload)
+
+    async def _ensure_reader(self) -> None:
+        if self._reader is None or self._reader.done():
+            loop = asyncio.get_running_loop()
+            self._ready = loop.create_future()
+            self._reader = loop.create_task(self._read_forever())
+        await asyncio.shield(self._ready)
+
+    async def _subscribe(self, key: str) -> None:
+        """Subscribe this process to `key`; returns once Redis confirmed it (or after 5 s)."""
+        await self._ensure_reader()
+        future = self._pending_subs.get(key)
+        if key not in self._subscribed:
+            self._subscribed.add(key)
+            future = asyncio.get_running_loop().create_future()
+            self._pending_subs[key] = future
+            self._commands.put_nowait(("subscribe", key))
+        if future is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(future), 5.0)
+
+    async def _write_commands(self, pubsub) -> None:
+        """(Un)subscribe in the order asked, on the reader's connection, so a quick leave-and-rejoin
+        of a group can never end unsubscribed."""
+        while True:
+            command, key = await self._commands.get()
+            if command == "subscribe":
+                await pubsub.subscribe(key)
+            elif key not in self._subscribed:
+                await pubsub.unsubscribe(key)
+
+    async def _read_forever(self) -> None:
+        import redis.asyncio as redis
+
+        backoff = 0.1
+        writer = None
+        while True:
+            client = redis.Redis.from_url(self.redis_url, socket_timeout=None, socket_connect_timeout=5)
+            pubsub = client.pubsub()
+            try:
+                own = self._process_key(self.instance)
+                keys = [own, *sorted(self._subscribed)]
+                for key in keys:
+                    self._pending_subs.setdefault(key, asyncio.get_running_loop().create_future())
+                await pubsub.subscribe(*keys)
+                writer = asyncio.ensure_future(self._write_commands(pubsub))
+                while True:
+                    item = await pubsub.get_message(timeout=None)
+                    if item is None:
+                        continue
+                    kind = item.get("type")
+                    if kind == "message":
+                        self._dispatch(item["data"])
+                    elif kind == "subscribe":
+                        key = item["channel"].decode()
+                        future = self._pending_subs.pop(key, None)
+                        if future is not None and not future.done():
+                            future.set_result(None)
+                        if key == own and self._ready is not None and not self._ready.done():
+                            self._ready.set_result(None)
+                        backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis gone or restarted: resubscribe, and say so
+                logger.warning("channel layer lost its Redis subscription (%s); reconnecting", type(exc).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                if writer is not None:
+                    writer.cancel()
+                    writer = None
+                self._commands = asyncio.Queue()  # the new connection subscribes to `_subscribed` afresh
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+    def _dispatch(self, data: bytes) -> None:
+        """One message from Redis: queue it for its local channel or group members; report sheds."""
+        try:
+            target, origin, ack, message = decode_envelope(data)
+        except (ValueError, TypeError, UnicodeDecodeError):
+            logger.warning("channel layer ignored a malformed Redis message")
+            return
+        if target.startswith("specific."):
+            try:
+                self._put(target, message)
+                shed = 0
+            except ChannelFull:
+                shed = 1
+        elif origin == self.instance:
+            return  # our own group publish: local members already have it
+        elif message.get("type") == "__interest":
+            self.remote_interest.add(target)
+            return
+        else:
+            self.remote_interest.add(target)  # an instance sending to the group may host members too
+            shed = self._deliver_local_group(target, message)
+        if ack:
+            asyncio.ensure_future(self._quiet(self._ack(ack)))
+        if shed:
+            self._report_shed(message, shed)
+
+    def _report_shed(self, message: dict, shed: int) -> None:
+        reply_to = message.get("reply_to")
+        if not reply_to:
+            logger.warning("%s message shed for %d full channel(s); no sender to tell", message.get("type"), shed)
+            return
+        notice = {"type": "relay.shed", "ref": message.get("ref"), "count": shed}
+        asyncio.ensure_future(self._quiet(self.send(reply_to, notice)))
+
+    async def _ack(self, key: str) -> None:
+        client, _ = self._client()
+        pipe = client.pipeline(transaction=False)
+        pipe.rpush(key, 1)
+        pipe.expire(key, 10)
+        await pipe.execute()
+
+    @staticmethod
+    async def _quiet(coro) -> None:
+        try:
+            await coro
+        except Exception as exc:
+            logger.warning("channel layer background call failed: %s", type(exc).__name__)
+
+    async def close(self) -> None:
+        """Stop listening and close Redis connections (tests, shutdown)."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+            self._reader = None
+        for client, _ in list(self._clients.values()):
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        self._clients.clear()
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class _Publisher:
+    """PUBLISH with automatic pipelining: calls made while a batch is in flight go out together."""
+
+    def __init__(self, client):
+        self.client = client
+        self.pending: list = []
+        self.flushing = False
+
+    async def publish(self, key: str, payload: bytes) -> int:
+        """Publish `payload` on `key`; returns how many subscribers received it."""
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((key, payload, future))
+        if not self.flushing:
+            self.flushing = True
+            asyncio.ensure_future(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, []
+                try:
+                    if len(batch) == 1:
+                        results = [await self.client.publish(batch[0][0], batch[0][1])]
+                    else:
+                        pipe = self.client.pipeline(transaction=False)
+                        for key, payload, _ in batch:
+                            pipe.publish(key, payload)
+                        results = await pipe.execute(raise_on_error=False)
+                except Exception as exc:
+                    results = [exc] * len(batch)
+                for (_, _, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(int(result))
+        finally:
+            self.flushing = False
