@@ -19,6 +19,7 @@ class LiveRelay(RelayProcess):
 
     def __init__(self, env: dict, log_path: Path):
         super().__init__(env, log_path, extra_args=("--access-log", "-", "-v", "2"))
+        self.env = env
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         try:
