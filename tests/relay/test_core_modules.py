@@ -1,0 +1,230 @@
+"""The relay core's modules driven directly, without a socket, on the in-memory channel layer.
+
+Each concern is called as a consumer would call it, with a `Party` and plain channels standing for
+the other sockets; what the other sockets' channels receive is read straight from the layer.
+"""
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from relay import addressing, connections, delivery, dispatch, messaging, ownership, sessions
+from relay.models import Connection, Session
+from relay.party import APP, ROBOT, LiveSession, Party
+from relay.protocol import RelayError
+
+R1 = "wimz_robot_01"
+
+
+async def _channel() -> str:
+    return await get_channel_layer().new_channel()
+
+
+def _queued(channel: str) -> list[dict]:
+    layer, out = get_channel_layer(), []
+    while (message := layer.receive_nowait(channel)) is not None:
+        out.append(message)
+    return out
+
+
+async def _robot(world) -> Party:
+    party = Party(ROBOT, await _channel(), device_pk=world.r1.pk, device_id=R1)
+    await connections.robot_connected(party)
+    return party
+
+
+async def _app(world, user=None) -> tuple[Party, list[dict]]:
+    user = user or world.u1
+    party = Party(APP, await _channel(), user_id=user.pk)
+    return party, await connections.app_connected(party)
+
+
+# --- addressing ------------------------------------------------------------------------------------
+
+
+def test_address_checks_authorization_before_availability():
+    party = Party(APP, "c", user_id=1, devices={"a": 1, "b": 2}, robots={"a": "specific.x!a"})
+    assert addressing.address(party, "a").robot_channel == "specific.x!a"
+    for device_id, code in (("b", "DEVICE_OFFLINE"), ("zzz", "NOT_AUTHORIZED"), (None, "BAD_REQUEST")):
+        with pytest.raises(RelayError) as error:
+            addressing.address(party, device_id, ref="command")
+        assert (error.value.code, error.value.ref) == (code, "command")
+    with pytest.raises(RelayError) as none:
+        addressing.address(Party(APP, "c", user_id=1), None)
+    assert none.value.code == "NO_DEVICE"
+    only = Party(APP, "c", user_id=1, devices={"a": 1}, robots={"a": "ch"})
+    assert addressing.address(only, None).device_id == "a"
+
+
+def test_device_updates_add_remove_and_locate_devices():
+    party = Party(APP, "c", user_id=1)
+    addressing.apply_device_update(party, {"device_id": "a", "device_pk": 1, "robot_channel": "ch"})
+    assert party.robots == {}  # not owned: where its robot is does not matter
+    addressing.apply_device_update(party, {"device_id": "a", "device_pk": 1, "owned": True, "robot_channel": "ch"})
+    assert party.devices == {"a": 1} and party.robots == {"a": "ch"}
+    addressing.apply_device_update(party, {"device_id": "a", "device_pk": 1, "robot_channel": None})
+    assert party.robots == {}
+    addressing.apply_device_update(party, {"device_id": "a", "device_pk": 1, "robot_channel": "ch2"})
+    addressing.apply_device_update(party, {"device_id": "a", "device_pk": 1, "owned": False})
+    assert party.devices == {} and party.robots == {}
+
+
+# --- connections -----------------------------------------------------------------------------------
+
+
+async def test_connect_loads_facts_and_tells_the_owner_where_the_robot_is(world):
+    app, snapshot = await _app(world)
+    assert app.devices == {R1: world.r1.pk} and app.robots == {}
+    assert [(f["device_id"], f["status"]) for f in snapshot] == [(R1, "offline")]
+    robot = await _robot(world)
+    assert robot.owner_id == world.u1.pk
+    (update,) = _queued(app.channel_name)
+    assert update["type"] == "relay.device" and update["robot_channel"] == robot.channel_name
+    assert delivery.encode({"type": "device_status"})[:5] == update["text"][:5]
+    # A second app now finds the robot online without any message.
+    app2, snapshot2 = await _app(world)
+    assert app2.robots == {R1: robot.channel_name} and snapshot2[0]["status"] == "online"
+
+
+async def test_heartbeat_refreshes_every_row_of_the_process_in_a_few_queries(world):
+    robot = await _robot(world)
+    for _ in range(5):
+        await _app(world)
+    instance = get_channel_layer().instance
+
+    @database_sync_to_async
+    def beat_and_count() -> tuple[int, int]:
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        old = Connection.objects.filter(disconnected_at__isnull=True).update(heartbeat_at="2000-01-01T00:00:00Z")
+        with CaptureQueriesContext(connection) as queries:
+            connections._beat_db.func(instance, [robot.device_pk])
+        fresh = Connection.objects.filter(disconnected_at__isnull=True, heartbeat_at__year__gt=2000).count()
+        assert old == fresh == 6
+        return len(queries), fresh
+
+    queries, fresh = await beat_and_count()
+    assert queries <= 3  # one UPDATE for every row of the process, not one per socket
+
+
+async def test_disconnect_ends_sessions_writes_ice_counts_and_tells_the_owner(world):
+    app, _ = await _app(world)
+    robot = await _robot(world)
+    _queued(app.channel_name)
+    app.robots = {R1: robot.channel_name}
+    outcome = await sessions.request(app, {"type": "webrtc_request", "device_id": R1})
+    sid = outcome.opened.session_id
+    sessions.opened_by_app(robot, _queued(robot.channel_name)[0])
+    robot.sessions[sid].ice = 4
+    ended = await connections.robot_disconnected(robot, 1000)
+    assert [ref.session_id for ref in ended] == [sid]
+    kinds = [m["type"] for m in _queued(app.channel_name)]
+    assert kinds == ["relay.session_end", "relay.device"]
+    row = await database_sync_to_async(Session.objects.get)(pk=sid)
+    assert (row.end_reason, row.robot_ice_candidates) == ("robot_disconnected", 4)
+
+
+# --- messaging -------------------------------------------------------------------------------------
+
+
+async def test_event_goes_to_the_owner_group_and_nowhere_without_an_owner(world):
+    robot = await _robot(world)
+    app, _ = await _app(world)
+    stranger, _ = await _app(world, world.u2)
+    await messaging.event(robot, {"type": "battery", "level": 3})
+    (message,) = _queued(app.channel_name)
+    assert message["type"] == "relay.event" and message["device_id"] == R1 and '"level":3' in message["text"]
+    assert _queued(stranger.channel_name) == []
+    robot.owner_id = None
+    await messaging.event(robot, {"type": "battery"})
+    assert _queued(app.channel_name) == []
+
+
+async def test_event_to_a_full_app_socket_is_rate_limited_not_lost(world, settings):
+    robot = await _robot(world)
+    app, _ = await _app(world)
+    layer = get_channel_layer()
+    layer.capacity = 1
+    await messaging.event(robot, {"type": "battery"})
+    with pytest.raises(RelayError) as error:
+        await messaging.event(robot, {"type": "battery"})
+    assert (error.value.code, error.value.ref) == ("RATE_LIMITED", "battery")
+
+
+async def test_command_to_a_robot_that_left_is_device_offline(world):
+    app, _ = await _app(world)
+    app.robots = {R1: "specific.gone!x"}
+    with pytest.raises(RelayError) as error:
+        await messaging.command(app, {"type": "command", "device_id": R1, "command": "m"}, "command")
+    assert error.value.code == "DEVICE_OFFLINE"
+
+
+async def test_command_carries_params_for_deployed_robots(world):
+    robot = await _robot(world)
+    app, _ = await _app(world)
+    _queued(app.channel_name)
+    app.robots = {R1: robot.channel_name}
+    await dispatch.app_frame(app, "command", {"type": "command", "command": "motor", "data": {"l": 1}})
+    (message,) = _queued(robot.channel_name)
+    assert message["text"] == '{"type":"command","command":"motor","data":{"l":1},"device_id":"wimz_robot_01",' \
+                              '"params":{"l":1}}'
+
+
+# --- sessions --------------------------------------------------------------------------------------
+
+
+async def test_signaling_uses_the_parties_facts_and_records_transitions(world, monkeypatch):
+    robot = await _robot(world)
+    app, _ = await _app(world)
+    _queued(app.channel_name)
+    app.robots = {R1: robot.channel_name}
+    outcome = await sessions.request(app, {"type": "webrtc_request"})
+    sid = outcome.opened.session_id
+    assert [r["type"] for r in outcome.replies] == ["webrtc_credentials"]
+    sessions.opened_by_app(robot, _queued(robot.channel_name)[0])
+    assert robot.sessions[sid] == LiveSession(device_id=R1, peer=app.channel_name)
+
+    ice = {"type": "webrtc_ice", "session_id": sid, "candidate": {"candidate": "c", "sdpMid": "0", "sdpMLineIndex": 0}}
+    def no_database(*args, **kwargs):
+        raise AssertionError("the database was used on the per-frame path")
+
+    with monkeypatch.context() as m:  # ICE between the parties: no database at all
+        m.setattr(sessions, "database_sync_to_async", no_database)
+        for _ in range(3):
+            await dispatch.robot_frame(robot, "webrtc_ice", ice)
+    assert [m["sid"] for m in _queued(app.channel_name)] == [sid] * 3
+    await dispatch.app_frame(app, "webrtc_close", {"type": "webrtc_close", "session_id": sid})
+    (end,) = _queued(robot.channel_name)
+    assert end["type"] == "relay.session_end" and '"reason":"closed_by_app"' in end["text"]
+    await sessions.ended_elsewhere(robot, end)
+    row = await database_sync_to_async(Session.objects.get)(pk=sid)
+    assert (row.state, row.robot_ice_candidates) == ("ended", 3)
+    with pytest.raises(RelayError) as error:
+        await dispatch.robot_frame(robot, "webrtc_ice", ice)
+    assert error.value.code == "SESSION_NOT_FOUND"
+
+
+async def test_a_frame_for_a_session_the_receiver_no_longer_holds_is_bounced(world):
+    app, _ = await _app(world)
+    robot = Party(ROBOT, await _channel(), device_pk=world.r1.pk, device_id=R1)
+    held = await sessions.check_party(robot, {"sid": "s1", "reply_to": app.channel_name})
+    assert held is False
+    (bounce,) = _queued(app.channel_name)
+    assert '"code":"SESSION_NOT_FOUND"' in bounce["text"] and '"ref":"s1"' in bounce["text"]
+
+
+# --- ownership -------------------------------------------------------------------------------------
+
+
+async def test_unpair_drops_the_device_from_the_former_owner_before_telling_it(world):
+    robot = await _robot(world)
+    app, _ = await _app(world)
+    _queued(app.channel_name)
+    await database_sync_to_async(lambda: world.r1.__class__.objects.filter(pk=world.r1.pk).update(owner=None))()
+    await ownership.device_unpaired_async(device_id=R1, device_pk=world.r1.pk, former_owner_id=world.u1.pk)
+    first, last = _queued(app.channel_name)
+    assert (first["type"], first["owned"], "text" in first) == ("relay.device", False, False)
+    assert '"status":"unpaired"' in last["text"]
+    (owner,) = _queued(robot.channel_name)
+    assert owner == {"type": "relay.owner", "owner_id": None}
