@@ -22,6 +22,7 @@ promises). `lost > 0`, other errors, duplicates, misordering, a socket the serve
 """
 
 import asyncio
+import itertools
 import json
 import re
 import time
@@ -38,6 +39,7 @@ now = time.perf_counter
 OPEN_TIMEOUT = 30.0
 PAD = "x" * 940  # frames of about 1 KB
 R2A, A2R = "r2a", "a2r"
+_PHASES = itertools.count(1000)
 
 
 def robot_frame(seq: int, k: int) -> str:
@@ -109,8 +111,13 @@ class Recorder:
             self.phases[k] = Phase(k)
         return self.phases[k]
 
-    def start(self, k: int) -> Phase:
-        self.current = self.phase(k)
+    def start(self, k: int | None = None) -> Phase:
+        """A new current phase with a tag unique in this process (`k` is ignored: kept for callers' readability).
+
+        Unique tags keep a backlog from an earlier scenario (frames a slow server delivers late, possibly
+        to a new socket of the same owner) out of this phase's counts.
+        """
+        self.current = self.phase(next(_PHASES))
         return self.current
 
     def on_frame(self, conn: "Client", raw, arrived: float) -> None:
@@ -149,7 +156,8 @@ class Recorder:
             return
         if frame.get("type") == "error":
             code = frame.get("code")
-            self.errors[f"{code} (ref {frame.get('ref')})"] += code != "RATE_LIMITED"
+            if code != "RATE_LIMITED":
+                self.errors[f"{code} (ref {frame.get('ref')})"] += 1
             if frame.get("ref") in ("telemetry", "command", None):
                 # an answer to a bench frame this socket sent: a robot sends events, an app commands
                 direction = R2A if conn.role == "robot" else A2R

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import procs, report
-from .scenarios import RUNNERS, SCENARIOS
+from .scenarios import RUNNERS, SCENARIOS, settle
 from .stack import LOCAL, ROOT, TARGETS, Services, detect_mode, start_target
 
 QUICK = {
@@ -110,7 +110,8 @@ async def run_target(target, scenarios: list[str], n: dict) -> dict:
         budget = n["memory_seconds"] if name == "memory" else n["scenario_seconds"]
         deadline = time.perf_counter() + budget
         started = time.perf_counter()
-        print(f"  {target.name}: {name} …", end="", flush=True)
+        waited = await settle(target)
+        print(f"  {target.name}: {name} (settled {waited} s) …", end="", flush=True)
         try:
             result = await asyncio.wait_for(RUNNERS[name](target, n, deadline), timeout=budget + 60)
         except TimeoutError:
@@ -118,10 +119,10 @@ async def run_target(target, scenarios: list[str], n: dict) -> dict:
         except Exception as exc:  # noqa: BLE001 - one scenario's crash is reported, the run goes on
             result = {"failures": [f"{name}: crashed: {type(exc).__name__}: {exc}"]}
         result["seconds"] = round(time.perf_counter() - started, 1)
+        result["settle_seconds"] = waited
         out[name] = result
         print(f" {result['seconds']} s" + (f"  [{len(result['failures'])} failure(s)]" if result["failures"] else ""),
               flush=True)
-        await asyncio.sleep(1.0)  # closes and cleanups finish before the next scenario
     return out
 
 

@@ -30,6 +30,19 @@ from .stats import cdf_points, summary
 # memory first: it wants a fresh server process (RSS growth of earlier scenarios would hide the sockets' cost)
 SCENARIOS = ("memory", "latency", "pairs100", "pairs1000", "max", "setup", "fanout")
 OPEN_CONCURRENCY = 50
+DRAIN_IDLE, DRAIN_CAP = 10.0, 60.0  # after the last send: wait ≤ 60 s, and ≤ 10 s without progress
+
+
+async def settle(target: Target, quiet_pct: float = 10.0, cap: float = 60.0) -> float:
+    """Wait until the target's servers use < `quiet_pct` % of a core over 0.5 s (a backlog of closes or frames
+    from the previous scenario is done), at most `cap` s; returns the seconds waited."""
+    started = now()
+    while now() - started < cap:
+        before, t0 = target.cpu(), now()
+        await asyncio.sleep(0.5)
+        if 100 * (target.cpu() - before) / (now() - t0) < quiet_pct:
+            break
+    return round(now() - started, 1)
 
 
 class Window:
@@ -154,7 +167,7 @@ async def pairs_at_rate(target: Target, pairs: int, rate: float, seconds: float,
     phase = rec.start(1)
     window = Window(target)
     load = await offered_load(interleaved(robots, apps), phase, rate * len(robots), seconds, deadline)
-    drained = await drain(rec, phase, idle=3.0, cap=30.0)
+    drained = await drain(rec, phase, idle=DRAIN_IDLE, cap=DRAIN_CAP)
     acc = phase.accounting()
     cpu = window.close(acc["delivered"])
     check_phase(name, acc, failures, rec.errors)
@@ -198,7 +211,7 @@ async def max_rate(target: Target, n: dict, deadline: float) -> dict:
         phase = rec.start(k + 1)
         window = Window(target)
         load = await offered_load(senders, phase, rate, n["max_step_seconds"], deadline)
-        drained = await drain(rec, phase, idle=3.0, cap=30.0)
+        drained = await drain(rec, phase, idle=DRAIN_IDLE, cap=DRAIN_CAP)
         acc = phase.accounting()
         cpu = window.close(acc["delivered"])
         lat = phase.latency_summary()["both"]
