@@ -14,6 +14,7 @@ import logging
 import weakref
 from datetime import UTC, datetime
 
+from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -86,6 +87,16 @@ class RelayConsumer(AsyncWebsocketConsumer):
                     task.cancel()
                 elif not task.cancelled():
                     task.exception()  # retrieved: a discarded channel's wait ends with ChannelGone
+    async def dispatch(self, message):
+        """Channels' dispatch without its per-message `aclose_old_connections()`: that is a thread hop
+        (sync_to_async) for every frame, and this consumer touches the database only through
+        `database_sync_to_async`, which closes stale connections itself. Profiled: a fifth of the
+        relay's CPU under load."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def connect(self):
         """Accept an authenticated handshake; refuse (HTTP 403) anything else, the same way for all."""
         self.party: Party | None = None
