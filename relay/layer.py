@@ -366,12 +366,17 @@ class RelayChannelLayer(BaseChannelLayer):
         _, publisher = self._client()
         return await publisher.publish(key, payload)
 
-    async def _ensure_reader(self) -> None:
+    async def _ensure_reader(self, timeout: float = 5.0) -> None:
+        """Start this process's subscription if needed and wait (up to `timeout` s) until it is up.
+        Raises `ConnectionError` when Redis cannot be reached in time."""
         if self._reader is None or self._reader.done():
             loop = asyncio.get_running_loop()
             self._ready = loop.create_future()
             self._reader = loop.create_task(self._read_forever())
-        await asyncio.shield(self._ready)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), timeout)
+        except TimeoutError:
+            raise ConnectionError("channel layer: Redis subscription not ready") from None
 
     async def _subscribe(self, key: str) -> None:
         """Subscribe this process to `key`; returns once Redis confirmed it (or after 5 s)."""

@@ -1,8 +1,9 @@
 """Django settings for the WIM-Z relay, read from the environment.
 
 Every knob is an environment variable documented in `.env.example`. With nothing set the relay
-runs on an embedded default: a SQLite file and the in-memory channel layer (one process). Set
-`DATABASE_URL` (PostgreSQL) and `REDIS_URL` (channels-redis) to run several instances as one relay.
+runs on an embedded default: a SQLite file and the relay's channel layer in one process. Set
+`DATABASE_URL` (PostgreSQL) and `REDIS_URL` (the channel layer then spans instances through Redis
+pub/sub, `relay/layer.py`) to run several instances as one relay.
 """
 
 from datetime import timedelta
