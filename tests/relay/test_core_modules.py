@@ -228,3 +228,18 @@ async def test_unpair_drops_the_device_from_the_former_owner_before_telling_it(w
     assert '"status":"unpaired"' in last["text"]
     (owner,) = _queued(robot.channel_name)
     assert owner == {"type": "relay.owner", "owner_id": None}
+
+
+async def test_a_shed_report_from_another_instance_reaches_the_sender_as_rate_limited(world):
+    """`relay.shed` (the receiving instance found a full queue) is written to the sender's socket as
+    RATE_LIMITED with the frame's ref: a frame lost between instances is never silent."""
+    from tests.relay import wsutil as ws
+
+    robot = await ws.robot(R1, world.r1_secret)
+    channel = await database_sync_to_async(
+        lambda: Connection.objects.get(role="robot", disconnected_at__isnull=True).channel_name)()
+    await get_channel_layer().send(channel, {"type": "relay.shed", "ref": "telemetry", "count": 2})
+    error = await ws.recv(robot)
+    assert (error["type"], error["code"], error["ref"]) == ("error", "RATE_LIMITED", "telemetry")
+    assert "2 socket(s)" in error["message"]
+    await ws.close(robot)
