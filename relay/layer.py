@@ -115,6 +115,7 @@ class RelayChannelLayer(BaseChannelLayer):
         self.channel_prefix = f"specific.{self.instance}!"
         self.queues: dict[str, _Queue] = {}
         self.groups: dict[str, set[str]] = {}
+        self.channel_groups: dict[str, set[str]] = {}  # the groups each local channel is in
         self.remote_interest: set[str] = set()  # groups another instance may have members of
         self._clients: dict = {}  # event loop -> (redis client, publisher)
         self._reader: asyncio.Task | None = None
@@ -150,9 +151,8 @@ class RelayChannelLayer(BaseChannelLayer):
         queue = self.queues.pop(channel, None)
         if queue is not None and queue.waiter is not None and not queue.waiter.done():
             queue.waiter.cancel()
-        for group, members in list(self.groups.items()):
-            if channel in members:
-                self._leave(group, channel)
+        for group in list(self.channel_groups.get(channel, ())):
+            self._leave(group, channel)
 
     def _put(self, channel: str, message: dict) -> None:
         """Queue `message` for a local channel. Raises `ChannelGone` / `ChannelFull`."""
@@ -237,6 +237,7 @@ class RelayChannelLayer(BaseChannelLayer):
         members = self.groups.setdefault(group, set())
         first = not members
         members.add(channel)
+        self.channel_groups.setdefault(channel, set()).add(group)
         if first and self.redis_url:
             await self._subscribe(self._group_key(group))
             # Tell the instances that already have members that this one has some now.
@@ -250,6 +251,11 @@ class RelayChannelLayer(BaseChannelLayer):
         self._leave(group, channel)
 
     def _leave(self, group: str, channel: str) -> None:
+        joined = self.channel_groups.get(channel)
+        if joined is not None:
+            joined.discard(group)
+            if not joined:
+                del self.channel_groups[channel]
         members = self.groups.get(group)
         if not members or channel not in members:
             return
@@ -297,6 +303,7 @@ class RelayChannelLayer(BaseChannelLayer):
         """Drop every queue and group of this process (tests)."""
         self.queues.clear()
         self.groups.clear()
+        self.channel_groups.clear()
         self.remote_interest.clear()
 
     async def send_confirmed(self, channel: str, message: dict, timeout: float = 2.0) -> bool:
@@ -406,8 +413,10 @@ class RelayChannelLayer(BaseChannelLayer):
 
         backoff = 0.1
         writer = None
+        reconnected = False
         while True:
-            client = redis.Redis.from_url(self.redis_url, socket_timeout=None, socket_connect_timeout=5)
+            client = redis.Redis.from_url(self.redis_url, socket_timeout=None, socket_connect_timeout=5,
+                                          client_name=f"{self.prefix}-reader-{self.instance}")
             pubsub = client.pubsub()
             try:
                 own = self._process_key(self.instance)
@@ -416,6 +425,9 @@ class RelayChannelLayer(BaseChannelLayer):
                     self._pending_subs.setdefault(key, asyncio.get_running_loop().create_future())
                 await pubsub.subscribe(*keys)
                 writer = asyncio.ensure_future(self._write_commands(pubsub))
+                if reconnected:
+                    await self._announce_groups()
+                reconnected = True
                 while True:
                     item = await pubsub.get_message(timeout=None)
                     if item is None:
@@ -446,6 +458,14 @@ class RelayChannelLayer(BaseChannelLayer):
                     await pubsub.aclose()
                 with contextlib.suppress(Exception):
                     await client.aclose()
+
+    async def _announce_groups(self) -> None:
+        """After a lost subscription: other instances may have stopped publishing to our groups, and
+        we may have missed their announcements — announce ours again and publish to all of them until
+        a publish shows that nobody else listens."""
+        self.remote_interest.update(self.groups)
+        for group in list(self.groups):
+            await self._publish(self._group_key(group), encode_envelope(group, self.instance, {"type": "__interest"}))
 
     def _dispatch(self, data: bytes) -> None:
         """One message from Redis: queue it for its local channel or group members; report sheds."""

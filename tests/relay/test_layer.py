@@ -189,3 +189,34 @@ async def test_confirmed_group_send_waits_for_every_listening_instance(require_s
         assert b.receive_nowait(remote) == {"type": "relay.device", "device_id": "r"}  # queued before it returned
     finally:
         await _close(a, b)
+
+
+async def test_a_lost_subscription_is_restored_with_its_groups(require_services):
+    """When an instance's Redis subscription drops (Redis restarted, connection killed), it subscribes
+    again to its own channel and its groups, and announces its groups, so delivery resumes both ways."""
+    import redis.asyncio as redis
+
+    a, b = _pair()
+    admin = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        remote = await b.new_channel()
+        await b.group_add("owner.11.apps", remote)
+        local = await a.new_channel()
+        await a.group_add("owner.11.apps", local)
+        name = f"{b.prefix}-reader-{b.instance}"
+        clients = await admin.client_list(_type="pubsub")
+        (victim,) = [c for c in clients if c.get("name") == name]
+        await admin.client_kill_filter(_id=victim["id"])
+        a.remote_interest.discard("owner.11.apps")  # as if a had published while b was away
+        for _ in range(50):  # b reconnects and announces itself (bounded: 5 s)
+            await asyncio.sleep(0.1)
+            if "owner.11.apps" in a.remote_interest:
+                break
+        assert "owner.11.apps" in a.remote_interest
+        await a.group_send("owner.11.apps", {"type": "relay.event", "text": "after"})
+        assert (await asyncio.wait_for(b.receive(remote), 5))["text"] == "after"
+        await a.send(remote, {"type": "relay.frame", "text": "direct"})
+        assert (await asyncio.wait_for(b.receive(remote), 5))["text"] == "direct"
+    finally:
+        await admin.aclose()
+        await _close(a, b)
