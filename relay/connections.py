@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from devices.models import Device
 
-from . import delivery, presence, session_rows
+from . import delivery, liveness, presence, session_rows
 from .models import Connection, Session
 from .party import APP, ROBOT, Party
 from .protocol import iso
@@ -196,14 +196,21 @@ def _write_ice_counts(party: Party) -> None:
 
 # --- the per-process heartbeat ------------------------------------------------------------------
 
-_heartbeat_task: asyncio.Task | None = None
+_heartbeat_tasks: list[asyncio.Task] = []
 
 
 def ensure_heartbeat() -> None:
-    """Start this process's heartbeat task on the running loop if it is not running."""
-    global _heartbeat_task
-    if _heartbeat_task is None or _heartbeat_task.done() or _heartbeat_task.get_loop() is not _running_loop():
-        _heartbeat_task = asyncio.get_running_loop().create_task(_heartbeat_forever())
+    """Start this process's timers on the running loop if they are not running: the presence
+    heartbeat (every `WIMZ_PRESENCE_HEARTBEAT` s) and, with Redis, the instance liveness beat (every
+    `WIMZ_INSTANCE_BEAT` s). Called when the server starts and by every connecting socket."""
+    loop = _running_loop()
+    if _heartbeat_tasks and all(not t.done() and t.get_loop() is loop for t in _heartbeat_tasks):
+        return
+    for task in _heartbeat_tasks:
+        task.cancel()
+    _heartbeat_tasks[:] = [loop.create_task(_heartbeat_forever())]
+    if liveness.enabled():
+        _heartbeat_tasks.append(loop.create_task(_liveness_forever()))
 
 
 def _running_loop():
@@ -234,6 +241,45 @@ def _beat_db(instance: str, robot_pks: list[int]) -> set[int]:
     return inactive
 
 
+async def _liveness_forever() -> None:
+    while True:
+        try:
+            await liveness_once()
+        except Exception as exc:
+            logger.warning("instance liveness beat failed: %s", type(exc).__name__)
+        await asyncio.sleep(settings.WIMZ_INSTANCE_BEAT)
+
+
+async def liveness_once() -> int:
+    """One liveness beat of this process (docs/protocol.md §19.3): refresh its own key; if it had been
+    declared dead meanwhile (paused past the TTL), close its sockets 1012 so they reconnect; then clean
+    up after every instance that holds open rows but whose key expired, when this process wins the
+    claim. Returns how many rows it closed for dead instances.
+    """
+    me = _instance()
+    if not await liveness.refresh(me):
+        logger.warning("this relay instance was declared dead while paused; closing its sockets")
+        for party in list(_local):
+            await delivery.control(party.channel_name, "fenced")
+    others = await database_sync_to_async(presence.open_instances)(exclude=me)
+    closed = 0
+    for instance in await liveness.dead(others):
+        if await liveness.claim(instance):
+            closed += await reap_instance(instance)
+    return closed
+
+
+async def reap_instance(instance: str) -> int:
+    """Clean up after dead relay process `instance` as it would have on clean disconnects: its rows
+    are closed (1006), its sessions end `app_disconnected` / `robot_disconnected` with `webrtc_close`
+    to the surviving party, and the owners of robots now offline get `device_status` offline.
+    Returns rows closed."""
+    closed = await _clean_up_rows(lambda: presence.close_instance(instance))
+    if closed:
+        logger.warning("cleaned up %d socket(s) of dead relay instance %s", closed, instance)
+    return closed
+
+
 async def heartbeat_once() -> None:
     """One beat of this process: its presence rows and its robots' `last_seen` in a few UPDATEs (not one
     query per socket); robots deactivated while their revocation was lost are closed; then the sweep.
@@ -257,19 +303,28 @@ async def sweep_dead_instances(*, force: bool = False) -> int:
     closed here, their sessions end (`app_disconnected` / `robot_disconnected`) with `webrtc_close` to
     the surviving party, and the owners of robots that are now offline get `device_status` offline —
     what the dead instance would have done on a clean disconnect. Runs on every heartbeat, at most once
-    per `WIMZ_PRESENCE_HEARTBEAT` per process unless `force`. Returns rows closed.
+    per `WIMZ_PRESENCE_HEARTBEAT` per process unless `force`. Returns rows closed. (With Redis, the
+    liveness beat, `liveness_once`, finds a dead instance much sooner; this is the fallback.)
     """
-    from .sessions import announce_end
-
     global _last_sweep
     now = time.monotonic()
     if not force and now - _last_sweep < settings.WIMZ_PRESENCE_HEARTBEAT * 0.9:
         return 0
     _last_sweep = now
 
+    closed = await _clean_up_rows(presence.close_stale)
+    if closed:
+        logger.warning("closed %d socket(s) of relay instances that stopped heartbeating", closed)
+    return closed
+
+
+async def _clean_up_rows(close_rows) -> int:
+    """Close presence rows with `close_rows()` (sync ORM), then end and announce what they held."""
+    from .sessions import announce_end
+
     def _db():
         ended, offline = [], []
-        rows = presence.close_stale()
+        rows = close_rows()
         for row in rows:
             if row.role == Connection.Role.APP:
                 reason, where = EndReason.APP_DISCONNECTED, {"app_channel": row.channel_name}
@@ -288,8 +343,6 @@ async def sweep_dead_instances(*, force: bool = False) -> int:
         if owner_id is not None:
             await delivery.device_update(owner_id, device_id=device_id, device_pk=device_pk, robot_channel=None,
                                          frame=device_status_frame(device_id, "offline", last_seen))
-    if rows:
-        logger.warning("closed %d socket(s) of relay instances that stopped heartbeating", len(rows))
     return len(rows)
 
 

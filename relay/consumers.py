@@ -327,6 +327,12 @@ class RelayConsumer(AsyncWebsocketConsumer):
         await self.send_frame(error_frame(Code.RATE_LIMITED, f"frame not delivered to {count} socket(s): receiver "
                                           "not keeping up", message.get("ref")))
 
+    async def relay_fenced(self, message):
+        """`relay.fenced`: this instance was declared dead while paused and its sockets were cleaned up
+        after; close with 1012 so the client reconnects (docs/protocol.md §19.3)."""
+        self.closing = True
+        await self.close(code=1012)
+
     async def relay_replaced(self, message):
         """`relay.replaced`: a newer socket for this device took over; close with 4009."""
         self.closing = True

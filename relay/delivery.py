@@ -11,7 +11,7 @@ Every message a consumer receives from the channel layer is one of these (`type`
 | `relay.session_end` | `sid`, `text` | forgets the session, writes `text` (`webrtc_close`) |
 | `relay.owner` | `owner_id` | a robot updates its owner |
 | `relay.shed` | `ref`, `count` | answers `RATE_LIMITED` to its socket |
-| `relay.replaced` / `relay.revoked` | — | closes 4009 / 4003 |
+| `relay.replaced` / `relay.revoked` / `relay.fenced` | — | closes 4009 / 4003 / 1012 |
 
 Frames are serialised once, by the sender (`encode`), and travel as text: the receiver writes them
 unchanged, and between instances the text is never re-encoded (`relay.layer`).
@@ -142,7 +142,7 @@ async def session_end(channel: str, *, sid: str, frame: dict) -> bool:
 
 
 async def control(channel: str, kind: str, *, confirm: bool = False, **fields) -> bool:
-    """Send a control message (`relay.owner`, `relay.replaced`, `relay.revoked`, `relay.shed`) to one
+    """Send a control message (`relay.owner`, `relay.replaced`, `relay.revoked`, `relay.fenced`) to one
     consumer; False (logged) when it is full or gone. With `confirm`, waits until it was queued.
     """
     message = {"type": f"relay.{kind}", **fields}

@@ -103,6 +103,33 @@ def stats() -> dict:
     }
 
 
+def open_instances(*, exclude: str) -> list[str]:
+    """The relay processes (other than `exclude`) that hold open presence rows."""
+    return list(
+        Connection.objects.filter(disconnected_at__isnull=True)
+        .exclude(instance__in=[exclude, ""])
+        .values_list("instance", flat=True)
+        .distinct()
+    )
+
+
+def close_instance(instance: str) -> list[Connection]:
+    """Close every open row of dead relay process `instance` (close code 1006), once across the
+    cluster (conditional UPDATE per row); returns the rows this call closed, with `device` loaded."""
+    return _close_rows(Connection.objects.filter(instance=instance, disconnected_at__isnull=True), now=True)
+
+
+def _close_rows(rows, *, now: bool) -> list[Connection]:
+    closed = []
+    at = timezone.now()
+    for row in list(rows.select_related("device")):
+        if Connection.objects.filter(pk=row.pk, disconnected_at__isnull=True).update(
+            disconnected_at=at if now else row.heartbeat_at, close_code=1006
+        ):
+            closed.append(row)
+    return closed
+
+
 def close_stale() -> list[Connection]:
     """Close the rows of sockets whose instance died (no heartbeat for `WIMZ_PRESENCE_TTL` seconds).
 
@@ -110,14 +137,5 @@ def close_stale() -> list[Connection]:
     heartbeat), so instances sweeping at the same time close each row once. Returns the rows this
     call closed, with `device` loaded.
     """
-    stale = list(
-        Connection.objects.select_related("device")
-        .filter(disconnected_at__isnull=True, heartbeat_at__lt=_fresh_since())
-    )
-    closed = []
-    for row in stale:
-        if Connection.objects.filter(pk=row.pk, disconnected_at__isnull=True).update(
-            disconnected_at=row.heartbeat_at, close_code=1006
-        ):
-            closed.append(row)
-    return closed
+    return _close_rows(Connection.objects.filter(disconnected_at__isnull=True, heartbeat_at__lt=_fresh_since()),
+                       now=False)

@@ -72,6 +72,7 @@ def relay_server_class():
     from twisted.internet import defer
 
     logger = logging.getLogger("wimz.serve")
+    _allow_service_restart_close()
 
     class RelayServer(Server):
         def __init__(self, *args, **kwargs):
@@ -80,6 +81,19 @@ def relay_server_class():
                 # daphne's access log writes HTTP request lines with their query string; a client that
                 # sends `?token=<JWT>` over plain HTTP would put it there (field report F8).
                 self.action_logger.stream = _ScrubbingStream(self.action_logger.stream)
+
+        def run(self):
+            from twisted.internet import reactor
+
+            # The presence heartbeat and the instance liveness beat run on a timer from the start,
+            # not only once a socket has connected (docs/protocol.md §19.3).
+            reactor.callWhenRunning(self._start_timers)
+            super().run()
+
+        def _start_timers(self):
+            from relay.connections import ensure_heartbeat
+
+            asyncio.get_event_loop().call_soon(ensure_heartbeat)
 
         def kill_all_applications(self):
             async def stop():
@@ -103,6 +117,35 @@ def relay_server_class():
             return defer.Deferred.fromFuture(asyncio.ensure_future(stop()))
 
     return RelayServer
+
+
+# Close codes a server may send (RFC 6455 §7.4.1, IANA WebSocket close code registry) that autobahn's
+# `sendClose` refuses (it allows only 1000 and 3000-4999): 1001 going away, 1011 internal error,
+# 1012 service restart, 1013 try again later.
+_SERVER_CLOSE_CODES = frozenset({1001, 1011, 1012, 1013})
+
+
+def _allow_service_restart_close() -> None:
+    """Let the relay close a socket with 1012 (service restart), as docs/protocol.md §16 and §19.4 say.
+
+    daphne passes a consumer's close code to autobahn's `sendClose`, which raises for 1012; the socket
+    then dropped without a close frame (clients saw 1006). The registered server codes go out through
+    autobahn's `sendCloseFrame` instead; every other code keeps daphne's path.
+    """
+    from daphne.ws_protocol import WebSocketProtocol
+
+    if getattr(WebSocketProtocol, "_wimz_server_close", False):
+        return
+
+    def server_close(self, code=None):
+        code = 1000 if code is None else code
+        if code in _SERVER_CLOSE_CODES:
+            self.sendCloseFrame(code=code, isReply=False)
+        else:
+            self.sendClose(code=code)
+
+    WebSocketProtocol.serverClose = server_close
+    WebSocketProtocol._wimz_server_close = True
 
 
 def free_port() -> int:

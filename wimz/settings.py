@@ -202,6 +202,10 @@ WIMZ_MAX_FRAME_BYTES = env.int("WIMZ_MAX_FRAME_BYTES", default=262144)
 # for TTL seconds (its instance died) no longer counts as online.
 WIMZ_PRESENCE_HEARTBEAT = env.float("WIMZ_PRESENCE_HEARTBEAT", default=30.0)
 WIMZ_PRESENCE_TTL = env.float("WIMZ_PRESENCE_TTL", default=90.0)
+# Instance liveness (with Redis): each relay process refreshes a key of its own every BEAT seconds with a
+# TTL; an instance whose key expired is cleaned up by one survivor. Detection within TTL + BEAT (13 s).
+WIMZ_INSTANCE_BEAT = env.float("WIMZ_INSTANCE_BEAT", default=3.0)
+WIMZ_INSTANCE_TTL = env.float("WIMZ_INSTANCE_TTL", default=10.0)
 # Pairing codes (seconds): obtained by the robot with a signed request / issued at provisioning.
 WIMZ_PAIRING_CODE_TTL = env.int("WIMZ_PAIRING_CODE_TTL", default=600)
 WIMZ_PROVISIONING_CODE_TTL = env.int("WIMZ_PROVISIONING_CODE_TTL", default=7 * 86400)
