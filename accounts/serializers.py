@@ -17,7 +17,7 @@ class RegisterInputSerializer(CredentialsInputSerializer):
 
 
 class AuthOutputSerializer(serializers.Serializer):
-    """Answer of register and login (protocol.md "HTTP"); `token` equals `access` (compat)."""
+    """Answer of register and login (docs/protocol.md §17); `token` equals `access` (compat)."""
 
     user_id = serializers.IntegerField()
     email = serializers.EmailField()

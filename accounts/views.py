@@ -1,4 +1,4 @@
-"""Accounts REST API (protocol.md "HTTP"): register, login, refresh, logout, me, validate.
+"""Accounts REST API (docs/protocol.md §17): register, login, refresh, logout, me, validate.
 
 Thin views: parse with an input serializer, call one service, render with an output serializer.
 Domain errors become `ApiError` here, and only here.
@@ -37,7 +37,7 @@ def _auth_body(user) -> dict:
 class RegisterApi(APIView):
     """`POST /api/auth/register` `{"email","password"}` → 201 `AuthOutput`.
 
-    `AuthOutput` is `{"user_id","email","access","refresh","token","expires_in"}` (protocol.md "HTTP").
+    `AuthOutput` is `{"user_id","email","access","refresh","token","expires_in"}` (docs/protocol.md §17).
 
     Errors: 400 `email_taken`, 400 `password_invalid`, 400 `invalid` (malformed body), 429 `throttled`.
     """

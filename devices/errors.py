@@ -10,7 +10,7 @@ class DeviceError(DomainError):
 
 
 class InvalidDeviceId(DeviceError):
-    """A device_id outside protocol.md's alphabet (1–64 of `A–Z a–z 0–9 _ . -`)."""
+    """A device_id outside the alphabet of docs/protocol.md §4 (1–64 of `A–Z a–z 0–9 _ . -`)."""
 
     code = "invalid_device_id"
     default_message = "device_id must be 1-64 characters of A-Z a-z 0-9 _ . -"
@@ -39,14 +39,14 @@ class DeviceNotFound(DeviceError):
 
 
 class InvalidPairingCode(DeviceError):
-    """Wrong, spent or expired pairing code, or an inactive device: never says which (protocol.md "Precise rules")."""
+    """Wrong, spent or expired pairing code, or an inactive device: never says which (docs/protocol.md §7)."""
 
     code = "invalid_pairing_code"
     default_message = "This pairing code is invalid or has expired."
 
 
 class DeviceOwned(DeviceError):
-    """A valid pairing code for a device that another user owns (protocol.md: 409, nothing changes)."""
+    """A valid pairing code for a device that another user owns (docs/protocol.md §17.4: 409, nothing changes)."""
 
     code = "device_owned"
     default_message = "This device is already paired with another account. It must be unpaired first."

@@ -6,12 +6,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-# protocol.md "Robot authentication": 1–64 characters of A–Z a–z 0–9 _ . -
+# docs/protocol.md §4: 1–64 characters of A–Z a–z 0–9 _ . -
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def is_valid_device_id(value) -> bool:
-    """True when `value` is a string of 1–64 characters of `A–Z a–z 0–9 _ . -` (protocol.md)."""
+    """True when `value` is a string of 1–64 characters of `A–Z a–z 0–9 _ . -` (docs/protocol.md §4)."""
     return isinstance(value, str) and bool(DEVICE_ID_RE.fullmatch(value))
 
 
@@ -24,7 +24,7 @@ def validate_device_id(value):
 class Device(models.Model):
     """A WIM-Z robot.
 
-    `secret` is the per-device HMAC key (protocol.md "Robot authentication"). It is stored so that
+    `secret` is the per-device HMAC key (docs/protocol.md §4). It is stored so that
     signatures can be verified, shown once when issued (provisioning, rotation) and never again:
     it is excluded from every serializer and admin form.
     """

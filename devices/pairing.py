@@ -1,4 +1,4 @@
-"""Pairing codes: short, single-use, expiring proofs of possession of a robot (protocol.md "HTTP").
+"""Pairing codes: short, single-use, expiring proofs of possession of a robot (docs/protocol.md §17).
 
 A code is 8 characters from an alphabet without look-alikes (no 0/O, 1/I/L), drawn with `secrets`:
 31^8 ≈ 8.5·10^11 values, which with a lifetime of minutes and the `pair` throttle makes guessing

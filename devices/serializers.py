@@ -20,7 +20,7 @@ class DeviceOutputSerializer(serializers.ModelSerializer):
 
 
 class CompatDeviceOutputSerializer(serializers.ModelSerializer):
-    """compat (protocol.md "HTTP"): `{"device_id","name","is_online","last_seen","paired_at"}`."""
+    """compat (docs/protocol.md §17): `{"device_id","name","is_online","last_seen","paired_at"}`."""
 
     is_online = serializers.BooleanField(default=False)
 
@@ -46,7 +46,7 @@ class PairInputSerializer(serializers.Serializer):
     """`{"pairing_code": str, "name"?: str}`; compat also accepts the key `code` for the pairing code.
 
     A body without a code (e.g. only a `device_id`) is refused by the view with 400
-    `pairing_code_required`: a device_id alone never pairs (protocol.md "HTTP").
+    `pairing_code_required`: a device_id alone never pairs (docs/protocol.md §17).
     """
 
     pairing_code = serializers.CharField(required=False, allow_blank=True, max_length=64)

@@ -28,7 +28,7 @@ def device_provision(*, device_id: str, name: str = "", owner=None) -> tuple[Dev
 
     Returns `(device, secret, pairing_code)`; the secret is shown to the operator once and is never
     returned by the API. With `owner` the device is paired to that user at once. Raises
-    `InvalidDeviceId` (protocol.md "Robot authentication" alphabet), `InvalidDeviceName` (over 100
+    `InvalidDeviceId` (docs/protocol.md §4 alphabet), `InvalidDeviceName` (over 100
     characters) or `DeviceAlreadyExists`.
     """
     if not is_valid_device_id(device_id):
@@ -69,7 +69,7 @@ def device_pairing_code_issue(*, device: Device) -> PairingCode:
 def device_pair(*, user, code: str, name: str | None = None) -> Device:
     """Pair the device that `code` proves possession of to `user`; return the device.
 
-    protocol.md "Precise rules": a wrong, spent or expired code, or one for an inactive device, raises
+    docs/protocol.md §7: a wrong, spent or expired code, or one for an inactive device, raises
     `InvalidPairingCode` without saying whether the device exists. A live code for a device owned by
     another user raises `DeviceOwned` and changes nothing — the code is not consumed. A device already
     owned by `user` succeeds (idempotent; `name` is applied if given). On success the code is spent,

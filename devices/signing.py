@@ -1,4 +1,4 @@
-"""Per-device secrets and the robot's HMAC signature (protocol.md "Robot authentication").
+"""Per-device secrets and the robot's HMAC signature (docs/protocol.md §4).
 
 A robot signs `"<device_id>:<unix seconds>"` with HMAC-SHA256 keyed by its secret and sends the hex
 digest. Verification is constant-time, accepts a timestamp within ±`WIMZ_DEVICE_AUTH_SKEW` seconds of
@@ -52,7 +52,7 @@ def verify_device_signature(
     from headers, query or an in-band `auth` frame and may be anything: malformed input returns None,
     never raises. With `consume` the triple is recorded so that a replay within the skew window is
     refused (a unique row, so the rule holds across relay instances). The caller learns nothing about
-    which check failed (protocol.md: "says nothing about which part failed").
+    which check failed (docs/protocol.md §4.3: it says nothing about which part failed).
     """
     if not is_valid_device_id(device_id) or not isinstance(signature, str) or len(signature) != 64:
         return None

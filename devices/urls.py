@@ -15,7 +15,7 @@ urlpatterns = [
     path("devices/pairing-code", views.RobotPairingCodeApi.as_view(), name="device-pairing-code"),
     path("devices/<str:device_id>", views.DeviceDetailApi.as_view(), name="device-detail"),
     path("devices/<str:device_id>/unpair", views.DeviceUnpairApi.as_view(), name="device-unpair"),
-    # compat aliases (protocol.md "HTTP")
+    # compat aliases (docs/protocol.md §17)
     path("user/devices", views.CompatDeviceListApi.as_view(), name="compat-user-devices"),
     path("user/pair-device", views.CompatPairApi.as_view(), name="compat-pair-device"),
     path("user/unpair-device", views.CompatUnpairApi.as_view(), name="compat-unpair-device"),

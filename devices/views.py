@@ -95,7 +95,7 @@ class DeviceDetailApi(APIView):
 class DevicePairApi(APIView):
     """`POST /api/devices/pair` `{"pairing_code", "name"?}` → 201 Device.
 
-    Errors (protocol.md "Precise rules"): 400 `pairing_code_required` (no code, e.g. only a device_id),
+    Errors (docs/protocol.md §7): 400 `pairing_code_required` (no code, e.g. only a device_id),
     400 `invalid_pairing_code` (wrong, spent or expired — the device's existence is not revealed),
     409 `device_owned` (another user owns it; nothing changes, the code stays unused), 429 `throttled`.
     Pairing a device you already own succeeds (idempotent).
@@ -130,7 +130,7 @@ class DeviceUnpairApi(APIView):
 class RobotPairingCodeApi(APIView):
     """`POST /api/devices/pairing-code` — for the ROBOT, no JWT — → 201 `{"pairing_code","expires_at","expires_in"}`.
 
-    Authenticated like the robot's WebSocket (protocol.md "Robot authentication"): headers `X-Device-ID`,
+    Authenticated like the robot's WebSocket (docs/protocol.md §4): headers `X-Device-ID`,
     `X-Timestamp` (unix seconds) and `X-Signature` (hex HMAC-SHA256 of `"<device_id>:<timestamp>"`);
     timestamp within the skew window, each signature accepted once. Any failure answers 403
     `device_auth_failed` and says nothing about which check failed. Earlier robot codes of the device

@@ -59,7 +59,7 @@ class ConnectionOpenFilter(LiveFilter):
 
 @admin.register(Session)
 class SessionAdmin(ReadOnlyAdmin):
-    """Signaling sessions (protocol.md "Sessions"): state, end reason, timestamps and ICE counts.
+    """Signaling sessions (docs/protocol.md §13): state, end reason, timestamps and ICE counts.
 
     Search by robot `device_id`, owner email, or an exact session UUID.
     """

@@ -1,4 +1,4 @@
-"""Relay REST API: TURN credentials (protocol.md "HTTP") and the owner's signaling session history.
+"""Relay REST API: TURN credentials (docs/protocol.md §17) and the owner's signaling session history.
 
 Thin views: parse with an input serializer, call one function, render with an output serializer.
 Errors answer the project's `{"code", "detail"}` body (wimz/api.py).
@@ -24,7 +24,7 @@ from wimz.api import ERROR_SCHEMA, ApiError
 class TurnCredentialsApi(AsyncAPIView):
     """`POST /api/turn/credentials` `{"ttl": 3600}` → 200 `{"iceServers": [...], "ttl", "expires_at"}`.
 
-    protocol.md "HTTP" and "ICE servers". `ttl` is optional (default `WIMZ_ICE_TTL`) and must be an
+    docs/protocol.md §17 and "ICE servers". `ttl` is optional (default `WIMZ_ICE_TTL`) and must be an
     integer number of seconds in `[60, 86400]`, else 400 `invalid_ttl`. When the configured provider
     fails (Cloudflare down or slow, coturn misconfigured) the answer is still 200, with STUN-only
     `iceServers` (no entry has `username`/`credential`): a call can often connect without TURN, and
@@ -82,7 +82,7 @@ def session_list(*, user, device_id: str | None = None):
 class SessionListApi(generics.ListAPIView):
     """`GET /api/sessions[?device_id=…&limit=…&offset=…]`: the caller's signaling sessions, newest first.
 
-    Only sessions opened by the authenticated user are listed (protocol.md "Roles"). 401 without a
+    Only sessions opened by the authenticated user are listed (docs/protocol.md §1). 401 without a
     valid access token.
     """
 
@@ -108,7 +108,7 @@ class SessionDetailApi(generics.RetrieveAPIView):
     """`GET /api/sessions/<session_id>`: one of the caller's sessions.
 
     Another user's session answers 404 `not_found`, exactly as an id that never existed, so ids
-    cannot be probed (protocol.md "Errors", NOT_AUTHORIZED rule, applied to HTTP).
+    cannot be probed (docs/protocol.md §15, NOT_AUTHORIZED rule, applied to HTTP).
     """
 
     serializer_class = SessionSerializer

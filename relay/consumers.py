@@ -208,7 +208,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
         if outcome.opened is not None:
             self._spawn(self._setup_timer(outcome.opened.session_id))
 
-    # --- app token lifetime (protocol.md "App authentication", "In-band renewal") ---------------
+    # --- app token lifetime (docs/protocol.md §5, "In-band renewal") ---------------
 
     async def _renew(self, frame: dict) -> None:
         identity = await authenticate_app(frame.get("token"))  # missing/invalid alike: NOT_AUTHORIZED
@@ -383,7 +383,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
             delivery.forget_channel(self.channel_name)
 
     async def shutdown_sessions(self) -> None:
-        """This instance is stopping: end this socket's sessions `server_shutdown` (protocol.md "Sessions").
+        """This instance is stopping: end this socket's sessions `server_shutdown` (docs/protocol.md §13).
 
         The other party of each session gets `webrtc_close` with reason `server_shutdown` through the
         channel layer (it may be on another instance, or on this one and still open); this socket gets

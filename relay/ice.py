@@ -1,10 +1,10 @@
-"""ICE servers for signaling sessions and `POST /api/turn/credentials` (protocol.md "ICE servers").
+"""ICE servers for signaling sessions and `POST /api/turn/credentials` (docs/protocol.md §14).
 
 `get_ice_servers()` is the one entry point. It asks the provider named by `settings.WIMZ_ICE_PROVIDER`
 for a list of RTCIceServer dicts (W3C WebRTC `RTCIceServer`: `urls`, and `username`/`credential`
 for TURN) and never raises: when the provider fails it answers STUN-only servers with
 `fallback=True` and logs one WARNING naming the provider and the kind of failure — never the API
-token, the shared secret or a credential (field reports F8, F11). protocol.md: "The provider failing
+token, the shared secret or a credential (field reports F8, F11). docs/protocol.md §14: "The provider failing
 never crashes a session."
 
 Providers:
@@ -254,7 +254,7 @@ async def get_ice_servers(
 
     Args:
         user_id: the app user the session belongs to; part of the coturn username (the robot of a
-            session gets the same servers, protocol.md "Robot and app get the same ice_servers").
+            session gets the same servers, docs/protocol.md §14).
         ttl: credential lifetime in seconds; None → `settings.WIMZ_ICE_TTL`; clamped to
             `[TTL_MIN, TTL_MAX]`.
         provider: overrides `settings.WIMZ_ICE_PROVIDER` (`stun` | `cloudflare` | `coturn`).
@@ -298,7 +298,7 @@ async def get_ice_servers(
             raise IceProviderError("unknown_provider", "WIMZ_ICE_PROVIDER is not stun, cloudflare or coturn")
     except IceProviderError as exc:
         return _fallback(name, exc.kind, str(exc), ttl, expires_at)
-    except Exception as exc:  # the provider failing never crashes a session (protocol.md)
+    except Exception as exc:  # the provider failing never crashes a session (docs/protocol.md §14)
         return _fallback(name, "internal", type(exc).__name__, ttl, expires_at)
     logger.debug("ICE servers from provider %s: %d entries, ttl %d s", name, len(servers), ttl)
     return IceServers(ice_servers=servers, ttl=ttl, expires_at=expires_at, provider=name)

@@ -2,7 +2,7 @@
 
 `RelayAuthMiddleware` runs before the URL router. It never rejects by itself: it puts the identity
 (or None) in a copy of the scope, and the consumer refuses the handshake (HTTP 403) when there is
-none — the same refusal for every failure (protocol.md "Robot authentication", field reports F6/F10).
+none — the same refusal for every failure (docs/protocol.md §4, field reports F6/F10).
 
 Scope keys set:
 - `relay_origin_ok` (bool): no `Origin` header (robots, native apps) or one in `WIMZ_ALLOWED_ORIGINS`.
@@ -62,7 +62,7 @@ def _query(scope) -> dict[str, str]:
 
 
 def origin_allowed(headers: dict[str, str]) -> bool:
-    """No Origin (robots, native apps) or an Origin in `WIMZ_ALLOWED_ORIGINS` (protocol.md)."""
+    """No Origin (robots, native apps) or an Origin in `WIMZ_ALLOWED_ORIGINS` (docs/protocol.md §3.5)."""
     origin = headers.get("origin")
     return origin is None or origin in settings.WIMZ_ALLOWED_ORIGINS
 

@@ -48,7 +48,7 @@ class Connection(models.Model):
 
 
 class Session(models.Model):
-    """A WebRTC signaling session between one app connection and one robot (protocol.md "Sessions").
+    """A WebRTC signaling session between one app connection and one robot (docs/protocol.md §13).
 
     States `requested → offered → answered → ended`; `end_reason` is one of `EndReason`.
     `app_channel`/`robot_channel` are the two parties' channel-layer names: the offer and robot ICE

@@ -1,7 +1,7 @@
 """Presence: which robot and app sockets are open, across every relay instance.
 
-Channel-layer groups cannot be listed, so online state lives in `Connection` rows (protocol.md
-"Precise rules": online means the handshake was accepted and the socket is open). A row is *live*
+Channel-layer groups cannot be listed, so online state lives in `Connection` rows (docs/protocol.md
+§11: online means the handshake was accepted and the socket is open). A row is *live*
 while `disconnected_at` is null and its `heartbeat_at` is younger than `WIMZ_PRESENCE_TTL` seconds;
 consumers refresh it every `WIMZ_PRESENCE_HEARTBEAT` seconds, so the sockets of an instance that died
 stop counting within the TTL. All functions here are synchronous ORM code: call them through

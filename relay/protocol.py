@@ -1,6 +1,6 @@
 """Frame vocabulary of the relay: reserved types, error codes, parsing and field checks.
 
-Source: protocol.md "Frames", "Errors" and "Precise rules". Every function here is pure: no I/O, no
+Source: docs/protocol.md §8, "Errors" and "Precise rules". Every function here is pure: no I/O, no
 Django models, so the rules can be tested without a socket.
 """
 
@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from devices.models import is_valid_device_id
 
-# protocol.md "Frames": relay-reserved types.
+# docs/protocol.md §8: relay-reserved types.
 RESERVED_TYPES = frozenset(
     {
         "ping",
@@ -30,13 +30,13 @@ RESERVED_TYPES = frozenset(
         "webrtc_error",
     }
 )
-# Reserved types each role may send (protocol.md tables "Robot → relay" and "App → relay").
+# Reserved types each role may send (docs/protocol.md §8.1, §8.2).
 ROBOT_TYPES = frozenset({"ping", "pong", "hello", "webrtc_offer", "webrtc_ice", "webrtc_error", "webrtc_close"})
 APP_TYPES = frozenset({"ping", "pong", "auth", "webrtc_request", "webrtc_answer", "webrtc_ice", "webrtc_close"})
 
 
 class Code:
-    """Error codes of protocol.md "Errors" (upper case, as deployed clients expect)."""
+    """Error codes of docs/protocol.md §15 (upper case, as deployed clients expect)."""
 
     BAD_REQUEST = "BAD_REQUEST"
     UNKNOWN_TYPE = "UNKNOWN_TYPE"
@@ -52,7 +52,7 @@ class Code:
 
 
 class CloseCode:
-    """WebSocket close codes the relay uses (protocol.md)."""
+    """WebSocket close codes the relay uses (docs/protocol.md §16)."""
 
     TOKEN_EXPIRED = 4001  # app token expired without renewal
     AUTH_FAILED = 4003  # compat `/ws` in-band auth refused/late; a robot deactivated or its secret rotated
@@ -62,7 +62,7 @@ class CloseCode:
 class RelayError(Exception):
     """A protocol error answered to the sender as `{"type":"error","code","message","ref"?}`.
 
-    `code` is one of `Code`; `ref` is the offending frame's type or session_id (protocol.md "Errors").
+    `code` is one of `Code`; `ref` is the offending frame's type or session_id (docs/protocol.md §15).
     The socket stays open.
     """
 
@@ -78,7 +78,7 @@ class RelayError(Exception):
 
 
 def error_frame(code: str, message: str, ref: str | None = None) -> dict:
-    """`{"type":"error","code":code,"message":message}` plus `ref` when given (protocol.md "Errors")."""
+    """`{"type":"error","code":code,"message":message}` plus `ref` when given (docs/protocol.md §15)."""
     frame = {"type": "error", "code": code, "message": message}
     if ref is not None:
         frame["ref"] = ref
@@ -86,7 +86,7 @@ def error_frame(code: str, message: str, ref: str | None = None) -> dict:
 
 
 def now_iso() -> str:
-    """The current time as an ISO 8601 UTC string with a `Z` suffix (protocol.md "Timestamps")."""
+    """The current time as an ISO 8601 UTC string with a `Z` suffix (docs/protocol.md §2)."""
     return iso(datetime.now(UTC))
 
 
@@ -102,8 +102,8 @@ def parse_text_frame(text: str, *, max_bytes: int) -> dict:
 
     Raises `RelayError` MESSAGE_TOO_LARGE when the UTF-8 size exceeds `max_bytes` (checked before
     parsing), BAD_REQUEST when it is not JSON (including `NaN`/`Infinity`, which RFC 8259 excludes),
-    not an object, or holds a lone UTF-16 surrogate that could not be sent on as UTF-8 (protocol.md
-    "Frames", "Frame size").
+    not an object, or holds a lone UTF-16 surrogate that could not be sent on as UTF-8 (docs/protocol.md
+    §8, §3.3).
     """
     size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
@@ -164,7 +164,7 @@ def optional_device_id(frame: dict) -> str | None:
     """A frame's `device_id` when present (validated against the protocol's alphabet), else None.
 
     Raises BAD_REQUEST for a non-string or an id outside `A–Z a–z 0–9 _ . -` (1–64 chars), so that no
-    such value ever reaches a database query or a channel-layer name (protocol.md "Robot authentication").
+    such value ever reaches a database query or a channel-layer name (docs/protocol.md §4).
     """
     if "device_id" not in frame or frame["device_id"] is None:
         return None
@@ -178,7 +178,7 @@ def session_id_of(frame: dict) -> str:
     """A frame's `session_id` as a canonical UUID string.
 
     A missing or non-string id is BAD_REQUEST; a string that is not a UUID cannot name any session and
-    answers NOT_AUTHORIZED, like every id that does not exist (protocol.md "Errors").
+    answers NOT_AUTHORIZED, like every id that does not exist (docs/protocol.md §15).
     """
     raw = require_str(frame, "session_id")
     try:
@@ -188,7 +188,7 @@ def session_id_of(frame: dict) -> str:
 
 
 def require_sdp(frame: dict, expected: str) -> None:
-    """Check `frame["sdp"]` is `{"type": expected, "sdp": str}`; BAD_REQUEST otherwise (protocol.md tables)."""
+    """Check `frame["sdp"]` is `{"type": expected, "sdp": str}`; BAD_REQUEST otherwise (docs/protocol.md §8)."""
     sdp = frame.get("sdp")
     if not isinstance(sdp, dict) or sdp.get("type") != expected or not isinstance(sdp.get("sdp"), str):
         raise RelayError(
@@ -208,8 +208,8 @@ def require_candidate(frame: dict) -> None:
 
 def robot_event(frame: dict, device_id: str) -> dict:
     """The event as apps receive it: the robot's keys unchanged, `device_id` set to the authenticated
-    id (overwriting any other value) and a server `timestamp` added when absent (protocol.md
-    "Robot → relay").
+    id (overwriting any other value) and a server `timestamp` added when absent (docs/protocol.md
+    §9).
     """
     event = dict(frame)
     event["device_id"] = device_id

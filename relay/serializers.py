@@ -30,22 +30,22 @@ class IceServerSerializer(serializers.Serializer):
 
 
 class TurnCredentialsOutputSerializer(serializers.Serializer):
-    """Answer of `POST /api/turn/credentials` (protocol.md "HTTP"): `{"iceServers", "ttl", "expires_at"}`."""
+    """Answer of `POST /api/turn/credentials` (docs/protocol.md §17): `{"iceServers", "ttl", "expires_at"}`."""
 
-    iceServers = IceServerSerializer(many=True)  # camelCase: the wire name in protocol.md "HTTP"
+    iceServers = IceServerSerializer(many=True)  # camelCase: the wire name in docs/protocol.md §17
     ttl = serializers.IntegerField(help_text="Seconds the credentials stay valid.")
     expires_at = serializers.DateTimeField(help_text="ISO 8601 UTC instant the credentials expire.")
 
 
 class _BlankAsNullChoiceField(serializers.ChoiceField):
-    """A choice field that renders the model's blank value as `null` (protocol.md "Timestamps": null when unknown)."""
+    """A choice field that renders the model's blank value as `null` (docs/protocol.md §2: null when unknown)."""
 
     def to_representation(self, value):
         return value or None
 
 
 class SessionSerializer(serializers.ModelSerializer):
-    """One signaling session of the history (protocol.md "Sessions").
+    """One signaling session of the history (docs/protocol.md §13).
 
     `state` is `requested | offered | answered | ended`; `end_reason` is one of the protocol's end
     reasons, `null` while the session is live; timestamps are ISO 8601 UTC or `null`;

@@ -54,7 +54,7 @@ class Target:
 def session_open(*, user_id: int, target: Target, app_channel: str) -> tuple[SessionRef, list[SessionRef]]:
     """Create a session for `target` and end what it supersedes.
 
-    protocol.md "Max sessions": when a request would exceed `WIMZ_MAX_SESSIONS_PER_DEVICE` live
+    docs/protocol.md §13.5: when a request would exceed `WIMZ_MAX_SESSIONS_PER_DEVICE` live
     sessions, the oldest live sessions of that device end with reason `superseded`. Returns the new
     session and the superseded ones (for their parties to be told).
     """
@@ -94,12 +94,12 @@ def session_for_party(
 ):
     """The live session `session_id` if the caller is one of its parties; returns a `SessionRef`.
 
-    `side` is `app` (any socket of the session's user, protocol.md "Who may close") or `robot` (the
+    `side` is `app` (any socket of the session's user, docs/protocol.md §13.6) or `robot` (the
     session's device, `device_pk`; a live session is signaled only by the robot socket it was opened
     with, `robot_channel`). Raises SESSION_NOT_FOUND for the party's own ended session — also to the
-    robot after it reconnected on a new socket, as to a reconnected app (protocol.md "Ended sessions
-    keep answering SESSION_NOT_FOUND to their parties") — and NOT_AUTHORIZED for ids that are someone
-    else's or never existed (protocol.md "Errors").
+    robot after it reconnected on a new socket, as to a reconnected app (docs/protocol.md
+    §13.7) — and NOT_AUTHORIZED for ids that are someone
+    else's or never existed (docs/protocol.md §15).
     """
     session = Session.objects.select_related("device").filter(pk=session_id).first()
     if session is None:
@@ -144,7 +144,7 @@ def session_end(*, session_id: str, reason: str, unless_answered: bool = False) 
     """End a live session with `reason` (one of `Session.EndReason`).
 
     Returns its `SessionRef` when this call ended it, None when it had already ended (or, with
-    `unless_answered`, when it was answered — the setup-timeout rule of protocol.md "Sessions").
+    `unless_answered`, when it was answered — the setup-timeout rule of docs/protocol.md §13).
     """
     live = Session.objects.filter(pk=session_id, ended_at__isnull=True)
     if unless_answered:

@@ -1,4 +1,4 @@
-"""URL routes of the relay app, included under `/api/` by wimz/urls.py (no trailing slash, as in protocol.md)."""
+"""URL routes of the relay app, included under `/api/` by wimz/urls.py (no trailing slash, docs/protocol.md §17.1)."""
 
 from django.urls import path
 

@@ -37,7 +37,7 @@ CAPABILITIES = ("video", "audio", "commands")
 def sign(secret: str, device_id: str, timestamp: int) -> str:
     """Hex HMAC-SHA256 of `"<device_id>:<timestamp>"` keyed by the device secret (utf-8).
 
-    This is what a deployed robot sends as `X-Signature` (protocol.md "Robot authentication"); the
+    This is what a deployed robot sends as `X-Signature` (docs/protocol.md §4); the
     relay's `devices.signing.sign` is the server side, not imported here because the simulator runs
     without the relay's Django code.
     """

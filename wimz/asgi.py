@@ -30,7 +30,7 @@ application = ProtocolTypeRouter(
         # handful of staff pages, which does not justify a separate static server or collectstatic.
         "http": ASGIStaticFilesHandler(django_asgi_app),
         # No AllowedHostsOriginValidator: robots and native apps send no Origin header, and the
-        # browser-origin policy of protocol.md is applied by RelayAuthMiddleware itself.
+        # browser-origin policy of docs/protocol.md §3.5 is applied by RelayAuthMiddleware itself.
         "websocket": RelayAuthMiddleware(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -1,7 +1,7 @@
 """Run the relay under daphne with the project's server flags: `python -m wimz.serve [--host H] [--port P]`.
 
 One place for the flags that `make run`, the live tests and the demo share:
-- `--websocket-max-message-size 1048576`: the transport cap of protocol.md "Frame size" (1 MiB; daphne's
+- `--websocket-max-message-size 1048576`: the transport cap of docs/protocol.md §3.3 (1 MiB; daphne's
   WebSocket library drops a connection that sends more, which clients see as 1006 — the contract allows
   closing it). The relay's own limit, `WIMZ_MAX_FRAME_BYTES`, is checked per frame below it and answered
   `MESSAGE_TOO_LARGE` with the socket kept open.

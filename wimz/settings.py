@@ -189,11 +189,11 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Browser origins allowed for the REST API and for WebSockets. Robots and native apps send no
-# Origin header and are always accepted (protocol.md "Robot authentication").
+# Origin header and are always accepted (docs/protocol.md §4).
 CORS_ALLOWED_ORIGINS = env.list("WIMZ_ALLOWED_ORIGINS", default=[])
 WIMZ_ALLOWED_ORIGINS = CORS_ALLOWED_ORIGINS
 
-# --- Relay settings named by protocol.md ----------------------------------------------------
+# --- Relay settings named by the wire contract (docs/protocol.md §18) -----------------------
 WIMZ_DEVICE_AUTH_SKEW = env.int("WIMZ_DEVICE_AUTH_SKEW", default=300)  # seconds, ±
 WIMZ_SESSION_SETUP_TIMEOUT = env.float("WIMZ_SESSION_SETUP_TIMEOUT", default=30.0)  # seconds
 WIMZ_MAX_SESSIONS_PER_DEVICE = env.int("WIMZ_MAX_SESSIONS_PER_DEVICE", default=1)
@@ -210,7 +210,7 @@ WIMZ_INSTANCE_TTL = env.float("WIMZ_INSTANCE_TTL", default=10.0)
 WIMZ_PAIRING_CODE_TTL = env.int("WIMZ_PAIRING_CODE_TTL", default=600)
 WIMZ_PROVISIONING_CODE_TTL = env.int("WIMZ_PROVISIONING_CODE_TTL", default=7 * 86400)
 
-# --- ICE servers (protocol.md "ICE servers") ------------------------------------------------
+# --- ICE servers (docs/protocol.md §14) ------------------------------------------------
 WIMZ_ICE_PROVIDER = env.str("WIMZ_ICE_PROVIDER", default="stun")  # stun | cloudflare | coturn
 WIMZ_STUN_URLS = env.list("WIMZ_STUN_URLS", default=["stun:stun.cloudflare.com:3478"])
 WIMZ_ICE_TTL = env.int("WIMZ_ICE_TTL", default=3600)  # seconds a TURN credential lives

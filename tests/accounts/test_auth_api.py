@@ -1,4 +1,4 @@
-"""The accounts REST API: register, login, refresh, logout, me, validate (protocol.md "HTTP")."""
+"""The accounts REST API: register, login, refresh, logout, me, validate (docs/protocol.md §17)."""
 
 import pytest
 from rest_framework.throttling import ScopedRateThrottle

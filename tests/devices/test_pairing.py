@@ -1,4 +1,4 @@
-"""Pairing codes and the pairing services (protocol.md "HTTP" and "Precise rules")."""
+"""Pairing codes and the pairing services (docs/protocol.md §17 and "Precise rules")."""
 
 import re
 from datetime import timedelta

@@ -16,7 +16,7 @@ TIMEOUT = 5.0
 
 
 def robot_headers(device_id: str, secret: str, ts: int | None = None) -> dict[str, str]:
-    """Signed handshake headers (protocol.md "Robot authentication")."""
+    """Signed handshake headers (docs/protocol.md §4)."""
     ts = int(time.time()) if ts is None else ts
     return {"X-Device-ID": device_id, "X-Timestamp": str(ts), "X-Signature": sign(secret, device_id, ts)}
 

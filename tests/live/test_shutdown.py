@@ -1,4 +1,4 @@
-"""A relay instance that stops ends its sessions `server_shutdown` (protocol.md "Sessions")."""
+"""A relay instance that stops ends its sessions `server_shutdown` (docs/protocol.md §13)."""
 
 import asyncio
 

@@ -1,7 +1,7 @@
 """Building blocks for consumer-level relay tests: fixture data, session set-up, frame assertions.
 
 Everything here drives the relay through its sockets (`tests.relay.wsutil`) or reads the history
-rows the contract promises (protocol.md "Sessions": every session is a row of history).
+rows the contract promises (docs/protocol.md §13: every session is a row of history).
 """
 
 import asyncio
@@ -74,7 +74,7 @@ async def robot(device_id: str, secret: str):
 
 
 def is_iso_utc(value) -> bool:
-    """True for an ISO 8601 UTC timestamp string (protocol.md "Timestamps")."""
+    """True for an ISO 8601 UTC timestamp string (docs/protocol.md §2)."""
     return isinstance(value, str) and bool(ISO_UTC.match(value))
 
 

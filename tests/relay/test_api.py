@@ -83,8 +83,8 @@ def test_turn_credentials_rejects_a_bad_token(stun):
 
 
 def test_turn_credentials_shape(stun, u1, client_for):
-    """An authenticated POST answers 200 {"iceServers": [...], "ttl", "expires_at"} (protocol.md
-    "HTTP"), marked no-store, with expires_at = now + ttl in ISO 8601 UTC."""
+    """An authenticated POST answers 200 {"iceServers": [...], "ttl", "expires_at"} (docs/protocol.md
+    §17.6), marked no-store, with expires_at = now + ttl in ISO 8601 UTC."""
     before = datetime.now(UTC)
     response = client_for(u1).post(TURN_URL, {"ttl": 3600}, format="json")
     assert response.status_code == 200

@@ -1,4 +1,4 @@
-"""App authentication on `/ws/app` and compat `/ws` (protocol.md "App authentication", "In-band renewal")."""
+"""App authentication on `/ws/app` and compat `/ws` (docs/protocol.md §5, "In-band renewal")."""
 
 import asyncio
 import time

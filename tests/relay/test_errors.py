@@ -1,4 +1,4 @@
-"""Every error code of protocol.md "Errors", from the side(s) that can cause it; the socket stays open
+"""Every error code of docs/protocol.md §15, from the side(s) that can cause it; the socket stays open
 (still answering `ping`) unless the code says otherwise (TOKEN_EXPIRED closes with 4001)."""
 
 import json

@@ -1,5 +1,5 @@
 """Frames: events, commands, pass-through, hello, ping/pong, reserved types, default device, check order
-(protocol.md "Frames" and "Precise rules"), over the full ASGI app."""
+(docs/protocol.md §8 and "Precise rules"), over the full ASGI app."""
 
 import base64
 import copy

@@ -1,4 +1,4 @@
-"""Ownership isolation for every frame type (protocol.md "Roles"): a robot's messages reach only the apps
+"""Ownership isolation for every frame type (docs/protocol.md §1): a robot's messages reach only the apps
 of its owner, an app reaches only robots its user owns. U1 owns R1 (app A1); U2 owns R2 (app B1).
 Whatever U1's side sends, B1 and R2 receive nothing — and the other way round."""
 

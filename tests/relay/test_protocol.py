@@ -27,7 +27,7 @@ def test_parse_text_frame_returns_the_json_object():
 
 @pytest.mark.parametrize("text", ["not json", "{", "", "   ", "{'type': 'ping'}", "NaN]"])
 def test_parse_text_frame_rejects_non_json_as_bad_request(text):
-    """Text that is not JSON answers BAD_REQUEST (protocol.md "Errors")."""
+    """Text that is not JSON answers BAD_REQUEST (docs/protocol.md §15)."""
     assert code_of(protocol.parse_text_frame, text, max_bytes=1000) == Code.BAD_REQUEST
 
 
@@ -210,7 +210,7 @@ def test_robot_event_keeps_every_other_key_and_does_not_mutate_the_input():
 
 
 def test_reserved_types_are_exactly_the_contract_list():
-    """The relay-reserved types are those of protocol.md "Frames"."""
+    """The relay-reserved types are those of docs/protocol.md §8."""
     assert protocol.RESERVED_TYPES == {
         "ping", "pong", "auth", "auth_result", "hello", "error", "device_status", "webrtc_request",
         "webrtc_credentials", "webrtc_offer", "webrtc_answer", "webrtc_ice", "webrtc_close", "webrtc_error",
@@ -233,7 +233,7 @@ def test_error_frame_shape():
 
 
 def test_error_codes_are_the_upper_case_contract_codes():
-    """Every code of protocol.md "Errors" exists, upper case, spelled as deployed clients expect."""
+    """Every code of docs/protocol.md §15 exists, upper case, spelled as deployed clients expect."""
     codes = {v for k, v in vars(Code).items() if not k.startswith("_")}
     assert codes == {"BAD_REQUEST", "UNKNOWN_TYPE", "NOT_AUTHORIZED", "NO_DEVICE", "DEVICE_OFFLINE",
                      "SESSION_NOT_FOUND", "MESSAGE_TOO_LARGE", "RATE_LIMITED", "TURN_ERROR", "TOKEN_EXPIRED",

@@ -1,4 +1,4 @@
-"""Robot authentication on `/ws/device` and compat `/ws` (protocol.md "Robot authentication")."""
+"""Robot authentication on `/ws/device` and compat `/ws` (docs/protocol.md §4)."""
 
 import logging
 import time

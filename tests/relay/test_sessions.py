@@ -1,5 +1,5 @@
 """Signaling sessions over sockets: the aiortc call byte for byte, every end reason, who may close,
-SESSION_NOT_FOUND vs NOT_AUTHORIZED, and the history row (protocol.md "Sessions", "Precise rules")."""
+SESSION_NOT_FOUND vs NOT_AUTHORIZED, and the history row (docs/protocol.md §13, "Precise rules")."""
 
 import asyncio
 import uuid

@@ -13,7 +13,7 @@ TIMEOUT = 3
 
 
 def robot_headers(device_id: str, secret: str, ts: int | None = None) -> list[tuple[bytes, bytes]]:
-    """The handshake headers a deployed robot sends (protocol.md "Robot authentication")."""
+    """The handshake headers a deployed robot sends (docs/protocol.md §4)."""
     ts = int(time.time()) if ts is None else ts
     return [
         (b"x-device-id", device_id.encode()),
