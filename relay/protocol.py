@@ -101,7 +101,8 @@ def parse_text_frame(text: str, *, max_bytes: int) -> dict:
     """Decode one text frame into a JSON object.
 
     Raises `RelayError` MESSAGE_TOO_LARGE when the UTF-8 size exceeds `max_bytes` (checked before
-    parsing), BAD_REQUEST when it is not JSON (including `NaN`/`Infinity`, which RFC 8259 excludes),
+    parsing), BAD_REQUEST when it is not JSON (including `NaN`/`Infinity`, which RFC 8259 excludes, and
+    numbers such as `1e400` that only a float infinity could hold),
     not an object, or holds a lone UTF-16 surrogate that could not be sent on as UTF-8 (docs/protocol.md
     §8, §3.3).
     """
@@ -109,7 +110,7 @@ def parse_text_frame(text: str, *, max_bytes: int) -> dict:
     if size > max_bytes:
         raise RelayError(Code.MESSAGE_TOO_LARGE, f"frame of {size} bytes exceeds the limit of {max_bytes} bytes")
     try:
-        frame = json.loads(text, parse_constant=_reject_constant)
+        frame = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError):
         raise RelayError(Code.BAD_REQUEST, "frame is not valid JSON")
     if not isinstance(frame, dict):
@@ -128,6 +129,18 @@ def _reject_constant(name: str):
     """`NaN`, `Infinity`, `-Infinity` are not JSON (RFC 8259 §6); receivers such as Dart's jsonDecode
     refuse them, so the relay does not forward them."""
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(literal: str) -> float:
+    """A JSON number literal as a float; one too large for a float (`1e400`) would become infinity and
+    be sent on as `Infinity`, which is not JSON (RFC 8259 §6), so it is refused."""
+    value = float(literal)
+    if value in (_INF, -_INF):
+        raise ValueError(f"{literal[:32]} is out of range")
+    return value
+
+
+_INF = float("inf")
 
 
 def _encodable(frame: dict) -> bool:

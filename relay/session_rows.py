@@ -56,12 +56,23 @@ def session_open(*, user_id: int, target: Target, app_channel: str) -> tuple[Ses
 
     docs/protocol.md §13.5: when a request would exceed `WIMZ_MAX_SESSIONS_PER_DEVICE` live
     sessions, the oldest live sessions of that device end with reason `superseded`. Returns the new
-    session and the superseded ones (for their parties to be told).
+    session and the superseded ones (for their parties to be told). Raises NOT_AUTHORIZED when
+    `user_id` no longer owns the active device (and creates nothing).
     """
     limit = max(1, settings.WIMZ_MAX_SESSIONS_PER_DEVICE)
     with transaction.atomic():
-        # Lock the device row so that concurrent requests for one robot count sessions one at a time.
-        Device.objects.select_for_update().filter(pk=target.device_pk).first()
+        # Lock the device row so that concurrent requests for one robot count sessions one at a time, and
+        # check under that lock that the requester still owns the active device: the app socket's facts
+        # may be a moment old, and a session opened just after an unpair committed would outlive it
+        # (the unpair ends only the sessions it can see). Unpair and deactivation update this same row.
+        owned = (
+            Device.objects.select_for_update()
+            .filter(pk=target.device_pk, owner_id=user_id, is_active=True)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if owned is None:
+            raise RelayError(Code.NOT_AUTHORIZED, "not your device", "webrtc_request")
         live = list(
             Session.objects.select_related("device")
             .filter(device_id=target.device_pk, ended_at__isnull=True)

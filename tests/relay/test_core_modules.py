@@ -243,3 +243,19 @@ async def test_a_shed_report_from_another_instance_reaches_the_sender_as_rate_li
     assert (error["type"], error["code"], error["ref"]) == ("error", "RATE_LIMITED", "telemetry")
     assert "2 socket(s)" in error["message"]
     await ws.close(robot)
+
+
+async def test_a_request_on_stale_ownership_facts_opens_no_session(world):
+    """An app socket whose facts still list a device that was unpaired a moment ago (the update is on
+    its way) cannot open a session with it: ownership is checked under the device row lock, so no
+    session outlives an unpair or follows the robot to its next owner."""
+    robot = await _robot(world)
+    app, _ = await _app(world)
+    _queued(app.channel_name)
+    app.robots = {R1: robot.channel_name}
+    await database_sync_to_async(lambda: world.r1.__class__.objects.filter(pk=world.r1.pk).update(owner=None))()
+    with pytest.raises(RelayError) as error:
+        await sessions.request(app, {"type": "webrtc_request", "device_id": R1})
+    assert (error.value.code, error.value.ref) == ("NOT_AUTHORIZED", "webrtc_request")
+    assert await database_sync_to_async(Session.objects.count)() == 0
+    assert _queued(robot.channel_name) == []

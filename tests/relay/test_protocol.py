@@ -247,13 +247,21 @@ def test_iso_is_utc_with_z_and_none_for_unknown():
     assert protocol.now_iso().endswith("Z")
 
 
-@pytest.mark.parametrize("text", ['{"type":"x","n":NaN}', '{"type":"x","n":Infinity}', '{"type":"x","n":-Infinity}'])
+@pytest.mark.parametrize("text", ['{"type":"x","n":NaN}', '{"type":"x","n":Infinity}', '{"type":"x","n":-Infinity}',
+                                  '{"type":"x","n":1e400}', '{"type":"x","n":[-1E+309]}'])
 def test_nan_and_infinity_are_not_json(text):
-    """`NaN`/`Infinity` (accepted by Python's json, excluded by RFC 8259) answer BAD_REQUEST, never forwarded
-    to a receiver whose JSON parser would throw."""
+    """`NaN`/`Infinity` (accepted by Python's json, excluded by RFC 8259), and numbers only a float infinity
+    could hold (`1e400`, which would go out as `Infinity`), answer BAD_REQUEST, never forwarded to a receiver
+    whose JSON parser would throw."""
     with pytest.raises(RelayError) as err:
         protocol.parse_text_frame(text, max_bytes=1000)
     assert err.value.code == "BAD_REQUEST"
+
+
+def test_tiny_and_ordinary_floats_are_kept():
+    """Underflow is not an error (`1e-400` is 0.0, a finite number); ordinary floats pass unchanged."""
+    assert protocol.parse_text_frame('{"type":"x","a":1e-400,"b":0.5,"c":-2.5e3}', max_bytes=1000) == {
+        "type": "x", "a": 0.0, "b": 0.5, "c": -2500.0}
 
 
 def test_lone_surrogate_escape_is_bad_request_but_a_pair_is_a_character():
