@@ -38,6 +38,7 @@ from .protocol import (
     iso,
     parse_text_frame,
 )
+from .transport import TRANSPORT_BUFFERED_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -289,14 +290,28 @@ class RelayConsumer(AsyncWebsocketConsumer):
         """`relay.frame`: write the frame text; a session frame only while this socket is a party."""
         if "sid" in message and (self.party is None or not await sessions.check_party(self.party, message)):
             return
-        await self.send_text(message["text"])
+        await self._relay_text(message)
 
     async def relay_event(self, message):
         """`relay.event`: a robot event, written while this app's user owns the robot."""
         if self.party is not None and message["device_id"] in self.party.devices:
-            await self.send_text(message["text"])
+            await self._relay_text(message)
         else:
             logger.debug("event of a device this socket's user no longer owns: not forwarded")
+
+    async def _relay_text(self, message) -> None:
+        """Write another socket's frame — unless this socket is not draining what it was sent: then the
+        sender (`reply_to`) is told RATE_LIMITED instead, so the server's buffer for a client that does
+        not read stays bounded (`WIMZ_SOCKET_BUFFER_BYTES`, docs/protocol.md §19.2)."""
+        buffered = self.scope.get(TRANSPORT_BUFFERED_KEY)
+        if buffered is not None and buffered() > settings.WIMZ_SOCKET_BUFFER_BYTES:
+            reply_to = message.get("reply_to")
+            if reply_to:
+                await delivery.control(reply_to, "shed", ref=message.get("ref"), count=1)
+            else:
+                logger.warning("relayed frame not written: socket not draining and no sender to tell")
+            return
+        await self.send_text(message["text"])
 
     async def relay_device(self, message):
         """`relay.device`: a change of one of the user's devices; then its `device_status`, if any."""
@@ -348,7 +363,17 @@ class RelayConsumer(AsyncWebsocketConsumer):
         await self.send_text(delivery.encode(frame))  # a frame that cannot be serialised is a bug: let it surface
 
     async def send_text(self, text: str) -> None:
-        """Write one text frame; a socket already gone is not an error."""
+        """Write one text frame; a socket already gone is not an error. A socket whose client has left
+        more than four times `WIMZ_SOCKET_BUFFER_BYTES` unread is closed 4008 instead (it does not read
+        what the relay answers it; docs/protocol.md §16)."""
+        buffered = self.scope.get(TRANSPORT_BUFFERED_KEY)
+        if buffered is not None and buffered() > 4 * settings.WIMZ_SOCKET_BUFFER_BYTES:
+            if not self.closing:
+                self.closing = True
+                logger.warning("closing a %s socket that does not read (4008)", self.party.role if self.party else "?")
+                with contextlib.suppress(Exception):
+                    await self.close(code=CloseCode.NOT_DRAINING)
+            return
         with contextlib.suppress(Exception):
             await self.send(text_data=text)
 

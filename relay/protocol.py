@@ -56,6 +56,7 @@ class CloseCode:
 
     TOKEN_EXPIRED = 4001  # app token expired without renewal
     AUTH_FAILED = 4003  # compat `/ws` in-band auth refused/late; a robot deactivated or its secret rotated
+    NOT_DRAINING = 4008  # the client left too much of what it was sent unread (docs/protocol.md §19.2)
     REPLACED = 4009  # a newer socket for the same device_id took over
 
 

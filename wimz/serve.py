@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 TRANSPORT_CAP_BYTES = 1024 * 1024
@@ -81,6 +82,14 @@ def relay_server_class():
                 # daphne's access log writes HTTP request lines with their query string; a client that
                 # sends `?token=<JWT>` over plain HTTP would put it there (field report F8).
                 self.action_logger.stream = _ScrubbingStream(self.action_logger.stream)
+
+        def create_application(self, protocol, scope):
+            # Consumers read how much their socket has not yet sent (docs/protocol.md §19.2: a socket
+            # that does not drain is shed, then closed), so no client can fill the server's memory.
+            from relay.transport import TRANSPORT_BUFFERED_KEY, transport_buffered_bytes
+
+            scope[TRANSPORT_BUFFERED_KEY] = partial(transport_buffered_bytes, protocol)
+            return super().create_application(protocol, scope)
 
         def run(self):
             from twisted.internet import reactor

@@ -204,6 +204,9 @@ WIMZ_PRESENCE_HEARTBEAT = env.float("WIMZ_PRESENCE_HEARTBEAT", default=30.0)
 WIMZ_PRESENCE_TTL = env.float("WIMZ_PRESENCE_TTL", default=90.0)
 # Instance liveness (with Redis): each relay process refreshes a key of its own every BEAT seconds with a
 # TTL; an instance whose key expired is cleaned up by one survivor. Detection within TTL + BEAT (13 s).
+# Bytes the server may hold for one socket that its client has not read yet: past this, frames from
+# other sockets are refused to their sender (RATE_LIMITED); past four times this, the socket is closed 4008.
+WIMZ_SOCKET_BUFFER_BYTES = env.int("WIMZ_SOCKET_BUFFER_BYTES", default=1024 * 1024)
 WIMZ_INSTANCE_BEAT = env.float("WIMZ_INSTANCE_BEAT", default=3.0)
 WIMZ_INSTANCE_TTL = env.float("WIMZ_INSTANCE_TTL", default=10.0)
 # Pairing codes (seconds): obtained by the robot with a signed request / issued at provisioning.
