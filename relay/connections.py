@@ -211,6 +211,7 @@ def ensure_heartbeat() -> None:
     _heartbeat_tasks[:] = [loop.create_task(_heartbeat_forever())]
     if liveness.enabled():
         _heartbeat_tasks.append(loop.create_task(_liveness_forever()))
+        _heartbeat_tasks.append(loop.create_task(_reaper_forever()))
 
 
 def _running_loop():
@@ -242,6 +243,8 @@ def _beat_db(instance: str, robot_pks: list[int]) -> set[int]:
 
 
 async def _liveness_forever() -> None:
+    # Redis only: a busy ORM thread (thousands of handshakes queued) must never delay this beat, or a
+    # loaded instance would be declared dead.
     while True:
         try:
             await liveness_once()
@@ -250,17 +253,29 @@ async def _liveness_forever() -> None:
         await asyncio.sleep(settings.WIMZ_INSTANCE_BEAT)
 
 
-async def liveness_once() -> int:
-    """One liveness beat of this process (docs/protocol.md §19.3): refresh its own key; if it had been
-    declared dead meanwhile (paused past the TTL), close its sockets 1012 so they reconnect; then clean
-    up after every instance that holds open rows but whose key expired, when this process wins the
-    claim. Returns how many rows it closed for dead instances.
-    """
-    me = _instance()
-    if not await liveness.refresh(me):
+async def _reaper_forever() -> None:
+    while True:
+        await asyncio.sleep(settings.WIMZ_INSTANCE_BEAT)
+        try:
+            await reap_dead_instances()
+        except Exception as exc:
+            logger.warning("looking for dead relay instances failed: %s", type(exc).__name__)
+
+
+async def liveness_once() -> None:
+    """One liveness beat of this process (docs/protocol.md §19.3): refresh its own key (one Redis round
+    trip, no database); if it had been declared dead meanwhile (paused past the TTL), close its sockets
+    1012 so they reconnect."""
+    if not await liveness.refresh(_instance()):
         logger.warning("this relay instance was declared dead while paused; closing its sockets")
         for party in list(_local):
             await delivery.control(party.channel_name, "fenced")
+
+
+async def reap_dead_instances() -> int:
+    """Clean up after every instance that holds open presence rows but whose liveness key expired,
+    for those this process wins the claim of. Returns how many rows it closed."""
+    me = _instance()
     others = await database_sync_to_async(presence.open_instances)(exclude=me)
     closed = 0
     for instance in await liveness.dead(others):
@@ -323,17 +338,24 @@ async def _clean_up_rows(close_rows) -> int:
     from .sessions import announce_end
 
     def _db():
-        ended, offline = [], []
         rows = close_rows()
-        for row in rows:
-            if row.role == Connection.Role.APP:
-                reason, where = EndReason.APP_DISCONNECTED, {"app_channel": row.channel_name}
-            else:
-                reason, where = EndReason.ROBOT_DISCONNECTED, {"robot_channel": row.channel_name}
-            ended += [(ref, reason) for ref in session_rows.sessions_end_where(reason=reason, **where)]
-            device = row.device
-            if row.role == Connection.Role.ROBOT and device and presence.robot_channel(device.device_id) is None:
-                offline.append((device.owner_id, device.device_id, device.pk, device.last_seen))
+        apps = {r.channel_name for r in rows if r.role == Connection.Role.APP}
+        robots = {r.channel_name for r in rows if r.role == Connection.Role.ROBOT}
+        ended = []
+        for chunk in _chunks(sorted(apps | robots), 500):
+            live = Session.objects.filter(ended_at__isnull=True).filter(
+                Q(app_channel__in=chunk) | Q(robot_channel__in=chunk)).values_list("pk", "app_channel")
+            for session_id, app_channel in list(live):
+                reason = EndReason.APP_DISCONNECTED if app_channel in apps else EndReason.ROBOT_DISCONNECTED
+                ref = session_rows.session_end(session_id=str(session_id), reason=reason)
+                if ref is not None:
+                    ended.append((ref, reason))
+        devices = {r.device.device_id: r.device for r in rows if r.role == Connection.Role.ROBOT and r.device}
+        still_online = set()
+        for chunk in _chunks(sorted(devices), 500):
+            still_online |= presence.online_device_ids(chunk)
+        offline = [(d.owner_id, d.device_id, d.pk, d.last_seen) for d in devices.values()
+                   if d.device_id not in still_online]
         return rows, ended, offline
 
     rows, ended, offline = await database_sync_to_async(_db)()
@@ -344,6 +366,11 @@ async def _clean_up_rows(close_rows) -> int:
             await delivery.device_update(owner_id, device_id=device_id, device_pk=device_pk, robot_channel=None,
                                          frame=device_status_frame(device_id, "offline", last_seen))
     return len(rows)
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 async def cluster_stats() -> dict:

@@ -86,6 +86,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
                     continue
                 if not task.done():
                     task.cancel()
+                    task.add_done_callback(_retrieve)
                 elif not task.cancelled():
                     task.exception()  # retrieved: a discarded channel's wait ends with ChannelGone
     async def dispatch(self, message):
@@ -426,6 +427,12 @@ class RelayConsumer(AsyncWebsocketConsumer):
         self.closing = True
         with contextlib.suppress(Exception):
             await self.close(code=1012)
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    """Done callback: take a finished task's exception so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 # Consumers of this process with an authenticated socket, for `shutdown_all` only. Not routing state:

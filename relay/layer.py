@@ -211,8 +211,9 @@ class RelayChannelLayer(BaseChannelLayer):
             try:
                 await waiter
             except asyncio.CancelledError:
-                if self.queues.get(channel) is not queue:
-                    raise ChannelGone(channel) from None
+                task = asyncio.current_task()
+                if self.queues.get(channel) is not queue and not (task is not None and task.cancelling()):
+                    raise ChannelGone(channel) from None  # discarded while waiting (not a cancel of this task)
                 raise
             finally:
                 if queue.waiter is waiter:
