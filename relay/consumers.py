@@ -89,6 +89,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
                     task.add_done_callback(_retrieve)
                 elif not task.cancelled():
                     task.exception()  # retrieved: a discarded channel's wait ends with ChannelGone
+
     async def dispatch(self, message):
         """Channels' dispatch without its per-message `aclose_old_connections()`: that is a thread hop
         (sync_to_async) for every frame, and this consumer touches the database only through
