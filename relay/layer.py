@@ -404,10 +404,18 @@ class RelayChannelLayer(BaseChannelLayer):
         of a group can never end unsubscribed."""
         while True:
             command, key = await self._commands.get()
-            if command == "subscribe":
-                await pubsub.subscribe(key)
-            elif key not in self._subscribed:
-                await pubsub.unsubscribe(key)
+            try:
+                if command == "subscribe":
+                    await pubsub.subscribe(key)
+                elif key not in self._subscribed:
+                    await pubsub.unsubscribe(key)
+            except Exception as exc:
+                # The connection is broken: close it, so that the reader reconnects and subscribes to
+                # everything in `_subscribed` again (this key included).
+                logger.warning("channel layer could not %s (%s); reconnecting", command, type(exc).__name__)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                return
 
     async def _read_forever(self) -> None:
         import redis.asyncio as redis
