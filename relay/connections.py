@@ -289,6 +289,9 @@ async def reap_instance(instance: str) -> int:
     are closed (1006), its sessions end `app_disconnected` / `robot_disconnected` with `webrtc_close`
     to the surviving party, and the owners of robots now offline get `device_status` offline.
     Returns rows closed."""
+    disconnect = getattr(delivery.layer(), "disconnect_instance", None)
+    if disconnect is not None:
+        await disconnect(instance)  # a paused process stops receiving (and being waited for) at once
     closed = await _clean_up_rows(lambda: presence.close_instance(instance))
     if closed:
         logger.warning("cleaned up %d socket(s) of dead relay instance %s", closed, instance)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 import weakref
 from datetime import UTC, datetime
 
@@ -109,6 +110,14 @@ class RelayConsumer(AsyncWebsocketConsumer):
         scope = self.scope
         if not scope.get("relay_origin_ok", False):
             logger.info("websocket handshake refused: origin not allowed (%s)", scope.get("path"))
+            await self.close()
+            return
+        waited = time.monotonic() - scope.get("relay_handshake_at", time.monotonic())
+        if waited > settings.WIMZ_HANDSHAKE_BUDGET:
+            # Under a connect storm the server drops a handshake it has not answered within its own
+            # timeout (daphne: 5 s); doing the presence work for it anyway would announce a robot
+            # online that never connected. Refuse (403) at once so the client retries.
+            logger.warning("websocket handshake refused: it waited %.1f s for the relay (overloaded)", waited)
             await self.close()
             return
         if self.route_role == ROBOT:

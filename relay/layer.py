@@ -293,6 +293,20 @@ class RelayChannelLayer(BaseChannelLayer):
                 shed += 1
         return shed
 
+    async def disconnect_instance(self, instance: str) -> int:
+        """Close the Redis subscription of relay process `instance` (found dead): from then on publishes
+        to it reach nobody, so sends to its channels fail at once instead of waiting in a paused
+        process, and confirmations do not wait for it. Returns connections closed."""
+        if not self.redis_url:
+            return 0
+        client, _ = self._client()
+        name = f"{self.prefix}-reader-{instance}"
+        closed = 0
+        for entry in await client.client_list(_type="pubsub"):
+            if entry.get("name") == name:
+                closed += int(await client.client_kill_filter(_id=entry["id"]) or 0)
+        return closed
+
     async def ping(self) -> None:
         """Check Redis (a PING, and that this process's subscription is up); nothing without Redis."""
         if self.redis_url:
@@ -307,7 +321,7 @@ class RelayChannelLayer(BaseChannelLayer):
         self.channel_groups.clear()
         self.remote_interest.clear()
 
-    async def send_confirmed(self, channel: str, message: dict, timeout: float = 2.0) -> bool:
+    async def send_confirmed(self, channel: str, message: dict, timeout: float = 1.0) -> bool:
         """`send`, then wait (up to `timeout` s) until the receiving process has queued it.
 
         For ownership changes that must take effect before the REST call that made them returns
@@ -324,7 +338,7 @@ class RelayChannelLayer(BaseChannelLayer):
             raise ChannelGone(channel)
         return await self._await_acks(ack, 1, timeout)
 
-    async def group_send_confirmed(self, group: str, message: dict, timeout: float = 2.0) -> bool:
+    async def group_send_confirmed(self, group: str, message: dict, timeout: float = 1.0) -> bool:
         """`group_send`, then wait (up to `timeout` s) until every listening instance has queued it.
 
         Returns False when some confirmation did not come in time. Shed members are not an error here.

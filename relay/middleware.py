@@ -5,12 +5,14 @@
 none — the same refusal for every failure (docs/protocol.md §4, field reports F6/F10).
 
 Scope keys set:
+- `relay_handshake_at` (float, `time.monotonic()`): when the handshake reached the relay.
 - `relay_origin_ok` (bool): no `Origin` header (robots, native apps) or one in `WIMZ_ALLOWED_ORIGINS`.
 - `relay_robot` (`RobotIdentity` | None) on `/ws/device`.
 - `relay_app` (`AppIdentity` | None) on `/ws/app`.
 """
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
@@ -115,6 +117,7 @@ class RelayAuthMiddleware:
 
     async def __call__(self, scope, receive, send):
         scope = dict(scope)
+        scope["relay_handshake_at"] = time.monotonic()  # when the server handed the handshake over
         headers = _headers(scope)
         query = _query(scope)
         path = scope.get("path", "").rstrip("/")

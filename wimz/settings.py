@@ -207,6 +207,9 @@ WIMZ_PRESENCE_TTL = env.float("WIMZ_PRESENCE_TTL", default=90.0)
 # Bytes the server may hold for one socket that its client has not read yet: past this, frames from
 # other sockets are refused to their sender (RATE_LIMITED); past four times this, the socket is closed 4008.
 WIMZ_SOCKET_BUFFER_BYTES = env.int("WIMZ_SOCKET_BUFFER_BYTES", default=1024 * 1024)
+# Seconds a handshake may have waited for the relay (authentication included) before its presence work
+# starts; older ones are refused (403) because daphne drops unanswered handshakes after 5 s.
+WIMZ_HANDSHAKE_BUDGET = env.float("WIMZ_HANDSHAKE_BUDGET", default=4.0)
 WIMZ_INSTANCE_BEAT = env.float("WIMZ_INSTANCE_BEAT", default=3.0)
 WIMZ_INSTANCE_TTL = env.float("WIMZ_INSTANCE_TTL", default=10.0)
 # Pairing codes (seconds): obtained by the robot with a signed request / issued at provisioning.

@@ -87,10 +87,21 @@ async def test_a_paused_instance_that_resumes_closes_its_stale_sockets(two_relay
     socket for the device, the ended session stays ended, commands reach the new socket once."""
     a, b = two_relays
     robot, app, sid = await _robot_app_session(a, b, world)
+    instance = await c.db(lambda: Connection.objects.get(role="robot", disconnected_at__isnull=True).instance)
     started = time.monotonic()
     os.kill(a.pid, signal.SIGSTOP)
     try:
         assert await _until_told(app, sid, started) <= BOUND
+        # The survivor also closed the paused instance's Redis subscription: frames for its sockets
+        # now fail at once instead of waiting in a stopped process, and no change waits for it.
+        import redis.asyncio as redis
+
+        client = redis.Redis.from_url(a.env["REDIS_URL"])
+        try:
+            subscribers = dict(await client.pubsub_numsub(f"{a.env['WIMZ_CHANNEL_PREFIX']}:p:{instance}"))
+        finally:
+            await client.aclose()
+        assert list(subscribers.values()) == [0]
         again = await c.robot(b.ws, R1, world.r1_secret, ts=int(time.time()) + 1)
         assert (await c.recv_type(app, "device_status"))["status"] == "online"
     finally:

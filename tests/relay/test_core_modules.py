@@ -280,3 +280,21 @@ async def test_the_liveness_beat_never_waits_for_the_database(settings, monkeypa
     value = await liveness._client().get(liveness.live_key(instance))
     await liveness._client().delete(liveness.live_key(instance))
     assert value == b"1"
+
+
+async def test_a_handshake_that_waited_too_long_is_refused_before_any_presence_work(world, settings):
+    """Under a connect storm a handshake may wait for the relay longer than the server keeps it open
+    (daphne: 5 s). Past `WIMZ_HANDSHAKE_BUDGET` it is refused at once: no presence row, no `online`
+    pushed to the owner for a robot whose socket is already gone."""
+    from tests.relay import wsutil as ws
+
+    app = await ws.app(world.t1, drain_status=1)
+    settings.WIMZ_HANDSHAKE_BUDGET = -1.0  # every handshake is "too old"
+    with pytest.raises(AssertionError):
+        await ws.robot(R1, world.r1_secret)
+    assert await database_sync_to_async(Connection.objects.filter(role="robot").count)() == 0
+    assert await ws.nothing(app)
+    settings.WIMZ_HANDSHAKE_BUDGET = 4.0
+    robot = await ws.robot(R1, world.r1_secret, int(__import__("time").time()) + 1)
+    assert (await ws.recv(app))["status"] == "online"
+    await ws.close(robot, app)
