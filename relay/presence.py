@@ -1,11 +1,12 @@
 """Presence: which robot and app sockets are open, across every relay instance.
 
-Channel-layer groups cannot be listed, so online state lives in `Connection` rows (docs/protocol.md
-§11: online means the handshake was accepted and the socket is open). A row is *live*
-while `disconnected_at` is null and its `heartbeat_at` is younger than `WIMZ_PRESENCE_TTL` seconds;
-consumers refresh it every `WIMZ_PRESENCE_HEARTBEAT` seconds, so the sockets of an instance that died
-stop counting within the TTL. All functions here are synchronous ORM code: call them through
-`channels.db.database_sync_to_async` from consumers.
+Online state lives in `Connection` rows (docs/protocol.md §11: online means the handshake was
+accepted and the socket is open; §19.1). A row is *live* while `disconnected_at` is null and its
+`heartbeat_at` is younger than `WIMZ_PRESENCE_TTL` seconds; each relay process refreshes all its rows
+every `WIMZ_PRESENCE_HEARTBEAT` seconds (`heartbeat_instance`), and a dead process's rows are closed by
+a survivor (`close_instance`, `close_stale`). These are read when sockets connect or disconnect, never
+per frame. All functions here are synchronous ORM code: call them through
+`channels.db.database_sync_to_async` from async code.
 """
 
 from datetime import timedelta
@@ -42,13 +43,6 @@ def connection_close(channel_name: str, close_code: int | None) -> bool:
         Connection.objects.filter(channel_name=channel_name, disconnected_at__isnull=True).update(
             disconnected_at=timezone.now(), close_code=close_code
         )
-    )
-
-
-def heartbeat(channel_name: str) -> None:
-    """Refresh a live socket's row so that it keeps counting as online."""
-    Connection.objects.filter(channel_name=channel_name, disconnected_at__isnull=True).update(
-        heartbeat_at=timezone.now()
     )
 
 
