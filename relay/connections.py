@@ -15,6 +15,7 @@ import weakref
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -55,22 +56,29 @@ _local: "weakref.WeakSet[Party]" = weakref.WeakSet()
 
 @database_sync_to_async
 def _robot_connect_db(party: Party, path: str, instance: str):
-    previous = list(
-        presence.live_connections()
-        .filter(role=Connection.Role.ROBOT, device_id=party.device_pk)
-        .values_list("channel_name", flat=True)
-    )
-    for channel in previous:
-        presence.connection_close(channel, 4009)
-    superseded = []
-    for channel in previous:
-        superseded += session_rows.sessions_end_where(reason=EndReason.SUPERSEDED, robot_channel=channel)
-    presence.connection_open(role=Connection.Role.ROBOT, channel_name=party.channel_name, path=path,
-                             device_pk=party.device_pk, instance=instance)
-    now = timezone.now()
-    Device.objects.filter(pk=party.device_pk).update(last_seen=now)
-    # Read after the row is written: an ownership change committed later finds this socket's row.
-    owner_id = Device.objects.filter(pk=party.device_pk, is_active=True).values_list("owner_id", flat=True).first()
+    # One transaction under the device row's lock: two handshakes of one device on two instances at
+    # once are serialized, so the second always finds (and replaces, 4009) the first — never two live
+    # robot sockets for a device. Pairing and unpairing update the same row, so the owner read here is
+    # the owner at the moment this socket's row is committed.
+    with transaction.atomic():
+        owner_id = (
+            Device.objects.select_for_update().filter(pk=party.device_pk, is_active=True)
+            .values_list("owner_id", flat=True).first()
+        )
+        previous = list(
+            presence.live_connections()
+            .filter(role=Connection.Role.ROBOT, device_id=party.device_pk)
+            .values_list("channel_name", flat=True)
+        )
+        for channel in previous:
+            presence.connection_close(channel, 4009)
+        superseded = []
+        for channel in previous:
+            superseded += session_rows.sessions_end_where(reason=EndReason.SUPERSEDED, robot_channel=channel)
+        presence.connection_open(role=Connection.Role.ROBOT, channel_name=party.channel_name, path=path,
+                                 device_pk=party.device_pk, instance=instance)
+        now = timezone.now()
+        Device.objects.filter(pk=party.device_pk).update(last_seen=now)
     return previous, superseded, owner_id, now
 
 
