@@ -288,6 +288,7 @@ async def reap_dead_instances() -> int:
     closed = 0
     for instance in await liveness.dead(others):
         if await liveness.claim(instance):
+            liveness.forget(instance)
             closed += await reap_instance(instance)
     return closed
 

@@ -2,21 +2,25 @@
 
 docs/protocol.md §19.3. Each relay process keeps one Redis key of its own alive,
 `<prefix>:live:<instance>`, refreshed every `WIMZ_INSTANCE_BEAT` seconds (3) with a TTL of
-`WIMZ_INSTANCE_TTL` seconds (10): one write per instance per beat, whatever its number of sockets.
-An instance whose key has expired while it still has open presence rows is dead; exactly one
-survivor claims it (`SET <prefix>:claim:<instance> NX`) and cleans up after it
-(`relay.connections.reap_instance`). An instance that was only paused and finds its claim when it
-resumes has been cleaned up after: it closes its sockets (1012) so that they reconnect, instead of
-keeping sockets the rest of the cluster no longer routes to.
+`WIMZ_INSTANCE_TTL` seconds (8): one write per instance per beat, whatever its number of sockets.
+An instance whose key is missing in two looks at least one beat apart while it still has open
+presence rows is dead (two looks, so that a Redis restart, which drops every key at once, does not
+make live instances look dead before they refresh); exactly one survivor claims it
+(`SET <prefix>:claim:<instance> NX`) and cleans up after it (`relay.connections.reap_instance`).
+An instance that was only paused and finds its claim when it resumes has been cleaned up after: it
+closes its sockets (1012) so that they reconnect, instead of keeping sockets the rest of the cluster
+no longer routes to.
 
 Without Redis there is one process and nothing to watch: every function here does nothing.
 """
 
 import asyncio
+import time
 
 from django.conf import settings
 
 _clients: dict = {}  # event loop -> Redis client (a connection pool, not routing state)
+_missing_since: dict[str, float] = {}  # instance -> when this process first saw its key missing
 
 
 def enabled() -> bool:
@@ -65,13 +69,30 @@ async def refresh(instance: str) -> bool:
     return not claimed
 
 
-async def dead(instances) -> list[str]:
-    """Those of `instances` (ids with open presence rows) whose liveness key has expired."""
+async def dead(instances, *, now: float | None = None) -> list[str]:
+    """Those of `instances` (ids with open presence rows) whose liveness key this process has now seen
+    missing twice, at least `WIMZ_INSTANCE_BEAT` seconds apart (`now`: `time.monotonic()`)."""
+    now = time.monotonic() if now is None else now
     instances = [i for i in instances if i]
     if not instances:
+        _missing_since.clear()
         return []
     alive = await _client().mget([live_key(i) for i in instances])
-    return [i for i, value in zip(instances, alive, strict=True) if value is None]
+    missing = {i for i, value in zip(instances, alive, strict=True) if value is None}
+    for instance in list(_missing_since):
+        if instance not in missing:
+            del _missing_since[instance]
+    out = []
+    for instance in sorted(missing):
+        first = _missing_since.setdefault(instance, now)
+        if now - first >= settings.WIMZ_INSTANCE_BEAT * 0.9:
+            out.append(instance)
+    return out
+
+
+def forget(instance: str) -> None:
+    """Stop tracking `instance` (it has been cleaned up after)."""
+    _missing_since.pop(instance, None)
 
 
 async def claim(instance: str) -> bool:

@@ -203,7 +203,8 @@ WIMZ_MAX_FRAME_BYTES = env.int("WIMZ_MAX_FRAME_BYTES", default=262144)
 WIMZ_PRESENCE_HEARTBEAT = env.float("WIMZ_PRESENCE_HEARTBEAT", default=30.0)
 WIMZ_PRESENCE_TTL = env.float("WIMZ_PRESENCE_TTL", default=90.0)
 # Instance liveness (with Redis): each relay process refreshes a key of its own every BEAT seconds with a
-# TTL; an instance whose key expired is cleaned up by one survivor. Detection within TTL + BEAT (13 s).
+# TTL; an instance whose key is seen missing twice, a beat apart, is cleaned up by one survivor.
+# Detection within TTL + 2 x BEAT (14 s with the defaults).
 # Bytes the server may hold for one socket that its client has not read yet: past this, frames from
 # other sockets are refused to their sender (RATE_LIMITED); past four times this, the socket is closed 4008.
 WIMZ_SOCKET_BUFFER_BYTES = env.int("WIMZ_SOCKET_BUFFER_BYTES", default=1024 * 1024)
@@ -211,7 +212,7 @@ WIMZ_SOCKET_BUFFER_BYTES = env.int("WIMZ_SOCKET_BUFFER_BYTES", default=1024 * 10
 # starts; older ones are refused (403) because daphne drops unanswered handshakes after 5 s.
 WIMZ_HANDSHAKE_BUDGET = env.float("WIMZ_HANDSHAKE_BUDGET", default=4.0)
 WIMZ_INSTANCE_BEAT = env.float("WIMZ_INSTANCE_BEAT", default=3.0)
-WIMZ_INSTANCE_TTL = env.float("WIMZ_INSTANCE_TTL", default=10.0)
+WIMZ_INSTANCE_TTL = env.float("WIMZ_INSTANCE_TTL", default=8.0)
 # Pairing codes (seconds): obtained by the robot with a signed request / issued at provisioning.
 WIMZ_PAIRING_CODE_TTL = env.int("WIMZ_PAIRING_CODE_TTL", default=600)
 WIMZ_PROVISIONING_CODE_TTL = env.int("WIMZ_PROVISIONING_CODE_TTL", default=7 * 86400)

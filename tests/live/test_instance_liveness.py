@@ -1,6 +1,6 @@
 """A relay instance lost without a chance to clean up is noticed within 15 s (docs/protocol.md §19.3).
 
-Two real instances on PostgreSQL + Redis with the default liveness settings (beat 3 s, TTL 10 s):
+Two real instances on PostgreSQL + Redis with the default liveness settings (beat 3 s, TTL 8 s):
 robot R1 on instance A, its owner's app on instance B, a session open between them. Each test makes
 its own pair of instances, since it kills or pauses one.
 """

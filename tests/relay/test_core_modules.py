@@ -298,3 +298,24 @@ async def test_a_handshake_that_waited_too_long_is_refused_before_any_presence_w
     robot = await ws.robot(R1, world.r1_secret, int(__import__("time").time()) + 1)
     assert (await ws.recv(app))["status"] == "online"
     await ws.close(robot, app)
+
+
+async def test_an_instance_is_dead_only_when_its_key_is_missing_in_two_looks_a_beat_apart(settings, require_services):
+    """A Redis restart drops every liveness key at once; live instances put theirs back within a beat.
+    So one look at a missing key never condemns an instance: only a second look, a beat later."""
+    import os
+    import uuid
+
+    from relay import liveness
+
+    settings.REDIS_URL = os.environ["REDIS_URL"]
+    gone, back = f"gone{uuid.uuid4().hex[:8]}", f"back{uuid.uuid4().hex[:8]}"
+    beat = settings.WIMZ_INSTANCE_BEAT
+    assert await liveness.dead([gone, back], now=100.0) == []  # first look: both missing, none dead
+    await liveness.refresh(back)  # `back` refreshes (as after a Redis restart)
+    try:
+        assert await liveness.dead([gone, back], now=100.0 + beat) == [gone]
+    finally:
+        await liveness._client().delete(liveness.live_key(back))
+        liveness.forget(gone)
+        liveness.forget(back)
