@@ -239,15 +239,19 @@ async def _heartbeat_forever() -> None:
 
 
 @database_sync_to_async
-def _beat_db(instance: str, robot_pks: list[int]) -> set[int]:
+def _beat_db(instance: str, robot_pks: list[int], user_ids: list[int]) -> tuple[set[int], set[int]]:
+    from django.contrib.auth import get_user_model
+
     presence.heartbeat_instance(instance)
     now = timezone.now()
-    inactive = set()
-    for start in range(0, len(robot_pks), 500):
-        chunk = robot_pks[start:start + 500]
+    inactive, gone_users = set(), set()
+    for chunk in _chunks(robot_pks, 500):
         Device.objects.filter(pk__in=chunk).update(last_seen=now)
         inactive.update(Device.objects.filter(pk__in=chunk, is_active=False).values_list("pk", flat=True))
-    return inactive
+    for chunk in _chunks(user_ids, 500):
+        active = set(get_user_model().objects.filter(pk__in=chunk, is_active=True).values_list("pk", flat=True))
+        gone_users.update(set(chunk) - active)
+    return inactive, gone_users
 
 
 async def _liveness_forever() -> None:
@@ -309,13 +313,19 @@ async def reap_instance(instance: str) -> int:
 
 async def heartbeat_once() -> None:
     """One beat of this process: its presence rows and its robots' `last_seen` in a few UPDATEs (not one
-    query per socket); robots deactivated while their revocation was lost are closed; then the sweep.
+    query per socket); robots deactivated while their revocation was lost, and app sockets of users
+    deactivated or deleted without a signal (a bulk `update()`), are closed (4003); then the sweep.
     """
     parties = list(_local)
     robots = [p for p in parties if p.role == ROBOT]
-    inactive = await _beat_db(_instance(), [p.device_pk for p in robots])
+    apps = [p for p in parties if p.role == APP]
+    inactive, gone_users = await _beat_db(_instance(), [p.device_pk for p in robots],
+                                          sorted({p.user_id for p in apps}))
     for party in robots:
         if party.device_pk in inactive:
+            await delivery.control(party.channel_name, "revoked")
+    for party in apps:
+        if party.user_id in gone_users:
             await delivery.control(party.channel_name, "revoked")
     await sweep_dead_instances()
 

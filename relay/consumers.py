@@ -365,7 +365,8 @@ class RelayConsumer(AsyncWebsocketConsumer):
         await self.close(code=CloseCode.REPLACED)
 
     async def relay_revoked(self, message):
-        """`relay.revoked`: the device was deactivated or its secret rotated; close with 4003."""
+        """`relay.revoked`: the device was deactivated or its secret rotated, or the app's user was
+        deactivated; close with 4003."""
         self.closing = True
         await self.close(code=CloseCode.AUTH_FAILED)
 

@@ -156,6 +156,20 @@ async def control(channel: str, kind: str, *, confirm: bool = False, **fields) -
     return True
 
 
+async def group_control(group: str, kind: str, *, confirm: bool = False, **fields) -> None:
+    """Send a control message (e.g. `relay.revoked`) to every member of `group` on every instance;
+    with `confirm`, wait until every instance has queued it."""
+    message = {"type": f"relay.{kind}", **fields}
+    try:
+        if confirm:
+            if not await layer().group_send_confirmed(group, message):
+                logger.warning("relay.%s to a group not confirmed by every instance in time", kind)
+        else:
+            await layer().group_send(group, message)
+    except ChannelFull:
+        logger.warning("relay.%s not delivered to some members of a group: full", kind)
+
+
 async def join(group: str, channel: str) -> None:
     """Add a consumer's channel to a group."""
     await layer().group_add(group, channel)

@@ -12,6 +12,9 @@ import logging
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from devices.models import Device
@@ -92,6 +95,22 @@ def on_device_unpaired(sender, **kwargs):
 def on_device_revoked(sender, **kwargs):
     """`devices.signals.device_revoked` receiver (synchronous, after commit)."""
     async_to_sync(device_revoked_async)(**_fields(kwargs, "device_id", "device_pk", "owner_id", "deactivated"))
+
+
+async def user_deactivated_async(*, user_id: int) -> None:
+    """A user account was deactivated: every app socket of that user, on every instance, is closed
+    (4003) at once; their sessions then end `app_disconnected` (docs/protocol.md §16, §20)."""
+    await delivery.group_control(delivery.owner_group(user_id), "revoked", confirm=True)
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="relay.ownership.user_saved")
+def on_user_saved(sender, instance, created, **kwargs):
+    """A saved, inactive user (admin, shell `save()`): close their open app sockets after commit. A bulk
+    `update()` sends no signal; each instance's heartbeat catches that within `WIMZ_PRESENCE_HEARTBEAT`."""
+    if created or instance.is_active:
+        return
+    user_id = instance.pk
+    transaction.on_commit(lambda: async_to_sync(user_deactivated_async)(user_id=user_id))
 
 
 def _fields(kwargs: dict, *names: str) -> dict:

@@ -99,13 +99,13 @@ async def test_heartbeat_refreshes_every_row_of_the_process_in_a_few_queries(wor
 
         old = Connection.objects.filter(disconnected_at__isnull=True).update(heartbeat_at="2000-01-01T00:00:00Z")
         with CaptureQueriesContext(connection) as queries:
-            connections._beat_db.func(instance, [robot.device_pk])
+            connections._beat_db.func(instance, [robot.device_pk], [world.u1.pk])
         fresh = Connection.objects.filter(disconnected_at__isnull=True, heartbeat_at__year__gt=2000).count()
         assert old == fresh == 6
         return len(queries), fresh
 
     queries, fresh = await beat_and_count()
-    assert queries <= 3  # one UPDATE for every row of the process, not one per socket
+    assert queries <= 4  # one UPDATE for all rows of the process (+ robots, users), not one per socket
 
 
 async def test_disconnect_ends_sessions_writes_ice_counts_and_tells_the_owner(world):
@@ -319,3 +319,36 @@ async def test_an_instance_is_dead_only_when_its_key_is_missing_in_two_looks_a_b
         await liveness._client().delete(liveness.live_key(back))
         liveness.forget(gone)
         liveness.forget(back)
+
+
+async def test_a_deactivated_user_loses_every_open_app_socket_at_once(world):
+    """Deactivating a user (admin, `save()`) closes every app socket of that user (4003) right after
+    commit — a socket opened with a still-valid token does not keep control; other users are untouched."""
+    from tests.relay import flows
+    from tests.relay import wsutil as ws
+
+    app = await ws.app(world.t1, drain_status=1)
+    other = await ws.app(world.t2, drain_status=1)
+
+    def deactivate():
+        world.u1.is_active = False
+        world.u1.save(update_fields=["is_active"])
+
+    await database_sync_to_async(deactivate)()
+    await flows.expect_close(app, 4003)
+    assert await ws.nothing(other)
+    await ws.close(other)
+
+
+async def test_a_user_deactivated_without_a_signal_is_closed_at_the_next_heartbeat(world):
+    """A bulk `update()` sends no signal: the process heartbeat finds the inactive user and closes its
+    app sockets (4003)."""
+    from accounts.models import User
+    from tests.relay import flows
+    from tests.relay import wsutil as ws
+
+    app = await ws.app(world.t1, drain_status=1)
+    await database_sync_to_async(lambda: User.objects.filter(pk=world.u1.pk).update(is_active=False))()
+    assert await ws.nothing(app)
+    await connections.heartbeat_once()
+    await flows.expect_close(app, 4003)
