@@ -100,6 +100,8 @@ async def event_to_owner(owner_id: int, device_id: str, frame: dict, *, reply_to
         await layer().group_send(owner_group(owner_id), message)
     except GroupSendShed as exc:
         return exc.shed
+    except ChannelFull:  # the layer could not send at all (Redis unreachable)
+        raise RelayError(Code.RATE_LIMITED, "relay could not deliver the event right now; retry", ref)
     return 0
 
 
@@ -123,6 +125,8 @@ async def device_update(owner_id: int, *, device_id: str, device_pk: int, frame:
             await layer().group_send(group, message)
     except GroupSendShed as exc:
         logger.warning("device change for %s not delivered to %d full app socket(s)", device_id, exc.shed)
+    except ChannelFull as exc:
+        logger.warning("device change for %s not delivered: %s", device_id, type(exc).__name__)
 
 
 async def session_open(robot_channel: str, *, sid: str, app_channel: str, frame: dict) -> None:

@@ -57,6 +57,10 @@ class ChannelGone(ChannelFull):
     """The channel's consumer has left, or the process that hosted it no longer listens."""
 
 
+class LayerUnavailable(ChannelFull):
+    """Redis could not be reached (restarted, network): the message was not sent."""
+
+
 class _Queue:
     """One channel's bounded FIFO with a single waiting receiver."""
 
@@ -336,7 +340,10 @@ class RelayChannelLayer(BaseChannelLayer):
                                         encode_envelope(channel, self.instance, message, ack))
         if not receivers:
             raise ChannelGone(channel)
-        return await self._await_acks(ack, 1, timeout)
+        try:
+            return await self._await_acks(ack, 1, timeout)
+        except _redis_errors():
+            return False
 
     async def group_send_confirmed(self, group: str, message: dict, timeout: float = 1.0) -> bool:
         """`group_send`, then wait (up to `timeout` s) until every listening instance has queued it.
@@ -351,7 +358,10 @@ class RelayChannelLayer(BaseChannelLayer):
         expected = receivers - (1 if group in self.groups else 0)
         if expected <= 0:
             return True
-        return await self._await_acks(ack, expected, timeout)
+        try:
+            return await self._await_acks(ack, expected, timeout)
+        except _redis_errors():
+            return False
 
     async def _await_acks(self, key: str, expected: int, timeout: float) -> bool:
         client, _ = self._client()
@@ -385,8 +395,12 @@ class RelayChannelLayer(BaseChannelLayer):
         return entry
 
     async def _publish(self, key: str, payload: bytes) -> int:
+        """PUBLISH (pipelined); returns the receivers. Raises `LayerUnavailable` when Redis is unreachable."""
         _, publisher = self._client()
-        return await publisher.publish(key, payload)
+        try:
+            return await publisher.publish(key, payload)
+        except _redis_errors() as exc:
+            raise LayerUnavailable(type(exc).__name__) from exc
 
     async def _ensure_reader(self, timeout: float = 5.0) -> None:
         """Start this process's subscription if needed and wait (up to `timeout` s) until it is up.
@@ -551,6 +565,14 @@ class RelayChannelLayer(BaseChannelLayer):
         self._clients.clear()
 
 
+def _redis_errors() -> tuple:
+    """The exceptions that mean Redis could not be reached (redis-py's and the OS's)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
 def _wake(waiter: asyncio.Future) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -578,13 +600,14 @@ class _Publisher:
             while self.pending:
                 batch, self.pending = self.pending, []
                 try:
-                    if len(batch) == 1:
-                        results = [await self.client.publish(batch[0][0], batch[0][1])]
-                    else:
-                        pipe = self.client.pipeline(transaction=False)
-                        for key, payload, _ in batch:
-                            pipe.publish(key, payload)
-                        results = await pipe.execute(raise_on_error=False)
+                    results = await self._send(batch)
+                except _redis_errors():
+                    # A pooled connection that broke (Redis restarted) fails its first use; the client
+                    # reconnects on the next one. A broken send did not reach Redis: try once more.
+                    try:
+                        results = await self._send(batch)
+                    except Exception as exc:
+                        results = [exc] * len(batch)
                 except Exception as exc:
                     results = [exc] * len(batch)
                 for (_, _, future), result in zip(batch, results, strict=True):
@@ -596,3 +619,11 @@ class _Publisher:
                         future.set_result(int(result))
         finally:
             self.flushing = False
+
+    async def _send(self, batch: list) -> list:
+        if len(batch) == 1:
+            return [await self.client.publish(batch[0][0], batch[0][1])]
+        pipe = self.client.pipeline(transaction=False)
+        for key, payload, _ in batch:
+            pipe.publish(key, payload)
+        return await pipe.execute(raise_on_error=False)

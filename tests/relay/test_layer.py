@@ -220,3 +220,36 @@ async def test_a_lost_subscription_is_restored_with_its_groups(require_services)
     finally:
         await admin.aclose()
         await _close(a, b)
+
+
+async def test_a_broken_redis_connection_is_retried_once_then_reported(require_services):
+    """After a Redis restart a pooled connection fails its first use: the publish is retried once and
+    goes through. If Redis stays unreachable the sender gets `LayerUnavailable` (a `ChannelFull`, so
+    delivery answers RATE_LIMITED) instead of an unhandled error."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from relay.layer import LayerUnavailable
+
+    a, b = _pair()
+    try:
+        target = await b.new_channel()
+        _, publisher = a._client()
+        real, failures = publisher._send, []
+
+        async def flaky(batch):
+            if len(failures) < budget:
+                failures.append(1)
+                raise RedisConnectionError("Connection closed by server.")
+            return await real(batch)
+
+        publisher._send = flaky
+        budget = 1
+        await a.send(target, {"type": "relay.frame", "text": "once"})
+        assert (await asyncio.wait_for(b.receive(target), 5))["text"] == "once"
+        failures.clear()
+        budget = 2
+        with pytest.raises(LayerUnavailable):
+            await a.send(target, {"type": "relay.frame", "text": "never"})
+        assert b.receive_nowait(target) is None
+    finally:
+        await _close(a, b)
