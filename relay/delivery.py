@@ -116,17 +116,7 @@ async def device_update(owner_id: int, *, device_id: str, device_pk: int, frame:
     message = {"type": "relay.device", "device_id": device_id, "device_pk": device_pk, **facts}
     if frame is not None:
         message["text"] = encode(frame)
-    group = owner_group(owner_id)
-    try:
-        if confirm:
-            if not await layer().group_send_confirmed(group, message):
-                logger.warning("device change for %s not confirmed by every instance in time", device_id)
-        else:
-            await layer().group_send(group, message)
-    except GroupSendShed as exc:
-        logger.warning("device change for %s not delivered to %d full app socket(s)", device_id, exc.shed)
-    except ChannelFull as exc:
-        logger.warning("device change for %s not delivered: %s", device_id, type(exc).__name__)
+    await _to_group(owner_group(owner_id), message, confirm=confirm)
 
 
 async def session_open(robot_channel: str, *, sid: str, app_channel: str, frame: dict) -> None:
@@ -163,15 +153,22 @@ async def control(channel: str, kind: str, *, confirm: bool = False, **fields) -
 async def group_control(group: str, kind: str, *, confirm: bool = False, **fields) -> None:
     """Send a control message (e.g. `relay.revoked`) to every member of `group` on every instance;
     with `confirm`, wait until every instance has queued it."""
-    message = {"type": f"relay.{kind}", **fields}
+    await _to_group(group, {"type": f"relay.{kind}", **fields}, confirm=confirm)
+
+
+async def _to_group(group: str, message: dict, *, confirm: bool) -> None:
+    """A relay-originated message to every member of `group` (best effort: what is not delivered is
+    logged, there is no sender to tell); with `confirm`, waits until every instance queued it."""
     try:
         if confirm:
             if not await layer().group_send_confirmed(group, message):
-                logger.warning("relay.%s to a group not confirmed by every instance in time", kind)
+                logger.warning("%s not confirmed by every instance in time", message["type"])
         else:
             await layer().group_send(group, message)
-    except ChannelFull:
-        logger.warning("relay.%s not delivered to some members of a group: full", kind)
+    except GroupSendShed as exc:
+        logger.warning("%s not delivered to %d full socket(s)", message["type"], exc.shed)
+    except ChannelFull as exc:
+        logger.warning("%s not delivered: %s", message["type"], type(exc).__name__)
 
 
 async def join(group: str, channel: str) -> None:
