@@ -237,7 +237,7 @@ async def test_turn_error_is_unreachable_a_failing_ice_provider_falls_back_to_st
 async def test_token_expired_closes_with_4001(world):
     """TOKEN_EXPIRED is the one code that closes: the app socket gets it and close code 4001."""
     token = AccessToken.for_user(world.u1)
-    token.set_exp(lifetime=timedelta(seconds=1))
+    token.set_exp(lifetime=timedelta(seconds=2))
     app = await ws.app(str(token), drain_status=1)
     await flows.expect_error(app, "TOKEN_EXPIRED", timeout=6)
     await flows.expect_close(app, 4001)
