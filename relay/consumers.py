@@ -62,19 +62,19 @@ class RelayConsumer(AsyncWebsocketConsumer):
         self.channel_name = await self.channel_layer.new_channel()
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         self.base_send = send
-        if not hasattr(self.channel_layer, "wait_ready"):  # another layer: Channels' loop
+        if not hasattr(self.channel_layer, "ready_future"):  # another layer: Channels' loop
             with contextlib.suppress(StopConsumer):
                 await await_many_dispatch([self.channel_receive, receive], self.dispatch)
             return
         socket = asyncio.ensure_future(receive())
-        ready = asyncio.ensure_future(self.channel_layer.wait_ready(self.channel_name))
+        ready = self.channel_layer.ready_future(self.channel_name)
         try:
             while True:
                 await asyncio.wait({socket, ready} if ready else {socket}, return_when=asyncio.FIRST_COMPLETED)
                 await self._apply_queued()
                 if ready is not None and ready.done():
-                    ready = None if ready.exception() else asyncio.ensure_future(
-                        self.channel_layer.wait_ready(self.channel_name))
+                    # cancelled: the channel was discarded (the socket is closing)
+                    ready = None if ready.cancelled() else self.channel_layer.ready_future(self.channel_name)
                 if socket.done():
                     message = socket.result()
                     socket = asyncio.ensure_future(receive())
@@ -89,7 +89,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
                     task.cancel()
                     task.add_done_callback(_retrieve)
                 elif not task.cancelled():
-                    task.exception()  # retrieved: a discarded channel's wait ends with ChannelGone
+                    task.exception()  # retrieved, so that asyncio does not log it
 
     async def dispatch(self, message):
         """Channels' dispatch without its per-message `aclose_old_connections()`: that is a thread hop
