@@ -6,12 +6,9 @@ threads that have exited), memory from `VmRSS` of `/proc/<pid>/status`.
 
 import os
 import resource
-import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+from wimz.serve import RelayProcess
 
 SERVER_CORE = 0
 CLIENT_CORE = 1
@@ -80,67 +77,19 @@ def raise_nofile() -> int:
     return soft
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class ServerProcess:
+class ServerProcess(RelayProcess):
     """One server child process on a free 127.0.0.1 port, pinned to the server core.
 
     `argv` may contain `{port}`, replaced by the chosen port. Output goes to `log_path`. `wait_ready()`
-    polls `health_path` over HTTP (200 wanted) or, when it is None, a TCP connect.
+    polls `health_path` over HTTP (200 wanted) or, when it is None, a TCP connect (`RelayProcess`).
     """
 
     def __init__(self, name: str, argv: list[str], *, cwd: Path, env: dict, log_path: Path,
                  health_path: str | None = None):
         self.name = name
-        self.port = free_port()
         self.health_path = health_path
-        self.log_path = Path(log_path)
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(  # noqa: S603 - our interpreter, fixed arguments
-            [a.replace("{port}", str(self.port)) for a in argv], cwd=cwd, env=env,
-            stdout=self._log, stderr=subprocess.STDOUT,
-        )
+        super().__init__(env, log_path, argv=argv, cwd=cwd)
         self.pinned = pin(self.proc.pid, SERVER_CORE)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def ws(self) -> str:
-        """Base WebSocket URL."""
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Wait until the server answers; RuntimeError with the log's tail if it does not (it is stopped)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                if self.health_path is None:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                        return
-                with urllib.request.urlopen(self.http + self.health_path, timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"{self.name} on port {self.port} did not start:\n{self.output()[-3000:]}")
-
-    def output(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
 
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
@@ -148,14 +97,3 @@ class ServerProcess:
     def rss(self) -> int:
         return rss_kib(self.pid)
 
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after `grace` seconds; idempotent."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if not self._log.closed:
-            self._log.close()

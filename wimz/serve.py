@@ -169,17 +169,24 @@ class RelayProcess:
 
     For the live tests, the bench and anyone scripting a local relay. `env` is the child's whole
     environment; its output (logs, and daphne's access log when `extra_args` ask for it) goes to
-    `log_path`. `wait_ready()` polls `GET /health`; `stop()` sends SIGTERM (the relay's shutdown path)
-    and SIGKILL after `grace` seconds.
+    `log_path`. `wait_ready()` polls `GET <health_path>` (a TCP connect when it is None); `stop()`
+    sends SIGTERM (the relay's shutdown path) and SIGKILL after `grace` seconds. `argv` (with `{port}`
+    replaced by the chosen port) and `cwd` start another server the same way (the bench's floors).
     """
 
-    def __init__(self, env: dict, log_path: Path, *, extra_args: tuple[str, ...] = ()):
+    name = "relay"
+    health_path: str | None = "/health"
+
+    def __init__(self, env: dict, log_path: Path, *, extra_args: tuple[str, ...] = (),
+                 argv: list[str] | None = None, cwd: Path | None = None):
         self.port = free_port()
         self.log_path = Path(log_path)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
-            [sys.executable, "-m", "wimz.serve", "--host", "127.0.0.1", "--port", str(self.port), *extra_args],
-            cwd=Path(__file__).resolve().parents[1], env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        if argv is None:
+            argv = [sys.executable, "-m", "wimz.serve", "--host", "127.0.0.1", "--port", "{port}", *extra_args]
+        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and modules, fixed arguments
+            [a.replace("{port}", str(self.port)) for a in argv],
+            cwd=cwd or Path(__file__).resolve().parents[1], env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )
 
     @property
@@ -198,18 +205,21 @@ class RelayProcess:
         return self.proc.pid
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Poll `/health` until 200; raise `RuntimeError` with the output's tail otherwise (process stopped)."""
+        """Poll until the server answers; raise `RuntimeError` with the output's tail otherwise (stopped)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.proc.poll() is None:
             try:
-                with urllib.request.urlopen(self.http + "/health", timeout=2) as response:  # noqa: S310
+                if self.health_path is None:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                        return
+                with urllib.request.urlopen(self.http + self.health_path, timeout=2) as response:  # noqa: S310
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"relay on port {self.port} did not start:\n{self.output()[-3000:]}")
+        raise RuntimeError(f"{self.name} on port {self.port} did not start:\n{self.output()[-3000:]}")
 
     def output(self) -> str:
         """Everything the process printed so far."""
