@@ -5,7 +5,9 @@ data) and the processes connect to pytest-django's test database. Each module ge
 prefix so runs never see each other's messages.
 """
 
+import contextlib
 import os
+import signal
 import uuid
 from pathlib import Path
 
@@ -46,6 +48,22 @@ def relay_env(settings, **extra) -> dict:
     return env
 
 
+@contextlib.contextmanager
+def running_relays(env: dict, log_dir: Path, names=("a", "b")):
+    """Start one `LiveRelay` per name on `env`, wait until each answers, stop them all afterwards
+    (a stopped or paused one too: SIGCONT first, so that SIGTERM can reach it)."""
+    relays = [LiveRelay(env, log_dir / f"relay-{name}.log") for name in names]
+    try:
+        for relay in relays:
+            relay.wait_ready()
+        yield relays
+    finally:
+        for relay in relays:
+            if relay.proc.poll() is None:
+                os.kill(relay.pid, signal.SIGCONT)
+            relay.stop()
+
+
 @pytest.fixture(scope="module")
 def live_relays(request, django_db_setup, django_db_blocker, tmp_path_factory):
     """Two relay instances (A, B) sharing PostgreSQL and Redis. Needs both services (CI sets them)."""
@@ -59,19 +77,10 @@ def live_relays(request, django_db_setup, django_db_blocker, tmp_path_factory):
         pytest.skip("live relays need PostgreSQL (DATABASE_URL) and Redis (REDIS_URL); CI sets both")
     extra = getattr(request.module, "RELAY_ENV", {})
     env = relay_env(settings, **extra)
-    logs = tmp_path_factory.mktemp("relay-logs")
-    relays = [LiveRelay(env, logs / f"relay-{name}.log") for name in ("a", "b")]
     failed_before = request.session.testsfailed
-    try:
-        for relay in relays:
-            relay.wait_ready()
+    with running_relays(env, tmp_path_factory.mktemp("relay-logs")) as relays:
         yield relays
-    finally:
-        for relay in relays:
-            relay.stop()
-        if request.session.testsfailed > failed_before:  # show what the relays said, for CI logs
-            for name, relay in zip("ab", relays, strict=True):
-                tail = "\n".join(
-                    line for line in relay.output().splitlines() if " DEBUG " not in line
-                )[-4000:]
-                print(f"\n----- relay {name} output (tail) -----\n{tail}")
+    if request.session.testsfailed > failed_before:  # show what the relays said, for CI logs
+        for name, relay in zip("ab", relays, strict=True):
+            tail = "\n".join(line for line in relay.output().splitlines() if " DEBUG " not in line)[-4000:]
+            print(f"\n----- relay {name} output (tail) -----\n{tail}")

@@ -14,7 +14,7 @@ import pytest
 
 from relay.models import Connection, Session
 from tests.live import client as c
-from tests.live.conftest import LiveRelay, relay_env
+from tests.live.conftest import relay_env, running_relays
 
 pytestmark = [pytest.mark.live, pytest.mark.services]
 
@@ -24,17 +24,8 @@ BOUND = 15.0  # seconds: the detection bound the relay promises with its default
 
 @pytest.fixture
 def two_relays(django_db_setup, settings, tmp_path, require_services):
-    env = relay_env(settings)
-    relays = [LiveRelay(env, tmp_path / f"relay-{name}.log") for name in ("a", "b")]
-    try:
-        for relay in relays:
-            relay.wait_ready()
+    with running_relays(relay_env(settings), tmp_path) as relays:
         yield relays
-    finally:
-        for relay in relays:
-            if relay.proc.poll() is None:
-                os.kill(relay.pid, signal.SIGCONT)
-            relay.stop()
 
 
 async def _robot_app_session(a, b, world):
