@@ -168,7 +168,6 @@ class RelayConsumer(AsyncWebsocketConsumer):
         """Decode one frame and dispatch it; every failure becomes an error frame, the socket stays."""
         if self.closing:
             return
-        await self._apply_queued()
         if text_data is None:
             await self.send_frame(error_frame(Code.BAD_REQUEST, "binary frames are not supported; send JSON text"))
             return
