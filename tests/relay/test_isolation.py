@@ -70,6 +70,26 @@ ROBOT_FRAMES = {
     "malformed": lambda sid: "{",
 }
 
+# What U1's app A1 receives for each of R1's frames: events are forwarded, signaling reaches the
+# session's app, hello/ping/pong/reserved/malformed frames are answered to the robot only.
+_EVENTS = ("status_update", "telemetry", "detection", "battery", "heartbeat", "command_ack", "robot_connected")
+TO_OWNER = {name: [name] for name in _EVENTS} | {
+    "event naming R2": ["status_update"],
+    "legacy event": [None],
+    "hello": [],
+    "hello naming R2": [],
+    "ping": [],
+    "pong": [],
+    "webrtc_offer": ["webrtc_offer"],
+    "webrtc_ice": ["webrtc_ice"],
+    "webrtc_error": ["webrtc_error", "webrtc_close"],
+    "webrtc_close": ["webrtc_close"],
+    "device_status (reserved)": [],
+    "webrtc_request (reserved)": [],
+    "malformed": [],
+}
+assert TO_OWNER.keys() == ROBOT_FRAMES.keys()
+
 APP_FRAMES = {
     "command": lambda sid: {"type": "command", "device_id": R1, "command": "motor", "data": {"left": 1}},
     "command (default device)": lambda sid: {"type": "command", "command": "motor", "data": {}},
@@ -95,8 +115,11 @@ async def test_robot_frame_reaches_no_other_user(two, name):
     await ws.send(two.r1, ROBOT_FRAMES[name](two.sid))
     await flows.barrier(two.r1)
     to_a1, to_b1, to_r2 = await flows.settle(two.a1, two.b1, two.r2)
+    assert [frame.get("type") for frame in to_a1] == TO_OWNER[name], to_a1
     for frame in to_a1:
-        assert frame.get("device_id", R1) == R1, frame
+        # Signaling names A1's session; events carry the sender's device id, never one the robot named.
+        key = "session_id" if "session_id" in frame else "device_id"
+        assert frame[key] == {"session_id": two.sid, "device_id": R1}[key], frame
     assert to_b1 == [] and to_r2 == []
 
 
