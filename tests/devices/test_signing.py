@@ -2,6 +2,7 @@
 
 import hmac
 import logging
+import re
 
 import pytest
 
@@ -38,7 +39,8 @@ def test_sign_matches_the_reference_vector():
 def test_generate_secret_is_64_hex_and_unique():
     """Secrets are 32 random bytes as hex; two are never equal."""
     a, b = signing.generate_secret(), signing.generate_secret()
-    assert len(a) == 64 and int(a, 16) >= 0 and a != b
+    assert re.fullmatch(r"[0-9a-f]{64}", a) and re.fullmatch(r"[0-9a-f]{64}", b)
+    assert len(bytes.fromhex(a)) == 32 and a != b
 
 
 def test_valid_signature_returns_the_device(device):
