@@ -107,7 +107,13 @@ def parse_text_frame(text: str, *, max_bytes: int) -> dict:
     not an object, or holds a lone UTF-16 surrogate that could not be sent on as UTF-8 (docs/protocol.md
     §8, §3.3).
     """
-    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    if text.isascii():
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:  # a raw lone surrogate (a test client can send one; a socket cannot)
+            raise RelayError(Code.BAD_REQUEST, "frame contains a lone UTF-16 surrogate (\\uD800-\\uDFFF)")
     if size > max_bytes:
         raise RelayError(Code.MESSAGE_TOO_LARGE, f"frame of {size} bytes exceeds the limit of {max_bytes} bytes")
     try:

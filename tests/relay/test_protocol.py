@@ -63,10 +63,11 @@ def test_parse_text_frame_exactly_at_the_limit_is_accepted():
     assert protocol.parse_text_frame(text, max_bytes=64)["type"] == "a"
 
 
-def test_parse_text_frame_lone_surrogate_does_not_raise_unicode_error():
-    """A text frame with a lone surrogate is measured and parsed without UnicodeEncodeError."""
-    frame = protocol.parse_text_frame('{"type":"a","d":"\ud800"}', max_bytes=1000)
-    assert frame["type"] == "a"
+def test_parse_text_frame_raw_lone_surrogate_is_bad_request():
+    """A text frame holding a raw lone surrogate (not an escape) cannot be sent on as UTF-8 either:
+    BAD_REQUEST, never a UnicodeEncodeError (docs/protocol.md §8)."""
+    assert code_of(protocol.parse_text_frame, '{"type":"a","d":"\ud800"}', max_bytes=1000) == Code.BAD_REQUEST
+    assert protocol.parse_text_frame('{"type":"a","d":"\u00e9\U0001f600"}', max_bytes=1000)["d"] == "\u00e9\U0001f600"
 
 
 # --- frame_type -------------------------------------------------------------------------------
