@@ -32,6 +32,10 @@ async def test_stopping_an_instance_ends_its_sessions_server_shutdown(live_relay
         row = await c.db(lambda: Session.objects.get(pk=sid))
         assert row.end_reason == "server_shutdown"
         assert await c.db(lambda: Connection.objects.filter(role="robot", disconnected_at__isnull=True).count()) == 0
+        # A's robot socket got a close frame with 1012 (docs/protocol.md §16), not a dropped connection (1006).
+        await asyncio.wait_for(robot.wait_closed(), 10)
+        assert robot.close_code == 1012
+        assert app.close_code is None  # B keeps serving the app
     finally:
         await app.close()
         await robot.close()
