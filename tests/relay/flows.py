@@ -9,7 +9,6 @@ import json
 import re
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from channels.db import database_sync_to_async
@@ -17,17 +16,17 @@ from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 
 from relay.models import Connection, Session
+from tests import fixtures
 from tests.relay import wsutil as ws
 
-DATA = Path(__file__).parent / "data"
-# A real aiortc 1.16 negotiation (copied from the shared fixtures): offer, answer, candidates per side.
-CALL = json.loads((DATA / "aiortc-call.json").read_text())
+# A real aiortc 1.16 negotiation: offer, answer, candidates per side (tests/fixtures).
+CALL = fixtures.aiortc_call()
 OFFER = CALL["offer"]
 ANSWER = CALL["answer"]
 ROBOT_CANDIDATES = CALL["robot_candidates"]
 APP_CANDIDATES = CALL["app_candidates"]
 # Deployed clients' frames, one per line (`from`, `when`, `frame`).
-DEPLOYED = [json.loads(line) for line in (DATA / "deployed-client-frames.jsonl").read_text().splitlines() if line]
+DEPLOYED = fixtures.deployed_frames()
 
 # Communicator tests need committed rows (the consumers' ORM calls run on another thread), hence
 # transactional tests. Naming the apps the relay touches lets the per-test flush truncate only their
@@ -197,11 +196,6 @@ async def answered_session(app, robot) -> str:
 def session_row(session_id: str) -> Session:
     """The history row of a session."""
     return Session.objects.get(pk=uuid.UUID(session_id))
-
-
-@database_sync_to_async
-def wait_for_row(session_id: str):
-    return Session.objects.filter(pk=uuid.UUID(session_id)).values().first()
 
 
 @database_sync_to_async
