@@ -1,0 +1,104 @@
+"""Every reference in the repo resolves inside the repo.
+
+- A `§N` or `§N.M` cited after `protocol.md` (in code, comments, docstrings and docs) names a section
+  heading that exists in docs/protocol.md. A `§` after another name (`RFC 8259 §6`) is not checked.
+- "field report Fn" names a row of docs/field-reports.md.
+- Nothing points outside the repository (`../shared`, `shared/spec`, `shared/fixtures`).
+- A relative Markdown link in a doc points at a file that exists.
+"""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXT_SUFFIXES = {".py", ".md", ".txt", ".toml", ".yml", ".yaml", ".conf", ".cfg", ".json", ".example", ".sh"}
+
+# A document name, or a section sign with its number; a section cites the last name before it.
+_TOKEN = re.compile(r"(?P<name>protocol\.md|RFC ?\d+|[\w-]+\.md|\[[^\]]*\]\([^)]*\))|§ ?(?P<section>\d+(?:\.\d+)*)")
+_HEADING = re.compile(r"^#{2,4} (\d+(?:\.\d+)*)\.? ", re.MULTILINE)
+_FIELD_REPORT = re.compile(r"field reports? (F\d+)(?:[–-](F\d+))?", re.IGNORECASE)
+_OUTSIDE = re.compile(r"\.\./shared|shared/(?:spec|fixtures|hooks)")
+_MD_LINK = re.compile(r"\]\((?!https?:|mailto:|#)([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def tracked_files() -> list[Path]:
+    """The repo's text files under version control (what a clean clone holds)."""
+    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return [ROOT / p for p in out.splitlines()
+            if (ROOT / p).suffix in TEXT_SUFFIXES or (ROOT / p).name in {"Makefile", "Dockerfile"}]
+
+
+def protocol_sections() -> set[str]:
+    """Section numbers of docs/protocol.md headings (`## 13.` → "13", `### 13.8` → "13.8")."""
+    return set(_HEADING.findall((ROOT / "docs/protocol.md").read_text()))
+
+
+def cited_sections(text: str, *, self_is_protocol: bool) -> list[tuple[int, str]]:
+    """`(line, section)` for every `§` that cites docs/protocol.md in `text`: a § whose nearest name
+    before it is `protocol.md` (or a Markdown link to it), or, inside docs/protocol.md, any § that
+    follows no other name on its line."""
+    found, last_name, last_line = [], None, 0
+    for m in _TOKEN.finditer(text):
+        line = text.count("\n", 0, m.start()) + 1
+        if m.group("name"):
+            last_name, last_line = m.group("name"), line
+            continue
+        if last_name is not None and line - last_line > 3:
+            last_name = None  # a name several lines up does not govern this §
+        protocol = last_name is not None and "protocol.md" in last_name
+        if protocol or (self_is_protocol and last_name is None):
+            found.append((line, m.group("section")))
+    return found
+
+
+def test_every_protocol_section_cited_exists():
+    """Each `docs/protocol.md §N` in the repo names a heading of docs/protocol.md."""
+    sections = protocol_sections()
+    assert {"1", "13", "13.8", "19.4"} <= sections  # the parser reads the headings
+    bad = []
+    for path in tracked_files():
+        rel = path.relative_to(ROOT).as_posix()
+        text = path.read_text(errors="replace")
+        for line, section in cited_sections(text, self_is_protocol=rel == "docs/protocol.md"):
+            if section not in sections:
+                bad.append(f"{rel}:{line}: §{section}")
+    assert not bad, "sections cited that docs/protocol.md does not have:\n" + "\n".join(bad)
+
+
+def test_every_field_report_cited_is_described():
+    """"field report Fn" names a row (`| Fn |`) of docs/field-reports.md."""
+    rows = set(re.findall(r"^\| (F\d+) \|", (ROOT / "docs/field-reports.md").read_text(), re.MULTILINE))
+    assert rows, "docs/field-reports.md has no rows"
+    bad = []
+    for path in tracked_files():
+        for i, text in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            for m in _FIELD_REPORT.finditer(text):
+                bad += [f"{path.relative_to(ROOT)}:{i}: {ref}" for ref in m.groups() if ref and ref not in rows]
+    assert not bad, "\n".join(bad)
+
+
+def test_nothing_points_outside_the_repository():
+    """No file cites a path outside the repo (the shared spec the relay was built from is not shipped)."""
+    bad = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in tracked_files()
+           for i, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+           if _OUTSIDE.search(line) and p.name != "test_references.py"]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("doc", sorted(p.relative_to(ROOT).as_posix() for p in tracked_files() if p.suffix == ".md"))
+def test_relative_markdown_links_resolve(doc):
+    """A relative link in a Markdown document points at a file or directory of the repo."""
+    path = ROOT / doc
+    missing = [target for target in _MD_LINK.findall(path.read_text())
+               if not (path.parent / target).exists()]
+    assert not missing, missing
+
+
+def test_the_checker_flags_what_it_should():
+    """The scanner sees a missing section after protocol.md, ignores RFC sections and a bare § elsewhere."""
+    text = "see docs/protocol.md §8, §99.1 and RFC 8259 §6\nbare §77 here"
+    assert cited_sections(text, self_is_protocol=False) == [(1, "8"), (1, "99.1")]
+    assert cited_sections("§3.3", self_is_protocol=True) == [(1, "3.3")]
