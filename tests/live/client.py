@@ -11,6 +11,7 @@ from django.db import connection
 from websockets.asyncio.client import ClientConnection, connect
 
 from devices.signing import sign
+from tests.support.frames import check_sent
 
 TIMEOUT = 5.0
 
@@ -43,7 +44,7 @@ async def handshake_status(url: str, headers: dict | None = None) -> int:
 
 async def recv(ws: ClientConnection, timeout: float = TIMEOUT) -> dict:
     """The next JSON frame."""
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    return check_sent(json.loads(await asyncio.wait_for(ws.recv(), timeout)), ws.request.path if ws.request else None)
 
 
 async def recv_type(ws: ClientConnection, kind: str, timeout: float = TIMEOUT) -> dict:

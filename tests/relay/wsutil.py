@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 from channels.testing import WebsocketCommunicator
 
 from devices.signing import sign
+from tests.support.frames import check_sent
 from wimz.asgi import application
 
 TIMEOUT = 3
@@ -50,7 +51,7 @@ async def app(token: str, *, drain_status: int = 0) -> WebsocketCommunicator:
 
 async def recv(comm: WebsocketCommunicator, timeout: float = TIMEOUT) -> dict:
     """The next JSON frame from the relay."""
-    return json.loads(await comm.receive_from(timeout=timeout))
+    return check_sent(json.loads(await comm.receive_from(timeout=timeout)), comm.scope.get("path"))
 
 
 async def recv_type(comm: WebsocketCommunicator, kind: str, timeout: float = TIMEOUT) -> dict:
