@@ -38,9 +38,9 @@ test: $(VENV)/.test-deps
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## make demo: a real WebRTC call (aiortc robot + app simulators) through a relay; URL=... to use one.
+## make demo: a real WebRTC call (aiortc robot + app simulators) through a relay; URL=... to use one; TURN=1 through coturn.
 demo: $(VENV)/.sim-deps $(VENV)/.run-deps
-	$(BIN)/python -m sim.demo $(if $(URL),--url $(URL),)
+	$(BIN)/python -m sim.demo $(if $(URL),--url $(URL),) $(if $(TURN),--turn,)
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .

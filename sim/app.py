@@ -30,6 +30,7 @@ from .common import (
     RemoteCandidates,
     SimError,
     http_url,
+    nominated_pair,
     quiet_libraries,
     rtc_configuration,
     sdp_candidates,
@@ -99,6 +100,7 @@ class CallResult:
     back). `request_sent_at` is the `time.perf_counter()` of the request, to compare with robot times.
     `relay_errors` are `error`/`webrtc_error` frames and `other_frames` everything else the relay sent
     during the call that was not signaling for this session (events, `device_status`, …).
+    `candidate_pair` is `(local type, remote type)` of the ICE pair the video used (`relay` through TURN).
     """
 
     session_id: str
@@ -117,6 +119,7 @@ class CallResult:
     closed_by_app: bool = False
     relay_errors: list[dict] = field(default_factory=list)
     other_frames: list = field(default_factory=list)
+    candidate_pair: tuple[str, str] | None = None
 
     @property
     def datachannel_rtt_ms(self) -> float | None:
@@ -172,11 +175,13 @@ class AppSim:
 
     `await connect()` opens the socket (raises `SimError` when refused); `await call(...)` runs one
     video session and returns a `CallResult`; `await close()` closes everything. `device_status` maps
-    device ids to the last `device_status` frame received.
+    device ids to the last `device_status` frame received. `relay_only` gathers TURN-relayed
+    candidates only (`rtc_configuration`).
     """
 
-    def __init__(self, url: str, access_token: str):
+    def __init__(self, url: str, access_token: str, *, relay_only: bool = False):
         self.url, self.access_token = url, access_token
+        self.relay_only = relay_only
         self.socket: JsonSocket | None = None
         self.device_status: dict[str, dict] = {}
         self._status_event = asyncio.Event()
@@ -237,7 +242,7 @@ class AppSim:
             offer = await self._step(call, call.offer, "webrtc_offer", deadline)
             offer_at = time.perf_counter()
 
-            pc = RTCPeerConnection(rtc_configuration(credentials.get("ice_servers")))
+            pc = RTCPeerConnection(rtc_configuration(credentials.get("ice_servers"), relay_only=self.relay_only))
             first_frame: asyncio.Future = asyncio.get_running_loop().create_future()
             enough_frames: asyncio.Future = asyncio.get_running_loop().create_future()
             channel_ready: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -296,6 +301,7 @@ class AppSim:
             result.first_frame_ms = (await self._step(call, first_frame, "a decoded frame", deadline) - started) * 1000
             await self._step(call, enough_frames, f"{frames} decoded frames", deadline)
             result.frames_decoded, result.frame_size = counter["frames"], counter["size"]
+            result.candidate_pair = nominated_pair(pc)
 
             await self.socket.send({"type": "webrtc_close", "session_id": call.session_id})
             result.closed_by_app = True

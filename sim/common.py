@@ -7,7 +7,7 @@ import logging
 import time
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 from websockets.asyncio.client import ClientConnection
 
@@ -48,18 +48,32 @@ def http_url(base_url: str, path: str) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + path, "", ""))
 
 
-def rtc_configuration(ice_servers: list[dict] | None) -> RTCConfiguration:
+def rtc_configuration(ice_servers: list[dict] | None, *, relay_only: bool = False) -> RTCConfiguration:
     """An aiortc `RTCConfiguration` from the relay's `ice_servers` (a list of RTCIceServer dicts).
 
     Each dict has `urls` (a string or a list of strings) and, for TURN, `username`/`credential`;
-    entries without `urls` are skipped. An empty list gives host candidates only.
+    entries without `urls` are skipped. An empty list gives host candidates only. `relay_only` sets
+    the ICE transport policy to `relay` (W3C WebRTC `RTCIceTransportPolicy`): only TURN-relayed
+    candidates are gathered, so media can only flow through the TURN server.
     """
     servers = [
         RTCIceServer(urls=entry["urls"], username=entry.get("username"), credential=entry.get("credential"))
         for entry in ice_servers or []
         if isinstance(entry, dict) and entry.get("urls")
     ]
-    return RTCConfiguration(iceServers=servers)
+    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+    return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
+
+
+def nominated_pair(pc: RTCPeerConnection) -> tuple[str, str] | None:
+    """`(local type, remote type)` of the ICE candidate pair the call uses (`host`, `srflx`, `relay`, …),
+    or None before ICE has nominated one. Reads aioice's connection, which aiortc does not expose."""
+    for transceiver in pc.getTransceivers():
+        connection = getattr(transceiver.receiver.transport.transport, "_connection", None)
+        pair = getattr(connection, "_nominated", {}).get(1)
+        if pair is not None:
+            return pair.local_candidate.type, pair.remote_candidate.type
+    return None
 
 
 def sdp_candidates(sdp: str) -> list[dict]:

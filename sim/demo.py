@@ -3,6 +3,7 @@
     python -m sim.demo                      # starts its own relay on 127.0.0.1 (temp SQLite, DEBUG=1)
     python -m sim.demo --url http://127.0.0.1:8000
     python -m sim.demo --url https://relay.example --device-id ID --secret S --pairing-code CODE
+    python -m sim.demo --turn               # also starts coturn; ICE through TURN-relayed candidates only
 
 Steps: provision a robot (`manage.py provision_device --json`), register a user, pair it with the
 pairing code, connect the robot simulator, run a call from the app simulator (≥ `--frames` decoded
@@ -42,6 +43,7 @@ from wimz.serve import RelayProcess
 from .app import AppSim, CallResult, RelayApi
 from .common import SimError, quiet_libraries
 from .robot import RobotSim
+from .turn import LocalTurn
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -186,6 +188,7 @@ class DemoResult:
                 + ("n/a" if call.datachannel_rtt_ms is None else f"{call.datachannel_rtt_ms:.2f} ms")
                 + f" (samples: {', '.join(f'{rtt:.2f}' for rtt in call.datachannel_rtts_ms)})",
                 f"ICE candidates app/robot   {call.local_candidates} sent / {call.remote_candidates} received",
+                "ICE candidate pair used    " + "/".join(call.candidate_pair or ("n/a",)),
                 f"robot got webrtc_close     reason={self.robot_close_reason}",
             ]
         lines.append("session history            " + (json.dumps(self.history) if self.history else "n/a"))
@@ -214,20 +217,31 @@ async def run_demo(
     call_time_limit: float = 30.0,
     relay_env: dict[str, str | None] | None = None,
     migrate: bool = True,
+    turn: bool = False,
 ) -> DemoResult:
     """Run the demo call and return its `DemoResult` (check `.ok`).
 
     `url`: an existing relay; None starts a `LocalRelay(relay_env, migrate=migrate)` for the run.
+    `turn`: also start coturn on 127.0.0.1 (`sim.turn.LocalTurn`), point the started relay's coturn
+    provider at it and restrict both parties to TURN-relayed ICE candidates; the call must then use a
+    relay/relay candidate pair. Only with a relay the demo starts (`url` None).
     `device`: an already provisioned robot; None provisions one with `manage.py provision_device`
     (against the started relay's database, or this environment's when `url` is local).
     Raises `SimError` when a step could not run at all (relay not starting, REST refusing, …).
     """
+    if turn and url is not None:
+        raise SimError("--turn starts a local TURN server for a relay the demo starts; it cannot reconfigure --url")
+    turn_server = LocalTurn() if turn else None
+    if turn_server is not None:
+        relay_env = {**(relay_env or {}), **turn_server.env()}
     relay = LocalRelay(relay_env, migrate=migrate) if url is None else None
     api: RelayApi | None = None
     robot: RobotSim | None = None
     app: AppSim | None = None
     result: DemoResult | None = None
     try:
+        if turn_server is not None:
+            await turn_server.start()
         if relay is not None:
             url = await relay.start()
         if device is None:
@@ -241,9 +255,9 @@ async def run_demo(
         await api.register(f"demo-{secrets.token_hex(6)}@example.com", secrets.token_urlsafe(18))
         await api.pair(device.pairing_code)
 
-        robot = RobotSim(url, device.device_id, device.secret)
+        robot = RobotSim(url, device.device_id, device.secret, relay_only=turn)
         await robot.start()
-        app = AppSim(url, api.access)
+        app = AppSim(url, api.access, relay_only=turn)
         await app.connect()
         try:
             call = result.call = await app.call(device.device_id, frames=frames, time_limit=call_time_limit)
@@ -279,6 +293,8 @@ async def run_demo(
         if call.datachannel_rtt_ms is None:
             result.problems.append("no data-channel echo came back")
         result.problems += [f"relay error frame {frame}" for frame in call.relay_errors]
+        if turn and call.candidate_pair != ("relay", "relay"):
+            result.problems.append(f"ICE candidate pair {call.candidate_pair}, expected relay/relay through TURN")
         return result
     finally:
         for closer in (app and app.close, robot and robot.stop, api and api.aclose):
@@ -291,6 +307,10 @@ async def run_demo(
                 if not result.ok:
                     print(f"--- relay log (last lines) ---\n{relay.log_tail()}\n---", file=sys.stderr)
             await relay.stop()
+        if turn_server is not None:
+            if result is not None and not result.ok:
+                print(f"--- turnserver log (last lines) ---\n{turn_server.log_tail()}\n---", file=sys.stderr)
+            await turn_server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairing-code")
     parser.add_argument("--frames", type=int, default=30, help="decoded frames required (default 30)")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds for the whole demo (default 90)")
+    parser.add_argument("--turn", action="store_true",
+                        help="start coturn on 127.0.0.1 and allow TURN-relayed ICE candidates only (needs turnserver)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every frame the simulators send and receive")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
@@ -316,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     async def bounded() -> DemoResult:
         async with asyncio.timeout(args.timeout):
             # Leave the second half of the time for setup and teardown, so a slow call still reports.
-            return await run_demo(args.url, device=device, frames=args.frames, call_time_limit=args.timeout / 2)
+            return await run_demo(args.url, device=device, frames=args.frames, call_time_limit=args.timeout / 2,
+                                  turn=args.turn)
 
     try:
         result = asyncio.run(bounded())

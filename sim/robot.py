@@ -107,6 +107,7 @@ class RobotSim:
     background until `await stop()`. `sessions` maps session ids to `RobotSession`, `commands` lists
     the `command` frames received, `errors` the relay's `error` frames. `trickle` also sends the
     candidates of the offer as `webrtc_ice` frames (aiortc has them all in the SDP already).
+    `relay_only` gathers TURN-relayed candidates only (`rtc_configuration`).
     """
 
     def __init__(
@@ -119,8 +120,10 @@ class RobotSim:
         height: int = 240,
         trickle: bool = True,
         capabilities: tuple[str, ...] = CAPABILITIES,
+        relay_only: bool = False,
     ):
         self.url, self.device_id, self.secret = url, device_id, secret
+        self.relay_only = relay_only
         self.width, self.height, self.trickle = width, height, trickle
         self.capabilities = list(capabilities)
         self.sessions: dict[str, RobotSession] = {}
@@ -215,7 +218,7 @@ class RobotSim:
             log.warning("robot %s: webrtc_request without session_id: %s", self.device_id, frame)
             return
         requested_at = time.perf_counter()
-        pc = RTCPeerConnection(rtc_configuration(frame.get("ice_servers")))
+        pc = RTCPeerConnection(rtc_configuration(frame.get("ice_servers"), relay_only=self.relay_only))
         track = PatternVideoTrack(self.width, self.height)
         pc.addTrack(track)
         channel = pc.createDataChannel(DATA_CHANNEL_LABEL)
