@@ -1,4 +1,4 @@
-"""Device services: provisioning, secret rotation, pairing, unpairing, renaming, deactivation.
+"""Device services: provisioning, secret rotation, pairing, unpairing, renaming, (re)activation.
 
 Keyword-only, typed, raising `devices.errors` domain errors. Pairing, unpairing, deactivation and
 secret rotation send a signal of `devices.signals` after the transaction commits, so receivers (the
@@ -147,6 +147,22 @@ def device_deactivate(*, device: Device) -> Device:
         device.is_active = False
         pairing.pairing_codes_expire(device=device)
         _notify_revoked(device, deactivated=True)
+    return device
+
+
+def device_reactivate(*, device: Device) -> Device:
+    """Put a deactivated device back in service: its signatures are accepted again and, when it has an
+    owner, the owner's apps list it again (they get `device_status` after commit, as on pairing).
+
+    A device that is already active is left as it is (no signal).
+    """
+    with transaction.atomic():
+        if not Device.objects.filter(pk=device.pk, is_active=False).update(is_active=True):
+            device.is_active = True
+            return device
+        device.is_active = True
+        if device.owner_id is not None:
+            _notify_paired(device, device.owner_id)
     return device
 
 
