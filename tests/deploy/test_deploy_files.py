@@ -363,3 +363,16 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
                             capture_output=True, text=True, timeout=60)
     complaints = [line for line in (result.stdout + result.stderr).splitlines() if "wimz" in line]
     assert result.returncode == 0 and not complaints, result.stdout + result.stderr
+
+
+def test_wimz_manage_is_valid_shell_and_runs_manage_py():
+    """deploy/bin/wimz-manage parses as POSIX sh, sources the env file and runs manage.py from the app dir."""
+    script = DEPLOY / "bin/wimz-manage"
+    assert os.access(script, os.X_OK)
+    assert subprocess.run(["sh", "-n", str(script)], capture_output=True, timeout=10).returncode == 0
+    text = script.read_text()
+    assert '. "$ENV_FILE"' in text and 'exec "$PYTHON" manage.py "$@"' in text
+    unit = dict(_unit(UNIT)["Service"])
+    assert f"ENV_FILE=${{WIMZ_ENV_FILE:-{unit['EnvironmentFile']}}}" in text
+    assert f"APP_DIR=${{WIMZ_APP_DIR:-{unit['WorkingDirectory']}}}" in text
+    assert f"PYTHON=${{WIMZ_PYTHON:-{shlex.split(unit['ExecStart'])[0]}}}" in text
