@@ -37,6 +37,26 @@ if INSECURE_SECRET_KEY:
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 
+# --- HTTPS behind the TLS proxy (docs/operations.md "Deployment checklist") -------------------
+# Django's own names. Off by default so that `make run` and the plain-HTTP docker-compose.yml work;
+# deploy/env.production.example turns them on (`manage.py check --deploy` is then clean).
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^health$"]  # probes speak plain HTTP to the instance itself
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# `X-Forwarded-Proto: https` marks a request secure only when the relay sits behind configured proxies
+# (WIMZ_TRUSTED_PROXIES, which also decides whose X-Forwarded-* headers count at all); without them
+# the header is ignored, so a client talking to the relay directly cannot claim HTTPS.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env.list("WIMZ_TRUSTED_PROXIES", default=[]) else None
+)
+# URL prefix of Django admin (a path nobody guesses keeps the login page out of scanners' way).
+WIMZ_ADMIN_PATH = env.str("WIMZ_ADMIN_PATH", default="admin/").strip("/") + "/"
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -57,6 +77,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: answers `/health` before anything reads the Host header (probes use the pod IP).
+    "wimz.probes.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

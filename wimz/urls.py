@@ -1,5 +1,6 @@
 """URL map: health/stats, the REST API (`/api/...`), its OpenAPI schema, and Django admin."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -14,7 +15,7 @@ urlpatterns = [
     path("api/", include("relay.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("admin/", admin.site.urls),
+    path(settings.WIMZ_ADMIN_PATH, admin.site.urls),  # WIMZ_ADMIN_PATH, default "admin/"
 ]
 
 handler404 = "wimz.api.not_found"
