@@ -8,12 +8,12 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.views import TokenRefreshView
 
 from wimz.api import ERROR_SCHEMA
+from wimz.throttling import LoginAccountThrottle, LoginAddressThrottle, RegisterAddressThrottle
 
 from . import services
 from .serializers import (
@@ -39,13 +39,13 @@ class RegisterApi(APIView):
 
     `AuthOutput` is `{"user_id","email","access","refresh","token","expires_in"}` (docs/protocol.md §17).
 
-    Errors: 400 `email_taken`, 400 `password_invalid`, 400 `invalid` (malformed body), 429 `throttled`.
+    Errors: 400 `email_taken`, 400 `password_invalid`, 400 `invalid` (malformed body), 429 `throttled`
+    (per client address, `WIMZ_THROTTLE_REGISTER_ADDRESS`).
     """
 
     authentication_classes = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+    throttle_classes = [RegisterAddressThrottle]
 
     @extend_schema(
         request=RegisterInputSerializer,
@@ -63,13 +63,12 @@ class LoginApi(APIView):
     """`POST /api/auth/login` `{"email","password"}` → 200 `AuthOutput` (same shape as register).
 
     Errors: 401 `invalid_credentials` (unknown email, wrong password and inactive account alike),
-    400 `invalid` (malformed body), 429 `throttled`.
+    400 `invalid` (malformed body), 429 `throttled` (per account and per client address).
     """
 
     authentication_classes = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+    throttle_classes = [LoginAddressThrottle, LoginAccountThrottle]
 
     @extend_schema(
         request=CredentialsInputSerializer,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import environ
 
+from wimz.proxy import parse_networks
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -147,6 +149,23 @@ else:
         }
     }
 
+# --- Cache: REST throttle counters, shared by every instance through Redis when REDIS_URL is set ----
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("WIMZ_CHANNEL_PREFIX", default="wimz") + ":cache",
+        }
+    }
+else:  # one process: its own memory is the whole relay
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Trusted proxies (docs/operations.md "Trusted proxies") ------------------------------------
+# X-Forwarded-For / X-Forwarded-Proto are honoured only from these peers (IP addresses or CIDR networks,
+# comma-separated; none by default). wimz/proxy.py applies the rule to every HTTP and WebSocket scope.
+WIMZ_TRUSTED_PROXIES = parse_networks(env.list("WIMZ_TRUSTED_PROXIES", default=[]))
+
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -160,11 +179,22 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
     ],
+    # The client address is REMOTE_ADDR, which wimz.proxy has already settled from the trusted proxies
+    # (never a client-written X-Forwarded-For); the project's throttles (wimz/throttling.py) read only it.
+    "NUM_PROXIES": 0,
+    # docs/operations.md "Throttles and limits (HTTP)": per address generous (a carrier-grade NAT puts many
+    # honest users behind one address), per account and per user tight, plus a cluster-wide budget of
+    # failed pairing-code guesses.
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("WIMZ_THROTTLE_ANON", default="120/min"),
         "user": env.str("WIMZ_THROTTLE_USER", default="600/min"),
-        "auth": env.str("WIMZ_THROTTLE_AUTH", default="30/min"),
-        "pair": env.str("WIMZ_THROTTLE_PAIR", default="20/min"),
+        "login_account": env.str("WIMZ_THROTTLE_LOGIN_ACCOUNT", default="10/min"),
+        "login_address": env.str("WIMZ_THROTTLE_LOGIN_ADDRESS", default="120/min"),
+        "register_address": env.str("WIMZ_THROTTLE_REGISTER_ADDRESS", default="120/hour"),
+        "robot_address": env.str("WIMZ_THROTTLE_ROBOT_ADDRESS", default="120/min"),
+        "pair_user": env.str("WIMZ_THROTTLE_PAIR_USER", default="10/min"),
+        "pair_address": env.str("WIMZ_THROTTLE_PAIR_ADDRESS", default="60/min"),
+        "pair_failed_global": env.str("WIMZ_THROTTLE_PAIR_FAILED_GLOBAL", default="1000/hour"),
     },
 }
 
