@@ -17,7 +17,8 @@ PASSWORD = "correct-horse-battery-9"
 @pytest.fixture(scope="session", autouse=True)
 def close_worker_thread_connections(django_db_setup, django_db_blocker):
     """After the run, close the connections that ORM calls from async tests opened on asgiref's worker
-    thread (persistent with CONN_MAX_AGE); an open one keeps the test database from being dropped.
+    thread (persistent without the pool, WIMZ_DB_POOL_MAX_SIZE=0); an open one keeps the test database
+    from being dropped.
     """
     yield
     import asyncio

@@ -92,11 +92,26 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
+WIMZ_DB_POOL_MIN_SIZE = env.int("WIMZ_DB_POOL_MIN_SIZE", default=2)
+WIMZ_DB_POOL_MAX_SIZE = env.int("WIMZ_DB_POOL_MAX_SIZE", default=10)
+WIMZ_DB_POOL_TIMEOUT = env.float("WIMZ_DB_POOL_TIMEOUT", default=10.0)
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
-    # Persistent connections: Channels runs every ORM call of a process on one thread, and opening a
-    # PostgreSQL connection per call cost more than the queries (bench/README.md: ICE burst 49 → 127
-    # frames/s, handshake 129 → 57 ms with reuse).
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("WIMZ_DB_CONN_MAX_AGE", default=60))
+    # A psycopg connection pool per process (docs/operations.md "Database connections"). Under ASGI Django
+    # runs each HTTP request's sync code on a thread of its own, so persistent connections (CONN_MAX_AGE)
+    # left one idle connection per request thread (200 REST requests: 32, never closed). With the pool,
+    # closing a connection (end of a request, end of a Channels ORM call) hands it back, and a process
+    # never holds more than WIMZ_DB_POOL_MAX_SIZE; Channels' ORM thread still never opens a connection
+    # per call (bench/README.md: opening one per call cost more than the queries).
+    # WIMZ_DB_POOL_MAX_SIZE=0 turns the pool off: then WIMZ_DB_CONN_MAX_AGE applies (0 = per request).
+    if WIMZ_DB_POOL_MAX_SIZE > 0:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # required by the pool: "closing" returns the connection
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(WIMZ_DB_POOL_MIN_SIZE, WIMZ_DB_POOL_MAX_SIZE),
+            "max_size": WIMZ_DB_POOL_MAX_SIZE,
+            "timeout": WIMZ_DB_POOL_TIMEOUT,  # seconds a request waits for a free connection, then errors
+        }
+    else:
+        DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("WIMZ_DB_CONN_MAX_AGE", default=0))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Channels runs every ORM call on one thread (database_sync_to_async); a short busy timeout
