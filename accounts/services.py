@@ -69,6 +69,26 @@ def auth_tokens_issue(*, user: User) -> dict:
     }
 
 
+def auth_refresh_check(*, refresh: str) -> None:
+    """Refuse a refresh token whose user no longer exists or is inactive, before simplejwt rotates it.
+
+    Raises `TokenInvalid` (401 `token_not_valid`) for that and for a malformed, expired or blacklisted
+    token; returns None for a token that may be refreshed. (simplejwt's own check looks the user up
+    with `get()`, and a deleted user's token then answered 500.)
+    """
+    try:
+        token = RefreshToken(refresh)
+    except TokenError as e:
+        raise TokenInvalid(str(e)) from e
+    user_id = token.get(jwt_settings.USER_ID_CLAIM)
+    try:
+        user = User.objects.filter(**{jwt_settings.USER_ID_FIELD: user_id}).first() if user_id else None
+    except (TypeError, ValueError):
+        user = None
+    if user is None or not jwt_settings.USER_AUTHENTICATION_RULE(user):
+        raise TokenInvalid("The token's user does not exist or is inactive.")
+
+
 def auth_logout(*, refresh: str) -> None:
     """Blacklist a refresh token so that it can no longer be refreshed.
 

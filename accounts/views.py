@@ -23,6 +23,7 @@ from .serializers import (
     MeOutputSerializer,
     RefreshInputSerializer,
     RefreshOutputSerializer,
+    RefreshSerializer,
     RegisterInputSerializer,
     ValidateOutputSerializer,
 )
@@ -86,8 +87,10 @@ class RefreshApi(TokenRefreshView):
     """`POST /api/auth/refresh` `{"refresh"}` → 200 `{"access"}` plus a new `"refresh"` when rotation is on.
 
     simplejwt semantics: with rotation the old refresh token is blacklisted. Errors: 401
-    `token_not_valid` (malformed, expired, blacklisted, or its user is inactive).
+    `token_not_valid` (malformed, expired, blacklisted, or its user is inactive or deleted).
     """
+
+    serializer_class = RefreshSerializer
 
     @extend_schema(
         request=RefreshInputSerializer,
