@@ -73,10 +73,12 @@ def test_admin_add_generates_secret_and_code(admin_client):
     assert PairingCode.objects.filter(device=device, kind=PairingCode.Kind.PROVISIONING).exists()
 
 
-def test_admin_add_refuses_bad_device_id(admin_client):
-    """The admin form applies protocol.md's device_id alphabet."""
-    r = admin_client.post("/admin/devices/device/add/", {"device_id": "bad id", "is_active": "on"})
+@pytest.mark.parametrize("device_id", ["bad id", ".", ".."])
+def test_admin_add_refuses_bad_device_id(admin_client, device_id):
+    """The admin form applies protocol.md's device_id rule (alphabet, and no dot-segment)."""
+    r = admin_client.post("/admin/devices/device/add/", {"device_id": device_id, "is_active": "on"})
     assert r.status_code == 200  # form redisplayed with the error
+    assert b"not . or .." in r.content
     assert not Device.objects.exists()
 
 
