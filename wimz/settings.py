@@ -69,6 +69,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# Admin messages live in the server-side session, not in the messages cookie: the admin shows a new
+# device secret once in a message, and the cookie is signed, not encrypted (anyone holding it reads it).
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
 ROOT_URLCONF = "wimz.urls"
 ASGI_APPLICATION = "wimz.asgi.application"
 WSGI_APPLICATION = None
