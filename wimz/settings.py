@@ -19,23 +19,63 @@ env = environ.Env()
 if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-DEV_SECRET_KEY = "django-insecure-wimz-development-key-do-not-use-in-production"
+# The key this project once shipped for DEBUG: published, so refused everywhere (it would let anyone mint
+# tokens). DEBUG without DJANGO_SECRET_KEY uses a random key of this checkout instead (`dev_secret_key`).
+PUBLISHED_DEV_SECRET_KEY = "django-insecure-wimz-development-key-do-not-use-in-production"
+DEV_SECRET_KEY_FILE = BASE_DIR / ".dev-secret-key"  # gitignored; generated once, so restarts keep sessions
+
+
+def dev_secret_key(path: Path = DEV_SECRET_KEY_FILE) -> str:
+    """The development key of this checkout: read from `path`, created there (mode 0600) on first use.
+
+    Creation is atomic (a temporary file hard-linked into place), so processes starting together (a test
+    run and its relay subprocesses) agree on one key. A checkout that cannot be written to gets a key for
+    this process only.
+    """
+    import os
+    import secrets
+    import tempfile
+
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_urlsafe(50)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".dev-secret-key.")
+        try:
+            os.write(fd, key.encode())
+            os.close(fd)
+            os.link(tmp, path)  # fails if another process won: then read its key
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        return path.read_text().strip()
+    except OSError:
+        return key
+
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 # The key signs every access/refresh token and admin session. With DEBUG off the relay refuses to
 # start serving without a real one (wimz/asgi.py raises `SERVE_REFUSED_REASON`). Management
 # commands (migrate, provision_device, rotate_device_secret, ...) sign nothing and run regardless.
-INSECURE_SECRET_KEY = not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY
+INSECURE_SECRET_KEY = not SECRET_KEY or SECRET_KEY == PUBLISHED_DEV_SECRET_KEY
 # Decided here, from the environment, so that test runners that flip settings.DEBUG do not change it.
 SERVE_REFUSED_REASON = (
-    "DJANGO_SECRET_KEY is missing or is the development key. Set DJANGO_SECRET_KEY to a long random value "
-    "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), or set DEBUG=1 for local development."
+    "DJANGO_SECRET_KEY is missing or is the published development key. Set DJANGO_SECRET_KEY to a long random "
+    "value (python -c 'import secrets; print(secrets.token_urlsafe(50))'), or set DEBUG=1 for local development."
     if INSECURE_SECRET_KEY and not DEBUG
     else ""
 )
 if INSECURE_SECRET_KEY:
-    SECRET_KEY = DEV_SECRET_KEY
+    if DEBUG:
+        SECRET_KEY = dev_secret_key()
+    else:  # management commands only (serving is refused above): a key nobody else knows
+        import secrets
+
+        SECRET_KEY = secrets.token_urlsafe(50)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 
@@ -241,6 +281,9 @@ SPECTACULAR_SETTINGS = {
 # Origin header and are always accepted (docs/protocol.md §4).
 CORS_ALLOWED_ORIGINS = env.list("WIMZ_ALLOWED_ORIGINS", default=[])
 WIMZ_ALLOWED_ORIGINS = CORS_ALLOWED_ORIGINS
+
+# `/stats` answers staff (admin session) and requests bearing this operator token; empty: staff only.
+WIMZ_STATS_TOKEN = env.str("WIMZ_STATS_TOKEN", default="")
 
 # --- Relay settings named by the wire contract (docs/protocol.md §18) -----------------------
 WIMZ_DEVICE_AUTH_SKEW = env.int("WIMZ_DEVICE_AUTH_SKEW", default=300)  # seconds, ±
