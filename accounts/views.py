@@ -9,13 +9,13 @@ from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.views import TokenRefreshView
 
 from wimz.api import ERROR_SCHEMA
 from wimz.throttling import LoginAccountThrottle, LoginAddressThrottle, RegisterAddressThrottle
 
 from . import services
+from .authentication import JWTAuthentication
 from .serializers import (
     AuthOutputSerializer,
     CredentialsInputSerializer,
@@ -102,7 +102,10 @@ class RefreshApi(TokenRefreshView):
 
 
 class LogoutApi(APIView):
-    """`POST /api/auth/logout` `{"refresh"}` → 200 `{"status":"logged_out"}`; the refresh token is blacklisted.
+    """`POST /api/auth/logout` `{"refresh"}` → 200 `{"status":"logged_out"}`: the login of that refresh token ends.
+
+    Its refresh token is blacklisted, its access tokens are refused from now on, and its open app sockets
+    are closed (4003); the user's other logins stay (docs/protocol.md §17.3).
 
     No access token needed: holding the refresh token is the proof. Errors: 401 `token_not_valid`.
     """
