@@ -4,7 +4,6 @@ All functions are keyword-only and raise `accounts.errors` domain errors, never 
 """
 
 import uuid
-from datetime import timedelta
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import update_last_login
@@ -136,10 +135,3 @@ def auth_logout(*, refresh: str) -> None:
         if created:
             signals.send_on_commit(signals.login_revoked, user_id=int(user_id), login_id=login_id)
 
-
-def revoked_logins_purge(*, now=None, grace: timedelta = timedelta(0)) -> int:
-    """Delete revocation rows whose tokens have all expired (`expires_at` before `now - grace`); returns
-    how many."""
-    cutoff = (now or timezone.now()) - grace
-    deleted, _ = RevokedLogin.objects.filter(expires_at__lt=cutoff).delete()
-    return deleted

@@ -309,6 +309,10 @@ WIMZ_INSTANCE_TTL = env.float("WIMZ_INSTANCE_TTL", default=8.0)
 WIMZ_PAIRING_CODE_TTL = env.int("WIMZ_PAIRING_CODE_TTL", default=600)
 WIMZ_PROVISIONING_CODE_TTL = env.int("WIMZ_PROVISIONING_CODE_TTL", default=7 * 86400)
 
+# History retention in days for `manage.py purge_history` (docs/operations.md "Retention"); 0 keeps forever.
+WIMZ_RETENTION_CONNECTIONS_DAYS = env.int("WIMZ_RETENTION_CONNECTIONS_DAYS", default=30)
+WIMZ_RETENTION_SESSIONS_DAYS = env.int("WIMZ_RETENTION_SESSIONS_DAYS", default=90)
+
 # --- ICE servers (docs/protocol.md §14) ------------------------------------------------
 WIMZ_ICE_PROVIDER = env.str("WIMZ_ICE_PROVIDER", default="stun")  # stun | cloudflare | coturn
 WIMZ_STUN_URLS = env.list("WIMZ_STUN_URLS", default=["stun:stun.cloudflare.com:3478"])
