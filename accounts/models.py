@@ -43,3 +43,22 @@ class User(AbstractUser):
 
     def __str__(self):
         return self.email
+
+
+class RevokedLogin(models.Model):
+    """A login that was logged out: its access and refresh tokens are refused from then on.
+
+    A login is one register or login call. All its tokens carry its id in the `login_id` claim, through
+    every refresh rotation (`accounts.services.LOGIN_CLAIM`). REST authentication, the refresh endpoint
+    and the WebSocket handshake and in-band renewal refuse tokens whose login has a row here. A row is
+    useless after `expires_at` (every token of the login has expired by then) and is purged by
+    `manage.py purge_history`.
+    """
+
+    login_id = models.CharField(max_length=32, unique=True)
+    user_id = models.BigIntegerField(db_index=True)  # no foreign key: a deleted user's row may stay until expiry
+    revoked_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return f"login {self.login_id} of user {self.user_id} (logged out)"

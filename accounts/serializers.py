@@ -1,6 +1,7 @@
 """Input and output serializers of the accounts API."""
 
 from rest_framework import serializers
+from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 
 
 class CredentialsInputSerializer(serializers.Serializer):
@@ -31,6 +32,17 @@ class RefreshInputSerializer(serializers.Serializer):
     """`{"refresh": str}`."""
 
     refresh = serializers.CharField()
+
+
+class RefreshSerializer(TokenRefreshSerializer):
+    """simplejwt's refresh (rotation and blacklisting unchanged), after `services.auth_refresh_check`:
+    a token of a deleted or inactive user answers 401 `token_not_valid`."""
+
+    def validate(self, attrs):
+        from .services import auth_refresh_check
+
+        auth_refresh_check(refresh=attrs["refresh"])
+        return super().validate(attrs)
 
 
 class RefreshOutputSerializer(serializers.Serializer):

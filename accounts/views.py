@@ -8,14 +8,14 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
-from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.views import TokenRefreshView
 
 from wimz.api import ERROR_SCHEMA
+from wimz.throttling import LoginAccountThrottle, LoginAddressThrottle, RegisterAddressThrottle
 
 from . import services
+from .authentication import JWTAuthentication
 from .serializers import (
     AuthOutputSerializer,
     CredentialsInputSerializer,
@@ -23,6 +23,7 @@ from .serializers import (
     MeOutputSerializer,
     RefreshInputSerializer,
     RefreshOutputSerializer,
+    RefreshSerializer,
     RegisterInputSerializer,
     ValidateOutputSerializer,
 )
@@ -39,13 +40,13 @@ class RegisterApi(APIView):
 
     `AuthOutput` is `{"user_id","email","access","refresh","token","expires_in"}` (docs/protocol.md §17).
 
-    Errors: 400 `email_taken`, 400 `password_invalid`, 400 `invalid` (malformed body), 429 `throttled`.
+    Errors: 400 `email_taken`, 400 `password_invalid`, 400 `invalid` (malformed body), 429 `throttled`
+    (per client address, `WIMZ_THROTTLE_REGISTER_ADDRESS`).
     """
 
     authentication_classes = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+    throttle_classes = [RegisterAddressThrottle]
 
     @extend_schema(
         request=RegisterInputSerializer,
@@ -63,13 +64,12 @@ class LoginApi(APIView):
     """`POST /api/auth/login` `{"email","password"}` → 200 `AuthOutput` (same shape as register).
 
     Errors: 401 `invalid_credentials` (unknown email, wrong password and inactive account alike),
-    400 `invalid` (malformed body), 429 `throttled`.
+    400 `invalid` (malformed body), 429 `throttled` (per account and per client address).
     """
 
     authentication_classes = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+    throttle_classes = [LoginAddressThrottle, LoginAccountThrottle]
 
     @extend_schema(
         request=CredentialsInputSerializer,
@@ -87,8 +87,10 @@ class RefreshApi(TokenRefreshView):
     """`POST /api/auth/refresh` `{"refresh"}` → 200 `{"access"}` plus a new `"refresh"` when rotation is on.
 
     simplejwt semantics: with rotation the old refresh token is blacklisted. Errors: 401
-    `token_not_valid` (malformed, expired, blacklisted, or its user is inactive).
+    `token_not_valid` (malformed, expired, blacklisted, or its user is inactive or deleted).
     """
+
+    serializer_class = RefreshSerializer
 
     @extend_schema(
         request=RefreshInputSerializer,
@@ -100,7 +102,10 @@ class RefreshApi(TokenRefreshView):
 
 
 class LogoutApi(APIView):
-    """`POST /api/auth/logout` `{"refresh"}` → 200 `{"status":"logged_out"}`; the refresh token is blacklisted.
+    """`POST /api/auth/logout` `{"refresh"}` → 200 `{"status":"logged_out"}`: the login of that refresh token ends.
+
+    Its refresh token is blacklisted, its access tokens are refused from now on, and its open app sockets
+    are closed (4003); the user's other logins stay (docs/protocol.md §17.3).
 
     No access token needed: holding the refresh token is the proof. Errors: 401 `token_not_valid`.
     """

@@ -1,7 +1,8 @@
 """Django admin for robots and their pairing codes.
 
 The device secret is never displayed: it is excluded from every form and column. It is shown once,
-in a message, when the admin creates a device or runs the "rotate secret" action. Online state comes
+in a message (kept in the server-side session, never in a cookie: wimz/settings.py MESSAGE_STORAGE), when
+the admin creates a device or runs the "rotate secret" action. Online state comes
 from `relay.presence` with one query per changelist page.
 """
 

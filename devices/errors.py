@@ -10,10 +10,10 @@ class DeviceError(DomainError):
 
 
 class InvalidDeviceId(DeviceError):
-    """A device_id outside the alphabet of docs/protocol.md §4 (1–64 of `A–Z a–z 0–9 _ . -`)."""
+    """A device_id outside the rule of docs/protocol.md §4 (1–64 of `A–Z a–z 0–9 _ . -`, not `.`/`..`)."""
 
     code = "invalid_device_id"
-    default_message = "device_id must be 1-64 characters of A-Z a-z 0-9 _ . -"
+    default_message = "device_id must be 1-64 characters of A-Z a-z 0-9 _ . - and not . or .."
 
 
 class InvalidDeviceName(DeviceError):

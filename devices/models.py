@@ -6,19 +6,24 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-# docs/protocol.md §4: 1–64 characters of A–Z a–z 0–9 _ . -
+# docs/protocol.md §2, §4: 1–64 characters of A–Z a–z 0–9 _ . -, and not "." or "..": an id is a path
+# segment of the REST API (`/api/devices/<device_id>`), where those two are dot-segments that clients
+# and proxies resolve away (RFC 3986 §5.2.4), so such a device could never be reached.
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+DOT_SEGMENTS = frozenset({".", ".."})
+DEVICE_ID_RULE = "device_id must be 1-64 characters of A-Z a-z 0-9 _ . - and not . or .."
 
 
 def is_valid_device_id(value) -> bool:
-    """True when `value` is a string of 1–64 characters of `A–Z a–z 0–9 _ . -` (docs/protocol.md §4)."""
-    return isinstance(value, str) and bool(DEVICE_ID_RE.fullmatch(value))
+    """True when `value` is a string of 1–64 characters of `A–Z a–z 0–9 _ . -` other than `.` and `..`
+    (docs/protocol.md §4): a safe URL path segment."""
+    return isinstance(value, str) and bool(DEVICE_ID_RE.fullmatch(value)) and value not in DOT_SEGMENTS
 
 
 def validate_device_id(value):
-    """Model/serializer validator; raises `ValidationError` for an id outside the protocol's alphabet."""
+    """Model/serializer/admin-form validator; raises `ValidationError` for an id `is_valid_device_id` refuses."""
     if not is_valid_device_id(value):
-        raise ValidationError("device_id must be 1-64 characters of A-Z a-z 0-9 _ . -")
+        raise ValidationError(DEVICE_ID_RULE, code="invalid_device_id")
 
 
 class Device(models.Model):

@@ -1,8 +1,9 @@
 """Pairing codes: short, single-use, expiring proofs of possession of a robot (docs/protocol.md §17).
 
 A code is 8 characters from an alphabet without look-alikes (no 0/O, 1/I/L), drawn with `secrets`:
-31^8 ≈ 8.5·10^11 values, which with a lifetime of minutes and the `pair` throttle makes guessing
-hopeless. Users may type it in any case, with dashes or spaces (`abcd-efgh`). A robot code lives
+31^8 ≈ 8.5·10^11 values. Guessing is bounded per user, per address and by a cluster-wide budget of
+failed guesses (`wimz.throttling`, docs/operations.md "Throttles and limits (HTTP)").
+Users may type it in any case, with dashes or spaces (`abcd-efgh`). A robot code lives
 `WIMZ_PAIRING_CODE_TTL` seconds, a provisioning code `WIMZ_PROVISIONING_CODE_TTL`.
 
 Consumption is atomic: `pairing_code_lock` takes a row lock (PostgreSQL `SELECT … FOR UPDATE`, which

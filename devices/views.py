@@ -11,12 +11,13 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from wimz.api import ERROR_SCHEMA, ApiError
+from wimz.throttling import PairAddressThrottle, PairFailureGlobalThrottle, PairUserThrottle, RobotAddressThrottle
 
 from . import selectors, services
+from .errors import InvalidPairingCode
 from .serializers import (
     CompatDeviceListOutputSerializer,
     CompatPairOutputSerializer,
@@ -45,10 +46,20 @@ def _pair_input(data) -> tuple[str, str | None]:
     return code, body.validated_data.get("name")
 
 
-def _pair(request):
-    """Run `device_pair` for a pair body; returns the device with `is_online` set."""
+PAIR_THROTTLES = [PairUserThrottle, PairAddressThrottle, PairFailureGlobalThrottle]
+
+
+def _pair(request, view):
+    """Run `device_pair` for a pair body; returns the device with `is_online` set.
+
+    A wrong code counts against the cluster-wide failed-guess budget (`PairFailureGlobalThrottle`).
+    """
     code, name = _pair_input(request.data)
-    device = services.device_pair(user=request.user, code=code, name=name)
+    try:
+        device = services.device_pair(user=request.user, code=code, name=name)
+    except InvalidPairingCode:
+        PairFailureGlobalThrottle().record_failure(request, view)
+        raise
     return selectors.device_annotate_online([device])[0]
 
 
@@ -97,13 +108,13 @@ class DevicePairApi(APIView):
 
     Errors (docs/protocol.md §7): 400 `pairing_code_required` (no code, e.g. only a device_id),
     400 `invalid_pairing_code` (wrong, spent or expired — the device's existence is not revealed),
-    409 `device_owned` (another user owns it; nothing changes, the code stays unused), 429 `throttled`.
+    409 `device_owned` (another user owns it; nothing changes, the code stays unused), 429 `throttled`
+    (per user, per client address, and the cluster-wide budget of failed guesses).
     Pairing a device you already own succeeds (idempotent).
     """
 
     permission_classes = [IsAuthenticated]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "pair"
+    throttle_classes = PAIR_THROTTLES
 
     @extend_schema(
         request=PairInputSerializer,
@@ -111,7 +122,7 @@ class DevicePairApi(APIView):
         summary="Pair a robot with a pairing code",
     )
     def post(self, request):
-        return Response(DeviceOutputSerializer(_pair(request)).data, status=status.HTTP_201_CREATED)
+        return Response(DeviceOutputSerializer(_pair(request, self)).data, status=status.HTTP_201_CREATED)
 
 
 class DeviceUnpairApi(APIView):
@@ -134,13 +145,12 @@ class RobotPairingCodeApi(APIView):
     `X-Timestamp` (unix seconds) and `X-Signature` (hex HMAC-SHA256 of `"<device_id>:<timestamp>"`);
     timestamp within the skew window, each signature accepted once. Any failure answers 403
     `device_auth_failed` and says nothing about which check failed. Earlier robot codes of the device
-    expire. Throttled (`pair` scope, per client address).
+    expire. Throttled per client address (`WIMZ_THROTTLE_ROBOT_ADDRESS`), before the signature is checked.
     """
 
     authentication_classes = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "pair"
+    throttle_classes = [RobotAddressThrottle]
 
     @extend_schema(
         request=None,
@@ -186,8 +196,7 @@ class CompatPairApi(APIView):
     """
 
     permission_classes = [IsAuthenticated]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "pair"
+    throttle_classes = PAIR_THROTTLES
 
     @extend_schema(
         request=PairInputSerializer,
@@ -195,7 +204,7 @@ class CompatPairApi(APIView):
         summary="Pair a robot with a pairing code (compat)",
     )
     def post(self, request):
-        device = _pair(request)
+        device = _pair(request, self)
         return Response(CompatPairOutputSerializer({"success": True, "device": device}).data)
 
 

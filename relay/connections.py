@@ -239,8 +239,11 @@ async def _heartbeat_forever() -> None:
 
 
 @database_sync_to_async
-def _beat_db(instance: str, robot_pks: list[int], user_ids: list[int]) -> tuple[set[int], set[int]]:
+def _beat_db(instance: str, robot_pks: list[int], user_ids: list[int],
+             login_ids: list[str]) -> tuple[set[int], set[int], set[str]]:
     from django.contrib.auth import get_user_model
+
+    from accounts.models import RevokedLogin
 
     presence.heartbeat_instance(instance)
     now = timezone.now()
@@ -251,7 +254,10 @@ def _beat_db(instance: str, robot_pks: list[int], user_ids: list[int]) -> tuple[
     for chunk in _chunks(user_ids, 500):
         active = set(get_user_model().objects.filter(pk__in=chunk, is_active=True).values_list("pk", flat=True))
         gone_users.update(set(chunk) - active)
-    return inactive, gone_users
+    revoked = set()
+    for chunk in _chunks(login_ids, 500):
+        revoked.update(RevokedLogin.objects.filter(login_id__in=chunk).values_list("login_id", flat=True))
+    return inactive, gone_users, revoked
 
 
 async def _liveness_forever() -> None:
@@ -313,19 +319,21 @@ async def reap_instance(instance: str) -> int:
 
 async def heartbeat_once() -> None:
     """One beat of this process: its presence rows and its robots' `last_seen` in a few UPDATEs (not one
-    query per socket); robots deactivated while their revocation was lost, and app sockets of users
-    deactivated or deleted without a signal (a bulk `update()`), are closed (4003); then the sweep.
+    query per socket); robots deactivated while their revocation was lost, app sockets of users
+    deactivated or deleted without a signal (a bulk `update()`), and app sockets of a logged-out login
+    whose close message was lost, are closed (4003); then the sweep.
     """
     parties = list(_local)
     robots = [p for p in parties if p.role == ROBOT]
     apps = [p for p in parties if p.role == APP]
-    inactive, gone_users = await _beat_db(_instance(), [p.device_pk for p in robots],
-                                          sorted({p.user_id for p in apps}))
+    inactive, gone_users, revoked_logins = await _beat_db(
+        _instance(), [p.device_pk for p in robots], sorted({p.user_id for p in apps}),
+        sorted({p.login_id for p in apps if p.login_id}))
     for party in robots:
         if party.device_pk in inactive:
             await delivery.control(party.channel_name, "revoked")
     for party in apps:
-        if party.user_id in gone_users:
+        if party.user_id in gone_users or party.login_id in revoked_logins:
             await delivery.control(party.channel_name, "revoked")
     await sweep_dead_instances()
 

@@ -150,7 +150,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
         logger.info("robot %s connected", identity.device_id)
 
     async def _become_app(self, identity: AppIdentity, *, accept: bool = False) -> None:
-        self.party = Party(APP, self.channel_name, user_id=identity.user_id)
+        self.party = Party(APP, self.channel_name, user_id=identity.user_id, login_id=identity.login_id)
         self.token_expires_at = identity.expires_at
         snapshot = await connections.app_connected(self.party, path=self.scope.get("path", ""))
         _open_consumers.add(self)
@@ -226,6 +226,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
         if identity is None or identity.user_id != self.party.user_id:
             raise RelayError(Code.NOT_AUTHORIZED, "token refused; the current token stays in force", "auth")
         self.token_expires_at = max(self.token_expires_at, identity.expires_at)
+        self.party.login_id = identity.login_id  # the socket now runs on this login's token
         await self.send_frame({"type": "auth_result", "success": True, "expires_at": iso(self.token_expires_at)})
 
     async def _token_has_expired(self) -> bool:
@@ -365,7 +366,10 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
     async def relay_revoked(self, message):
         """`relay.revoked`: the device was deactivated or its secret rotated, or the app's user was
-        deactivated; close with 4003."""
+        deactivated, or (with `login_id`) the login this app socket runs on was logged out; close with 4003."""
+        login_id = message.get("login_id")
+        if login_id is not None and (self.party is None or self.party.login_id != login_id):
+            return  # another login of the same user
         self.closing = True
         await self.close(code=CloseCode.AUTH_FAILED)
 

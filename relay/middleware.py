@@ -38,10 +38,12 @@ class RobotIdentity:
 
 @dataclass(frozen=True)
 class AppIdentity:
-    """An authenticated app: the user's id and the access token's expiry (aware UTC datetime)."""
+    """An authenticated app: the user's id, the access token's expiry (aware UTC datetime) and the login
+    the token belongs to (its `login_id` claim; None for tokens issued before logins were named)."""
 
     user_id: int
     expires_at: datetime
+    login_id: str | None = None
 
 
 def _headers(scope) -> dict[str, str]:
@@ -85,9 +87,11 @@ def authenticate_app(raw_token) -> AppIdentity | None:
     """Validate an access JWT (simplejwt: signature, expiry, token type) and load its active user.
 
     Returns an `AppIdentity` or None for anything else: expired, garbage, empty, a refresh token, a
-    token signed with another key, a deleted or deactivated user (field report F6). Never raises.
+    token signed with another key, a deleted or deactivated user (field report F6), a login that was
+    logged out (`accounts.services.login_is_revoked`). Never raises.
     """
     from accounts.models import User
+    from accounts.services import LOGIN_CLAIM, login_is_revoked
 
     if not isinstance(raw_token, str) or not raw_token or len(raw_token) > 4096:
         return None
@@ -95,11 +99,12 @@ def authenticate_app(raw_token) -> AppIdentity | None:
         token = AccessToken(raw_token)
         user_id = token[jwt_settings.USER_ID_CLAIM]
         expires_at = datetime.fromtimestamp(int(token["exp"]), UTC)
+        login_id = token.get(LOGIN_CLAIM)
     except (TokenError, KeyError, TypeError, ValueError):
         return None
-    if not User.objects.filter(pk=user_id, is_active=True).exists():
+    if not User.objects.filter(pk=user_id, is_active=True).exists() or login_is_revoked(login_id):
         return None
-    return AppIdentity(int(user_id), expires_at)
+    return AppIdentity(int(user_id), expires_at, login_id if isinstance(login_id, str) else None)
 
 
 def bearer_token(headers: dict[str, str]) -> str | None:

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
+from accounts.signals import login_revoked
 from devices.models import Device
 from devices.signals import device_paired, device_revoked, device_unpaired
 
@@ -111,6 +112,19 @@ def on_user_saved(sender, instance, created, **kwargs):
         return
     user_id = instance.pk
     transaction.on_commit(lambda: async_to_sync(user_deactivated_async)(user_id=user_id))
+
+
+async def login_revoked_async(*, user_id: int, login_id: str) -> None:
+    """A login was logged out: the app sockets of that login, on every instance, are closed (4003) at
+    once; the user's sockets of other logins stay (docs/protocol.md §16, §17.3)."""
+    await delivery.group_control(delivery.owner_group(user_id), "revoked", confirm=True, login_id=login_id)
+
+
+@receiver(login_revoked, dispatch_uid="relay.ownership.login_revoked")
+def on_login_revoked(sender, **kwargs):
+    """`accounts.signals.login_revoked` receiver (synchronous, after commit). A lost message is caught by
+    the socket's instance at its next heartbeat (`relay.connections.heartbeat_once`)."""
+    async_to_sync(login_revoked_async)(**_fields(kwargs, "user_id", "login_id"))
 
 
 def _fields(kwargs: dict, *names: str) -> dict:

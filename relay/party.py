@@ -32,8 +32,9 @@ class LiveSession:
 class Party:
     """One authenticated socket: `role` (`robot`/`app`), its `channel_name` and its routing facts.
 
-    A robot has `device_pk`/`device_id`/`owner_id`; an app has `user_id`, `devices`
-    (device_id → pk) and `robots` (device_id → robot channel).
+    A robot has `device_pk`/`device_id`/`owner_id`; an app has `user_id`, `login_id` (the login of the
+    token it runs on: a logout of that login closes it), `devices` (device_id → pk) and `robots`
+    (device_id → robot channel).
     """
 
     role: str
@@ -42,6 +43,7 @@ class Party:
     device_pk: int | None = None
     device_id: str | None = None
     owner_id: int | None = None
+    login_id: str | None = None
     devices: dict[str, int] = field(default_factory=dict)
     robots: dict[str, str] = field(default_factory=dict)
     sessions: dict[str, LiveSession] = field(default_factory=dict)

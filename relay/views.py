@@ -1,10 +1,12 @@
 """`/health` (database and channel layer) and `/stats` (cluster-wide counts)."""
 
 import asyncio
+import hmac
 import logging
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -71,12 +73,27 @@ async def health(request):
     return JsonResponse({"status": "ok", "checks": checks})
 
 
+def _operator_token_ok(request) -> bool:
+    """`Authorization: Bearer <WIMZ_STATS_TOKEN>`, compared in constant time; never with no token set."""
+    expected = settings.WIMZ_STATS_TOKEN
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                                                  expected.encode())
+
+
 @csrf_exempt
 @require_safe
 async def stats(request):
     """`GET /stats` → `{"robots_online","app_sockets","users_online","active_sessions"}` (ints).
 
     Counted from the shared presence and session rows, so the numbers are the whole cluster's, not
-    one process's.
+    one process's. Only for staff (a Django admin session) or the operator token
+    (`Authorization: Bearer <WIMZ_STATS_TOKEN>`); anyone else gets 403
+    `{"code":"permission_denied",...}` (docs/protocol.md §17.2).
     """
+    if not _operator_token_ok(request):
+        user = await request.auser()
+        if not (user.is_active and user.is_staff):
+            return JsonResponse({"code": "permission_denied", "detail": "Staff or the operator token only."},
+                                status=403)
     return JsonResponse(await connections.cluster_stats())

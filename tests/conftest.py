@@ -17,7 +17,8 @@ PASSWORD = "correct-horse-battery-9"
 @pytest.fixture(scope="session", autouse=True)
 def close_worker_thread_connections(django_db_setup, django_db_blocker):
     """After the run, close the connections that ORM calls from async tests opened on asgiref's worker
-    thread (persistent with CONN_MAX_AGE); an open one keeps the test database from being dropped.
+    thread (persistent without the pool, WIMZ_DB_POOL_MAX_SIZE=0); an open one keeps the test database
+    from being dropped.
     """
     yield
     import asyncio
@@ -35,14 +36,41 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+LOCMEM_CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
 @pytest.fixture(autouse=True)
-def clear_throttle_cache():
-    """DRF throttle counters live in the cache; each test starts with none."""
+def clear_throttle_cache(settings):
+    """DRF throttle counters live in the cache; each test starts with none, in local memory even when
+    REDIS_URL is set (clearing a Redis cache flushes the whole Redis database, live relays' keys with
+    it). Tests of the shared cache configure a Redis cache with a prefix of their own (`redis_cache`)."""
     from django.core.cache import cache
 
+    settings.CACHES = LOCMEM_CACHES
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def redis_cache(settings, require_services):
+    """The production cache (Django's RedisCache on REDIS_URL) under a fresh key prefix, removed afterwards."""
+    import uuid
+
+    import redis
+    from django.core.cache import cache
+
+    prefix = f"wimztest{uuid.uuid4().hex[:8]}"
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": os.environ["REDIS_URL"], "KEY_PREFIX": prefix}}
+    yield cache
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture

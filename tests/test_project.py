@@ -32,12 +32,32 @@ def test_debug_off_refuses_a_missing_secret_key_and_says_what_to_set():
     assert "DJANGO_SECRET_KEY" in result.stderr
 
 
-def test_debug_off_refuses_the_development_secret_key():
-    """The built-in development key is refused as well when DEBUG is off."""
-    from wimz.settings import DEV_SECRET_KEY
+def test_debug_off_refuses_the_published_development_secret_key():
+    """The key the project once shipped for DEBUG is refused as well when DEBUG is off."""
+    from wimz.settings import PUBLISHED_DEV_SECRET_KEY
 
-    result = _start_settings(DEBUG="0", DJANGO_SECRET_KEY=DEV_SECRET_KEY)
+    result = _start_settings(DEBUG="0", DJANGO_SECRET_KEY=PUBLISHED_DEV_SECRET_KEY)
     assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_debug_never_signs_with_a_published_key(tmp_path):
+    """DEBUG without DJANGO_SECRET_KEY (or with the published one) signs with this checkout's random key,
+    created once in a gitignored file, so that restarts keep tokens and sessions; another checkout gets
+    another key."""
+    from django.conf import settings as live
+
+    from wimz.settings import PUBLISHED_DEV_SECRET_KEY, dev_secret_key
+
+    assert live.SECRET_KEY != PUBLISHED_DEV_SECRET_KEY and len(live.SECRET_KEY) >= 50
+    code = "from django.conf import settings; print(settings.SECRET_KEY)"
+    first = _start_settings(code, DEBUG="1")
+    again = _start_settings(code, DEBUG="1", DJANGO_SECRET_KEY=PUBLISHED_DEV_SECRET_KEY)
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    assert first.stdout.strip() == again.stdout.strip() != PUBLISHED_DEV_SECRET_KEY
+    assert ".dev-secret-key" in (ROOT / ".gitignore").read_text().splitlines()
+    other = dev_secret_key(tmp_path / "key")
+    assert other == dev_secret_key(tmp_path / "key") != first.stdout.strip()
+    assert (tmp_path / "key").stat().st_mode & 0o077 == 0
 
 
 def test_management_commands_run_without_a_secret_key():
@@ -160,11 +180,33 @@ async def test_unknown_websocket_paths_are_refused_not_crashed(transactional_db)
         assert not connected, path
 
 
-def test_health_answers_head_for_load_balancer_probes(client, transactional_db):
+def test_health_answers_head_for_load_balancer_probes(client, transactional_db, settings):
     """Load balancers often probe with HEAD: /health and /stats accept it (GET and HEAD only).
 
     `transactional_db`: these async views reach the ORM through Channels' database_sync_to_async, whose
     close_old_connections() would close a connection held inside the `db` fixture's test transaction.
     """
+    settings.WIMZ_STATS_TOKEN = "op-token"
     for path in ("/health", "/stats"):
-        assert client.head(path).status_code == 200
+        assert client.head(path, HTTP_AUTHORIZATION="Bearer op-token").status_code == 200
+
+
+def test_stats_answers_only_staff_and_the_operator_token(client, transactional_db, settings, make_user,
+                                                         access_token):
+    """/stats is not public: anonymous callers, ordinary users (session or JWT), a wrong or empty operator
+    token get 403 `permission_denied`; a staff admin session and `Bearer <WIMZ_STATS_TOKEN>` get the counts."""
+    settings.WIMZ_STATS_TOKEN = "op-token"
+    keys = {"robots_online", "app_sockets", "users_online", "active_sessions"}
+    user = make_user("plain@example.com")
+    for headers in ({}, {"HTTP_AUTHORIZATION": "Bearer nope"}, {"HTTP_AUTHORIZATION": "Bearer "},
+                    {"HTTP_AUTHORIZATION": f"Bearer {access_token(user)}"}):
+        r = client.get("/stats", **headers)
+        assert r.status_code == 403 and r.json()["code"] == "permission_denied", headers
+    client.force_login(user)
+    assert client.get("/stats").status_code == 403
+    assert set(client.get("/stats", HTTP_AUTHORIZATION="Bearer op-token").json()) == keys
+    client.force_login(make_user("staff@example.com", is_staff=True))
+    assert set(client.get("/stats").json()) == keys
+    settings.WIMZ_STATS_TOKEN = ""
+    client.logout()
+    assert client.get("/stats", HTTP_AUTHORIZATION="Bearer ").status_code == 403

@@ -7,7 +7,9 @@ One place for the flags that `make run`, the live tests and the demo share:
   `MESSAGE_TOO_LARGE` with the socket kept open.
 - `--websocket_timeout -1`: robots hold their socket for days; daphne's default closes it after 24 h.
 - `--ping-interval 20 --ping-timeout 30`: WebSocket pings find half-open TCP connections (field report F1).
-- `--proxy-headers`: the client address from X-Forwarded-For behind the load balancer.
+No `--proxy-headers`: daphne would take the leftmost X-Forwarded-For entry from any peer, a value the
+client chooses. The client address is settled by `wimz.proxy` instead (only from `WIMZ_TRUSTED_PROXIES`),
+in the ASGI scope and, through `RelayServer.create_application`, in daphne's access log.
 Environment: `HOST` (127.0.0.1) and `PORT` (8000) as defaults for `--host`/`--port`.
 """
 
@@ -35,7 +37,6 @@ def daphne_argv(host: str, port: int, extra: list[str] | None = None) -> list[st
         "--websocket_timeout", "-1",
         "--ping-interval", "20",
         "--ping-timeout", "30",
-        "--proxy-headers",
         *(extra or []),
         "wimz.asgi:application",
     ]
@@ -87,8 +88,14 @@ def relay_server_class():
             # Consumers read how much their socket has not yet sent (docs/protocol.md §19.2: a socket
             # that does not drain is shed, then closed), so no client can fill the server's memory.
             from relay.transport import TRANSPORT_BUFFERED_KEY, transport_buffered_bytes
+            from wimz.proxy import resolve_scope
 
             scope[TRANSPORT_BUFFERED_KEY] = partial(transport_buffered_bytes, protocol)
+            # The trusted-proxy rule (wimz.proxy), applied here too so that daphne's access log names the
+            # same client as the scope; the ASGI middleware then finds it done.
+            scope = resolve_scope(scope)
+            if scope.get("client"):
+                protocol.client_addr = list(scope["client"])
             return super().create_application(protocol, scope)
 
         def run(self):

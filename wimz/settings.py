@@ -11,29 +11,71 @@ from pathlib import Path
 
 import environ
 
+from wimz.proxy import parse_networks
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-DEV_SECRET_KEY = "django-insecure-wimz-development-key-do-not-use-in-production"
+# The key this project once shipped for DEBUG: published, so refused everywhere (it would let anyone mint
+# tokens). DEBUG without DJANGO_SECRET_KEY uses a random key of this checkout instead (`dev_secret_key`).
+PUBLISHED_DEV_SECRET_KEY = "django-insecure-wimz-development-key-do-not-use-in-production"
+DEV_SECRET_KEY_FILE = BASE_DIR / ".dev-secret-key"  # gitignored; generated once, so restarts keep sessions
+
+
+def dev_secret_key(path: Path = DEV_SECRET_KEY_FILE) -> str:
+    """The development key of this checkout: read from `path`, created there (mode 0600) on first use.
+
+    Creation is atomic (a temporary file hard-linked into place), so processes starting together (a test
+    run and its relay subprocesses) agree on one key. A checkout that cannot be written to gets a key for
+    this process only.
+    """
+    import os
+    import secrets
+    import tempfile
+
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_urlsafe(50)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".dev-secret-key.")
+        try:
+            os.write(fd, key.encode())
+            os.close(fd)
+            os.link(tmp, path)  # fails if another process won: then read its key
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        return path.read_text().strip()
+    except OSError:
+        return key
+
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 # The key signs every access/refresh token and admin session. With DEBUG off the relay refuses to
 # start serving without a real one (wimz/asgi.py raises `SERVE_REFUSED_REASON`). Management
 # commands (migrate, provision_device, rotate_device_secret, ...) sign nothing and run regardless.
-INSECURE_SECRET_KEY = not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY
+INSECURE_SECRET_KEY = not SECRET_KEY or SECRET_KEY == PUBLISHED_DEV_SECRET_KEY
 # Decided here, from the environment, so that test runners that flip settings.DEBUG do not change it.
 SERVE_REFUSED_REASON = (
-    "DJANGO_SECRET_KEY is missing or is the development key. Set DJANGO_SECRET_KEY to a long random value "
-    "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), or set DEBUG=1 for local development."
+    "DJANGO_SECRET_KEY is missing or is the published development key. Set DJANGO_SECRET_KEY to a long random "
+    "value (python -c 'import secrets; print(secrets.token_urlsafe(50))'), or set DEBUG=1 for local development."
     if INSECURE_SECRET_KEY and not DEBUG
     else ""
 )
 if INSECURE_SECRET_KEY:
-    SECRET_KEY = DEV_SECRET_KEY
+    if DEBUG:
+        SECRET_KEY = dev_secret_key()
+    else:  # management commands only (serving is refused above): a key nobody else knows
+        import secrets
+
+        SECRET_KEY = secrets.token_urlsafe(50)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 
@@ -89,6 +131,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# Admin messages live in the server-side session, not in the messages cookie: the admin shows a new
+# device secret once in a message, and the cookie is signed, not encrypted (anyone holding it reads it).
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
 ROOT_URLCONF = "wimz.urls"
 ASGI_APPLICATION = "wimz.asgi.application"
 WSGI_APPLICATION = None
@@ -112,11 +158,26 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
+WIMZ_DB_POOL_MIN_SIZE = env.int("WIMZ_DB_POOL_MIN_SIZE", default=2)
+WIMZ_DB_POOL_MAX_SIZE = env.int("WIMZ_DB_POOL_MAX_SIZE", default=10)
+WIMZ_DB_POOL_TIMEOUT = env.float("WIMZ_DB_POOL_TIMEOUT", default=10.0)
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
-    # Persistent connections: Channels runs every ORM call of a process on one thread, and opening a
-    # PostgreSQL connection per call cost more than the queries (bench/README.md: ICE burst 49 → 127
-    # frames/s, handshake 129 → 57 ms with reuse).
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("WIMZ_DB_CONN_MAX_AGE", default=60))
+    # A psycopg connection pool per process (docs/operations.md "Database connections"). Under ASGI Django
+    # runs each HTTP request's sync code on a thread of its own, so persistent connections (CONN_MAX_AGE)
+    # left one idle connection per request thread (200 REST requests: 32, never closed). With the pool,
+    # closing a connection (end of a request, end of a Channels ORM call) hands it back, and a process
+    # never holds more than WIMZ_DB_POOL_MAX_SIZE; Channels' ORM thread still never opens a connection
+    # per call (bench/README.md: opening one per call cost more than the queries).
+    # WIMZ_DB_POOL_MAX_SIZE=0 turns the pool off: then WIMZ_DB_CONN_MAX_AGE applies (0 = per request).
+    if WIMZ_DB_POOL_MAX_SIZE > 0:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # required by the pool: "closing" returns the connection
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(WIMZ_DB_POOL_MIN_SIZE, WIMZ_DB_POOL_MAX_SIZE),
+            "max_size": WIMZ_DB_POOL_MAX_SIZE,
+            "timeout": WIMZ_DB_POOL_TIMEOUT,  # seconds a request waits for a free connection, then errors
+        }
+    else:
+        DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("WIMZ_DB_CONN_MAX_AGE", default=0))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Channels runs every ORM call on one thread (database_sync_to_async); a short busy timeout
@@ -169,10 +230,27 @@ else:
         }
     }
 
+# --- Cache: REST throttle counters, shared by every instance through Redis when REDIS_URL is set ----
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("WIMZ_CHANNEL_PREFIX", default="wimz") + ":cache",
+        }
+    }
+else:  # one process: its own memory is the whole relay
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Trusted proxies (docs/operations.md "Trusted proxies") ------------------------------------
+# X-Forwarded-For / X-Forwarded-Proto are honoured only from these peers (IP addresses or CIDR networks,
+# comma-separated; none by default). wimz/proxy.py applies the rule to every HTTP and WebSocket scope.
+WIMZ_TRUSTED_PROXIES = parse_networks(env.list("WIMZ_TRUSTED_PROXIES", default=[]))
+
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.JWTAuthentication",  # simplejwt's, refusing logged-out logins
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -182,11 +260,22 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
     ],
+    # The client address is REMOTE_ADDR, which wimz.proxy has already settled from the trusted proxies
+    # (never a client-written X-Forwarded-For); the project's throttles (wimz/throttling.py) read only it.
+    "NUM_PROXIES": 0,
+    # docs/operations.md "Throttles and limits (HTTP)": per address generous (a carrier-grade NAT puts many
+    # honest users behind one address), per account and per user tight, plus a cluster-wide budget of
+    # failed pairing-code guesses.
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("WIMZ_THROTTLE_ANON", default="120/min"),
         "user": env.str("WIMZ_THROTTLE_USER", default="600/min"),
-        "auth": env.str("WIMZ_THROTTLE_AUTH", default="30/min"),
-        "pair": env.str("WIMZ_THROTTLE_PAIR", default="20/min"),
+        "login_account": env.str("WIMZ_THROTTLE_LOGIN_ACCOUNT", default="10/min"),
+        "login_address": env.str("WIMZ_THROTTLE_LOGIN_ADDRESS", default="120/min"),
+        "register_address": env.str("WIMZ_THROTTLE_REGISTER_ADDRESS", default="120/hour"),
+        "robot_address": env.str("WIMZ_THROTTLE_ROBOT_ADDRESS", default="120/min"),
+        "pair_user": env.str("WIMZ_THROTTLE_PAIR_USER", default="10/min"),
+        "pair_address": env.str("WIMZ_THROTTLE_PAIR_ADDRESS", default="60/min"),
+        "pair_failed_global": env.str("WIMZ_THROTTLE_PAIR_FAILED_GLOBAL", default="1000/hour"),
     },
 }
 
@@ -215,6 +304,9 @@ SPECTACULAR_SETTINGS = {
 CORS_ALLOWED_ORIGINS = env.list("WIMZ_ALLOWED_ORIGINS", default=[])
 WIMZ_ALLOWED_ORIGINS = CORS_ALLOWED_ORIGINS
 
+# `/stats` answers staff (admin session) and requests bearing this operator token; empty: staff only.
+WIMZ_STATS_TOKEN = env.str("WIMZ_STATS_TOKEN", default="")
+
 # --- Relay settings named by the wire contract (docs/protocol.md §18) -----------------------
 WIMZ_DEVICE_AUTH_SKEW = env.int("WIMZ_DEVICE_AUTH_SKEW", default=300)  # seconds, ±
 WIMZ_SESSION_SETUP_TIMEOUT = env.float("WIMZ_SESSION_SETUP_TIMEOUT", default=30.0)  # seconds
@@ -238,6 +330,10 @@ WIMZ_INSTANCE_TTL = env.float("WIMZ_INSTANCE_TTL", default=8.0)
 # Pairing codes (seconds): obtained by the robot with a signed request / issued at provisioning.
 WIMZ_PAIRING_CODE_TTL = env.int("WIMZ_PAIRING_CODE_TTL", default=600)
 WIMZ_PROVISIONING_CODE_TTL = env.int("WIMZ_PROVISIONING_CODE_TTL", default=7 * 86400)
+
+# History retention in days for `manage.py purge_history` (docs/operations.md "Retention"); 0 keeps forever.
+WIMZ_RETENTION_CONNECTIONS_DAYS = env.int("WIMZ_RETENTION_CONNECTIONS_DAYS", default=30)
+WIMZ_RETENTION_SESSIONS_DAYS = env.int("WIMZ_RETENTION_SESSIONS_DAYS", default=90)
 
 # --- ICE servers (docs/protocol.md §14) ------------------------------------------------
 WIMZ_ICE_PROVIDER = env.str("WIMZ_ICE_PROVIDER", default="stun")  # stun | cloudflare | coturn

@@ -1,7 +1,6 @@
 """The accounts REST API: register, login, refresh, logout, me, validate (docs/protocol.md §17)."""
 
 import pytest
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework_simplejwt import serializers as jwt_serializers
 
 from accounts.models import User
@@ -200,12 +199,19 @@ def test_validate_rejects_refresh_token_and_inactive_user(api, make_user):
     assert api.get("/api/auth/validate").status_code == 401
 
 
-def test_login_and_register_are_throttled(api, make_user, monkeypatch):
-    """Register and login share the `auth` throttle scope: past the rate they answer 429 `throttled`."""
-    monkeypatch.setitem(ScopedRateThrottle.THROTTLE_RATES, "auth", "2/min")
-    make_user()
-    assert login(api).status_code == 200
-    assert register(api).status_code == 201
-    r = login(api)
-    assert r.status_code == 429
-    assert r.json()["code"] == "throttled"
+
+
+@pytest.mark.parametrize("change", ["deleted", "deactivated"])
+def test_refresh_of_a_deleted_or_inactive_user_answers_401(api, make_user, change):
+    """A refresh token whose user was deleted (was: 500 NotSupportedError/DoesNotExist) or deactivated
+    answers 401 `token_not_valid`, like any other unusable refresh token."""
+    user = make_user()
+    refresh = login(api).json()["refresh"]
+    if change == "deleted":
+        user.delete()
+    else:
+        user.is_active = False
+        user.save()
+    r = api.post("/api/auth/refresh", {"refresh": refresh})
+    assert r.status_code == 401, r.content
+    assert r.json()["code"] == "token_not_valid"

@@ -73,10 +73,32 @@ def test_admin_add_generates_secret_and_code(admin_client):
     assert PairingCode.objects.filter(device=device, kind=PairingCode.Kind.PROVISIONING).exists()
 
 
-def test_admin_add_refuses_bad_device_id(admin_client):
-    """The admin form applies protocol.md's device_id alphabet."""
-    r = admin_client.post("/admin/devices/device/add/", {"device_id": "bad id", "is_active": "on"})
+def test_new_secrets_never_travel_in_a_cookie(admin_client):
+    """The secret shown once after "add" and "rotate secret" is rendered from the server-side session:
+    no Set-Cookie of any response carries it (the messages cookie is signed, not encrypted)."""
+    r = admin_client.post("/admin/devices/device/add/", {"device_id": "added_02", "name": "", "is_active": "on"})
+    device = Device.objects.get(device_id="added_02")
+    cookies = [r.cookies.output()]
+    page = admin_client.get(r["Location"])
+    cookies.append(page.cookies.output())
+    assert device.secret.encode() in page.content  # shown once, on the page
+    r = admin_client.post("/admin/devices/device/", {"action": "rotate_secret", "_selected_action": [device.pk]})
+    cookies.append(r.cookies.output())
+    page = admin_client.get(r["Location"])
+    cookies.append(page.cookies.output())
+    device.refresh_from_db()
+    assert device.secret.encode() in page.content
+    assert "messages" not in "".join(cookies)
+    for value in admin_client.cookies.values():
+        assert device.secret not in value.value
+
+
+@pytest.mark.parametrize("device_id", ["bad id", ".", ".."])
+def test_admin_add_refuses_bad_device_id(admin_client, device_id):
+    """The admin form applies protocol.md's device_id rule (alphabet, and no dot-segment)."""
+    r = admin_client.post("/admin/devices/device/add/", {"device_id": device_id, "is_active": "on"})
     assert r.status_code == 200  # form redisplayed with the error
+    assert b"not . or .." in r.content
     assert not Device.objects.exists()
 
 

@@ -42,7 +42,7 @@ def test_provision_plain_output_and_owner(make_user):
     assert device.owner == user and device.paired_at is not None
 
 
-@pytest.mark.parametrize("device_id", ["bad id", "робот-1", "x" * 65, ""])
+@pytest.mark.parametrize("device_id", ["bad id", "робот-1", "x" * 65, "", ".", ".."])
 def test_provision_invalid_id_is_command_error(device_id):
     """An id outside protocol.md's alphabet fails with a CommandError naming the rule; nothing is created."""
     with pytest.raises(CommandError, match="1-64 characters"):
@@ -154,9 +154,10 @@ def test_bulk_refuses_duplicates_and_writes_nothing(tmp_path, make_device):
 def test_bulk_refuses_bad_ids_unknown_owners_and_mixed_modes(tmp_path):
     """Invalid ids, unknown owner emails, and mixing modes are CommandErrors; nothing is written."""
     path = tmp_path / "bad.csv"
-    path.write_text("good_1\nbad id\n")
-    with pytest.raises(CommandError, match="1-64 characters"):
-        run("provision_device", "--csv", str(path))
+    for bad in ("bad id", ".", ".."):
+        path.write_text(f"good_1\n{bad}\n")
+        with pytest.raises(CommandError, match="1-64 characters"):
+            run("provision_device", "--csv", str(path))
     path.write_text("good_1,,ghost@example.com\n")
     with pytest.raises(CommandError, match="No user"):
         run("provision_device", "--csv", str(path))
@@ -178,3 +179,16 @@ def test_bulk_ten_thousand_in_one_process():
     assert len(done) == 10_000 and done[-1].device_id == "big_9999"
     assert Device.objects.count() == 10_000 and PairingCode.objects.count() == 10_000
     assert len({p.secret for p in done}) == 10_000
+
+
+@pytest.mark.parametrize("device_id", [".", ".."])
+def test_dot_segment_ids_are_refused_by_the_service_too(device_id):
+    """`device_provision` (the single-device path) answers `invalid_device_id` for `.`/`..`: a REST path
+    `/api/devices/..` could never reach them."""
+    from devices.errors import InvalidDeviceId
+    from devices.services import device_provision
+
+    with pytest.raises(InvalidDeviceId) as info:
+        device_provision(device_id=device_id)
+    assert info.value.code == "invalid_device_id"
+    assert not Device.objects.exists()

@@ -15,6 +15,8 @@ import pytest
 
 from wimz.serve import RelayProcess
 
+STATS_TOKEN = "live-test-operator-token"  # /stats for the live relays (WIMZ_STATS_TOKEN)
+
 
 class LiveRelay(RelayProcess):
     """A relay process with daphne's access log and verbose logs in its output (field report F8 reads them)."""
@@ -42,6 +44,7 @@ def relay_env(settings, **extra) -> dict:
         REDIS_URL=os.environ["REDIS_URL"],
         WIMZ_CHANNEL_PREFIX=f"wimztest{uuid.uuid4().hex[:8]}",
         LOG_LEVEL="DEBUG",
+        WIMZ_STATS_TOKEN=STATS_TOKEN,
         PYTHONUNBUFFERED="1",
     )
     env.update({k: str(v) for k, v in extra.items()})

@@ -12,6 +12,7 @@ import websockets
 from relay.models import Session
 from tests.fixtures import aiortc_call
 from tests.live import client as c
+from tests.live.conftest import STATS_TOKEN
 
 pytestmark = [pytest.mark.live, pytest.mark.services]
 
@@ -97,7 +98,8 @@ async def test_stats_and_presence_are_cluster_wide(live_relays, world):
         await c.recv_type(app1, "device_status")
         for relay in (a, b):
             async with httpx.AsyncClient() as http:
-                stats = (await http.get(relay.http + "/stats", timeout=5)).json()
+                stats = (await http.get(relay.http + "/stats", timeout=5,
+                                        headers={"Authorization": f"Bearer {STATS_TOKEN}"})).json()
             assert stats == {"robots_online": 1, "app_sockets": 2, "users_online": 1, "active_sessions": 0}
         await robot.close()
         offline = await c.recv_type(app1, "device_status")

@@ -99,7 +99,7 @@ async def test_heartbeat_refreshes_every_row_of_the_process_in_a_few_queries(wor
 
         old = Connection.objects.filter(disconnected_at__isnull=True).update(heartbeat_at="2000-01-01T00:00:00Z")
         with CaptureQueriesContext(connection) as queries:
-            connections._beat_db.func(instance, [robot.device_pk], [world.u1.pk])
+            connections._beat_db.func(instance, [robot.device_pk], [world.u1.pk], [])
         fresh = Connection.objects.filter(disconnected_at__isnull=True, heartbeat_at__year__gt=2000).count()
         assert old == fresh == 6
         return len(queries), fresh

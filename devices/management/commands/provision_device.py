@@ -48,7 +48,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from devices.errors import DeviceError
-from devices.models import Device, PairingCode, is_valid_device_id
+from devices.models import DEVICE_ID_RULE, Device, PairingCode, is_valid_device_id
 from devices.pairing import generate_code
 from devices.signing import generate_secret
 
@@ -107,7 +107,7 @@ def validate_specs(specs: list[DeviceSpec]) -> None:
     bad = [s.device_id for s in specs if not is_valid_device_id(s.device_id)]
     if bad:
         raise CommandError(
-            f"Invalid device id(s) {_named(bad)}: device_id must be 1-64 characters of A-Z a-z 0-9 _ . -"
+            f"Invalid device id(s) {_named(bad)}: {DEVICE_ID_RULE}"
         )
     long_names = [s.device_id for s in specs if len(s.name) > NAME_MAX_LENGTH]
     if long_names:
@@ -221,7 +221,7 @@ class Command(BaseCommand):
             "(printed once) and provisioning pairing codes.")
 
     def add_arguments(self, parser):
-        parser.add_argument("device_id", nargs="?", help="1-64 characters of A-Z a-z 0-9 _ . - (single device)")
+        parser.add_argument("device_id", nargs="?", help="1-64 of A-Z a-z 0-9 _ . -, not . or .. (single device)")
         parser.add_argument("--name", default="", help="display name (in --count mode: of every device)")
         parser.add_argument("--owner", default=None,
                             help="email of an existing user to pair the robot(s) with now (--csv: rows without one)")
