@@ -131,13 +131,25 @@ def services_available() -> bool:
     return os.environ.get("DATABASE_URL", "").startswith("postgres") and bool(os.environ.get("REDIS_URL"))
 
 
-@pytest.fixture
-def require_services():
-    """Skip (with the reason) without PostgreSQL + Redis; fail instead when WIMZ_REQUIRE_SERVICES=1 (CI)."""
+def _skip_or_fail_without_services() -> None:
     if not services_available():
         if os.environ.get("WIMZ_REQUIRE_SERVICES") == "1":
             pytest.fail("WIMZ_REQUIRE_SERVICES=1 but DATABASE_URL (postgres) / REDIS_URL are not set")
         pytest.skip("needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL); CI sets both")
+
+
+@pytest.fixture
+def require_services():
+    """Skip (with the reason) without PostgreSQL + Redis; fail instead when WIMZ_REQUIRE_SERVICES=1 (CI)."""
+    _skip_or_fail_without_services()
+
+
+def pytest_runtest_setup(item):
+    """A test marked `services` needs PostgreSQL + Redis whatever fixtures it uses: skipped without
+    them, failed under WIMZ_REQUIRE_SERVICES=1."""
+    if item.get_closest_marker("services") is not None:
+        _skip_or_fail_without_services()
+
 
 @dataclass
 class World:
