@@ -33,6 +33,24 @@ class OwnerSetFilter(admin.SimpleListFilter):
         return queryset
 
 
+class OnlineFilter(admin.SimpleListFilter):
+    """Filter devices by whether their robot is connected now (live presence, one query)."""
+
+    title = "online"
+    parameter_name = "online"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "online"), ("no", "offline"))
+
+    def queryset(self, request, queryset):
+        if self.value() not in ("yes", "no"):
+            return queryset
+        online = online_device_ids(queryset.values_list("device_id", flat=True))
+        if self.value() == "yes":
+            return queryset.filter(device_id__in=online)
+        return queryset.exclude(device_id__in=online)
+
+
 class DeviceChangeList(ChangeList):
     """ChangeList that fetches presence for the whole page in one query after the page is loaded."""
 
@@ -45,16 +63,17 @@ class DeviceChangeList(ChangeList):
 
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
-    """Robots: owner, presence, firmware; actions to rotate the secret (shown once) and deactivate."""
+    """Robots: owner, presence, firmware; actions to rotate the secret (shown once), unpair, deactivate and
+    reactivate, each recorded in Django's admin log (who, when, what)."""
 
     list_display = ("device_id", "name", "owner", "online", "last_seen", "firmware_version", "is_active", "paired_at")
-    list_filter = ("is_active", OwnerSetFilter, "firmware_version")
+    list_filter = ("is_active", OnlineFilter, OwnerSetFilter, "firmware_version")
     search_fields = ("device_id", "name", "owner__email")
     list_select_related = ("owner",)
     autocomplete_fields = ("owner",)
     exclude = ("secret",)
     readonly_fields = ("last_seen", "paired_at", "created_at", "firmware_version", "capabilities")
-    actions = ("rotate_secret", "unpair", "deactivate")
+    actions = ("rotate_secret", "unpair", "deactivate", "reactivate")
 
     def get_changelist(self, request, **kwargs):
         return DeviceChangeList
@@ -73,16 +92,17 @@ class DeviceAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         """On creation, give the device a secret and a provisioning code and show both once. Unticking
-        "active" in the form deactivates through the service, as the action does (socket closed, codes
-        expired).
+        or ticking "active" in the form goes through the service, as the actions do (socket closed and
+        codes expired; or the owner's apps told the device is back).
         """
         if change:
-            deactivating = "is_active" in form.changed_data and not obj.is_active
-            if deactivating:
-                obj.is_active = True  # the service below makes the change, with its side effects
+            toggled = "is_active" in form.changed_data
+            wanted = obj.is_active
+            if toggled:
+                obj.is_active = not wanted  # the service below makes the change, with its side effects
             super().save_model(request, obj, form, change)
-            if deactivating:
-                services.device_deactivate(device=obj)
+            if toggled:
+                (services.device_reactivate if wanted else services.device_deactivate)(device=obj)
             return
         obj.secret = generate_secret()
         if obj.owner_id:
@@ -99,13 +119,16 @@ class DeviceAdmin(admin.ModelAdmin):
     def rotate_secret(self, request, queryset):
         for device in queryset:
             secret = services.device_rotate_secret(device=device)
+            self.log_change(request, device, "Rotated the secret (admin action).")
             messages.warning(request, f"New secret for {device.device_id} (shown only now): {secret}")
 
     @admin.action(description="Unpair from its owner (ends its sessions)")
     def unpair(self, request, queryset):
         count = 0
         for device in queryset.filter(owner__isnull=False).select_related("owner"):
+            owner = device.owner.email
             services.device_unpair(user=device.owner, device=device)
+            self.log_change(request, device, f"Unpaired from {owner} (admin action).")
             count += 1
         messages.success(request, f"{count} device(s) unpaired.")
 
@@ -114,8 +137,18 @@ class DeviceAdmin(admin.ModelAdmin):
         count = 0
         for device in queryset.filter(is_active=True):
             services.device_deactivate(device=device)
+            self.log_change(request, device, "Deactivated (admin action).")
             count += 1
         messages.success(request, f"{count} device(s) deactivated.")
+
+    @admin.action(description="Reactivate (accept its signatures again, show it to its owner)")
+    def reactivate(self, request, queryset):
+        count = 0
+        for device in queryset.filter(is_active=False):
+            services.device_reactivate(device=device)
+            self.log_change(request, device, "Reactivated (admin action).")
+            count += 1
+        messages.success(request, f"{count} device(s) reactivated.")
 
 
 @admin.register(PairingCode)

@@ -195,6 +195,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# Admin times to the second with their zone (wimz/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["wimz.formats"]
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"

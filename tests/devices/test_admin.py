@@ -147,3 +147,65 @@ def test_unticking_active_in_the_device_form_deactivates_through_the_service(mak
     device.is_active = False
     site._registry[Device].save_model(rf.post("/"), device, SimpleNamespace(changed_data=["is_active"]), True)
     assert calls == ["wimz_form_01"]
+
+
+def test_every_device_action_is_recorded_in_the_admin_log(admin_client, admin_user, make_device, make_user):
+    """rotate, unpair, deactivate, reactivate: each leaves a LogEntry naming the staff user, the device
+    and what was done (Django's admin log: who and when)."""
+    from django.contrib.admin.models import LogEntry
+
+    owner = make_user("owner@example.com")
+    device, secret = make_device(owner=owner)
+    for action in ("rotate_secret", "unpair", "deactivate", "reactivate"):
+        admin_client.post("/admin/devices/device/", {"action": action, "_selected_action": [device.pk]})
+    entries = list(LogEntry.objects.filter(object_id=str(device.pk)).order_by("pk"))
+    assert [e.get_change_message() for e in entries] == [
+        "Rotated the secret (admin action).",
+        "Unpaired from owner@example.com (admin action).",
+        "Deactivated (admin action).",
+        "Reactivated (admin action).",
+    ]
+    assert {e.user_id for e in entries} == {admin_user.pk} and all(e.action_time for e in entries)
+    device.refresh_from_db()
+    assert device.is_active and device.owner is None
+    assert all(device.secret not in e.get_change_message() and secret not in e.get_change_message() for e in entries)
+
+
+def test_reactivate_action_and_form_go_through_the_service(admin_client, make_device, make_user, monkeypatch):
+    """The reactivate action, and ticking "active" in the form, call `device_reactivate` (which tells the
+    owner's apps), never a bare field save."""
+    from devices import services
+
+    calls = []
+    real = services.device_reactivate
+    monkeypatch.setattr(services, "device_reactivate", lambda *, device: calls.append(device.device_id) or real(
+        device=device))
+    owner = make_user("owner@example.com")
+    a, _ = make_device("r_a", owner=owner, is_active=False)
+    b, _ = make_device("r_b", owner=owner, is_active=False)
+    admin_client.post("/admin/devices/device/", {"action": "reactivate", "_selected_action": [a.pk]})
+    form = admin_client.get(f"/admin/devices/device/{b.pk}/change/")
+    assert form.status_code == 200
+    admin_client.post(f"/admin/devices/device/{b.pk}/change/", {"name": "", "is_active": "on",
+                                                                "capabilities": "[]"})
+    assert calls == ["r_a", "r_b"]
+    assert Device.objects.filter(is_active=True).count() == 2
+
+
+def test_online_filter(admin_client, make_device, set_online):
+    """`?online=yes` lists connected robots only, `?online=no` the others."""
+    up, _ = make_device("r_up")
+    make_device("r_down")
+    set_online(up)
+    yes = admin_client.get("/admin/devices/device/", {"online": "yes"}).content
+    no = admin_client.get("/admin/devices/device/", {"online": "no"}).content
+    assert b"r_up" in yes and b"r_down" not in yes
+    assert b"r_down" in no and b"r_up" not in no
+
+
+def test_admin_times_show_seconds_and_zone(admin_client, make_device):
+    """Times in the admin read `2026-01-01 12:34:56 UTC`, not `Jan. 1, 2026, 12:34 p.m.`."""
+    import datetime
+
+    make_device("r_seen", last_seen=datetime.datetime(2026, 1, 1, 12, 34, 56, tzinfo=datetime.UTC))
+    assert b"2026-01-01 12:34:56 UTC" in admin_client.get("/admin/devices/device/").content
