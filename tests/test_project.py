@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from wimz.logging import ScrubSecretsFilter, scrub
@@ -60,6 +61,15 @@ def test_debug_never_signs_with_a_published_key(tmp_path):
     assert (tmp_path / "key").stat().st_mode & 0o077 == 0
 
 
+@pytest.mark.parametrize("key", ["abc", "changeme", "django-insecure-" + "x1y2z3" * 10, "ab" * 40, "k" * 49 + "z"])
+def test_debug_off_refuses_short_placeholder_or_low_entropy_keys(key):
+    """With DEBUG off a key that is short, a placeholder, Django's insecure prefix or made of < 5 distinct
+    characters refuses to serve, saying why; a 50-character random key is accepted (next tests)."""
+    result = _start_settings(DEBUG="0", DJANGO_SECRET_KEY=key)
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY is" in result.stderr, result.stderr[-300:]
+    assert len(key) < 8 or key not in result.stderr  # the refused key itself is never echoed
+
+
 def test_management_commands_run_without_a_secret_key():
     """Commands sign nothing: `manage.py check` runs with DEBUG off and no key (only serving refuses)."""
     result = _start_settings("import sys; from django.core.management import execute_from_command_line; "
@@ -68,8 +78,12 @@ def test_management_commands_run_without_a_secret_key():
 
 
 def test_debug_off_starts_with_a_real_secret_key():
-    """A real key with DEBUG off starts."""
-    result = _start_settings(DEBUG="0", DJANGO_SECRET_KEY="k" * 50, ALLOWED_HOSTS="relay.example.com")
+    """A real (50 random characters) key with DEBUG off starts."""
+    import secrets
+
+    key = secrets.token_urlsafe(38)
+    assert len(key) >= 50
+    result = _start_settings(DEBUG="0", DJANGO_SECRET_KEY=key, ALLOWED_HOSTS="relay.example.com")
     assert result.returncode == 0, result.stderr
 
 

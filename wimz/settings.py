@@ -56,6 +56,21 @@ def dev_secret_key(path: Path = DEV_SECRET_KEY_FILE) -> str:
         return key
 
 
+def weak_secret_key_reason(key: str) -> str:
+    """Why `key` cannot sign production tokens ("" when it can): missing, the published development key,
+    Django's `django-insecure-` placeholder, a placeholder such as `changeme`, shorter than 50 characters
+    or with fewer than 5 distinct ones (the thresholds of Django's own check security.W009)."""
+    if not key:
+        return "DJANGO_SECRET_KEY is missing"
+    if key == PUBLISHED_DEV_SECRET_KEY or key.startswith("django-insecure-"):
+        return "DJANGO_SECRET_KEY is a published development key"
+    if key.lower() in {"changeme", "change-me", "secret", "secret-key", "your-secret-key", "replace-me", "xxx"}:
+        return "DJANGO_SECRET_KEY is a placeholder"
+    if len(key) < 50 or len(set(key)) < 5:
+        return "DJANGO_SECRET_KEY is too short (50+ characters, 5+ distinct ones)"
+    return ""
+
+
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 # The key signs every access/refresh token and admin session. With DEBUG off the relay refuses to
@@ -63,10 +78,12 @@ SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 # commands (migrate, provision_device, rotate_device_secret, ...) sign nothing and run regardless.
 INSECURE_SECRET_KEY = not SECRET_KEY or SECRET_KEY == PUBLISHED_DEV_SECRET_KEY
 # Decided here, from the environment, so that test runners that flip settings.DEBUG do not change it.
+# DEBUG tolerates a weak explicit key (local runs); without DEBUG a weak key refuses to serve.
+_WEAK_KEY = weak_secret_key_reason(SECRET_KEY)
 SERVE_REFUSED_REASON = (
-    "DJANGO_SECRET_KEY is missing or is the published development key. Set DJANGO_SECRET_KEY to a long random "
-    "value (python -c 'import secrets; print(secrets.token_urlsafe(50))'), or set DEBUG=1 for local development."
-    if INSECURE_SECRET_KEY and not DEBUG
+    f"{_WEAK_KEY}. Set DJANGO_SECRET_KEY to a long random value "
+    "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), or set DEBUG=1 for local development."
+    if _WEAK_KEY and not DEBUG
     else ""
 )
 if INSECURE_SECRET_KEY:
