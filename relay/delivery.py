@@ -23,7 +23,7 @@ a receiver that is gone raises `Undeliverable`, which callers turn into the code
 
 import json
 import logging
-from typing import Any, Literal, NotRequired, Protocol, TypeAlias, TypedDict, Unpack, cast
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, Protocol, TypeAlias, TypedDict, Unpack, cast
 
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
@@ -131,6 +131,12 @@ class RelayLayer(Protocol):
     async def group_discard(self, group: str, channel: str) -> None: ...
     async def send_confirmed(self, channel: str, message: Message, timeout: float = 1.0) -> bool: ...
     async def group_send_confirmed(self, group: str, message: Message, timeout: float = 1.0) -> bool: ...
+
+
+if TYPE_CHECKING:  # mypy checks here that the relay's layer keeps providing what delivery needs
+    from .layer import RelayChannelLayer
+
+    _relay_layer: type[RelayLayer] = RelayChannelLayer
 
 
 class Undeliverable(RelayError):
