@@ -23,6 +23,7 @@ a receiver that is gone raises `Undeliverable`, which callers turn into the code
 
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, NotRequired, Protocol, TypeAlias, TypedDict, Unpack, cast
 
 from channels.exceptions import ChannelFull
@@ -156,9 +157,14 @@ def owner_group(user_id: int) -> str:
     return f"owner.{int(user_id)}.apps"
 
 
+# Channels' accessor, typed as returning the relay's layer (wimz/settings.py configures no other).
+# Cast once here, not per call: `layer()` runs for every frame.
+_channel_layer = cast(Callable[[], RelayLayer], get_channel_layer)
+
+
 def layer() -> RelayLayer:
     """The process's channel layer (`relay.layer.RelayChannelLayer`, wimz/settings.py)."""
-    return cast(RelayLayer, get_channel_layer())
+    return _channel_layer()
 
 
 async def _send(channel: str, message: Message, ref: Ref) -> None:
