@@ -7,7 +7,7 @@ PORT ?= 8000
 # Local development defaults (overridden by the environment or .env).
 export DEBUG ?= 1
 
-.PHONY: run test demo lint migrate bench clean
+.PHONY: run test demo lint typecheck migrate bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,7 @@ run: migrate
 ## make test: the whole test suite (service tests skip without DATABASE_URL/REDIS_URL, never in CI).
 test: $(VENV)/.test-deps
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -44,6 +45,10 @@ demo: $(VENV)/.sim-deps $(VENV)/.run-deps
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
+
+## make typecheck: mypy, strict for relay/, devices/ and accounts/ (pyproject.toml lists the modules not strict yet).
+typecheck: $(VENV)/.test-deps
+	$(BIN)/mypy
 
 ## make bench: the benchmark suite (not part of `make test`); BENCH_ARGS="--quick", "--write-docs", … (bench/README.md).
 bench: $(VENV)/.test-deps requirements-bench.txt

@@ -4,9 +4,14 @@ No database read: `Party.devices` (the user's active devices) and `Party.robots`
 robot's socket is) are loaded at connect and kept current by `relay.device` messages.
 """
 
+from typing import TYPE_CHECKING
+
 from .party import Party
 from .protocol import Code, RelayError
 from .session_rows import Target
+
+if TYPE_CHECKING:
+    from .delivery import DeviceMessage
 
 
 def address(party: Party, device_id: str | None, *, ref: str | None = None) -> Target:
@@ -18,6 +23,7 @@ def address(party: Party, device_id: str | None, *, ref: str | None = None) -> T
     DEVICE_OFFLINE. Raises `RelayError`; returns a `Target`.
     """
     devices = party.devices
+    device_pk: int | None  # narrowed to int by both branches
     if device_id is None:
         if not devices:
             raise RelayError(Code.NO_DEVICE, "you own no device", ref)
@@ -34,7 +40,7 @@ def address(party: Party, device_id: str | None, *, ref: str | None = None) -> T
     return Target(device_pk, device_id, channel)
 
 
-def apply_device_update(party: Party, message: dict) -> None:
+def apply_device_update(party: Party, message: "DeviceMessage") -> None:
     """Apply a `relay.device` message to an app's facts: `owned` adds or removes the device,
     `robot_channel` records where its robot's socket is (None: offline).
     """

@@ -5,23 +5,34 @@ contradict what the parties were told over the wire, so add, change and delete a
 the pages are for looking only (staff need the `view` permission).
 """
 
+from __future__ import annotations
+
 import uuid
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
 
 from relay.models import Connection, Session
 
+# ModelAdmin is generic in django-stubs only (it cannot be subscripted at run time).
+if TYPE_CHECKING:
+    _ModelAdmin = admin.ModelAdmin[Any]
+else:
+    _ModelAdmin = admin.ModelAdmin
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+
+class ReadOnlyAdmin(_ModelAdmin):
     """A ModelAdmin with no add, change or delete permission: detail pages render as read-only views."""
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -32,10 +43,10 @@ class LiveFilter(admin.SimpleListFilter):
     parameter_name = "live"
     end_field = ""
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> tuple[tuple[str, str], ...]:
         return (("yes", "live"), ("no", "finished"))
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "yes":
             return queryset.filter(**{f"{self.end_field}__isnull": True})
         if self.value() == "no":
@@ -82,7 +93,9 @@ class SessionAdmin(ReadOnlyAdmin):
     list_select_related = ("device", "user")
     ordering = ("-created_at",)
 
-    def get_search_results(self, request, queryset, search_term):
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Session], search_term: str
+    ) -> tuple[QuerySet[Session], bool]:
         """Also match an exact session id: UUIDs are what apps and logs report."""
         matches, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         try:

@@ -5,7 +5,7 @@ class RelayConfig(AppConfig):
     name = "relay"
     verbose_name = "Relay (connections and sessions)"
 
-    def ready(self):
+    def ready(self) -> None:
         """Connect the ownership receivers and provide presence to `devices` (which never imports relay)."""
         from devices.signals import register_online_provider
 

@@ -23,21 +23,128 @@ a receiver that is gone raises `Undeliverable`, which callers turn into the code
 
 import json
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, Protocol, TypeAlias, TypedDict, Unpack, cast
 
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 
-from .layer import ChannelGone, GroupSendShed
+from .layer import ChannelGone, GroupSendShed, Message
+from .party import Frame
 from .protocol import Code, RelayError
 
 logger = logging.getLogger(__name__)
+
+# The `ref` an error frame names: the offending frame's type or session id (docs/protocol.md §15).
+Ref: TypeAlias = str | None
+
+
+# --- the message shapes (the table above) ----------------------------------------------------------
+
+
+class FrameMessage(TypedDict):
+    """`relay.frame`: a frame to write; with `sid` only while the receiver is a party of that session."""
+
+    type: Literal["relay.frame"]
+    text: str
+    sid: NotRequired[str]
+    reply_to: NotRequired[str]
+    ref: NotRequired[Ref]
+
+
+class EventMessage(TypedDict):
+    """`relay.event`: a robot event, written by an app while its user owns `device_id`."""
+
+    type: Literal["relay.event"]
+    text: str
+    device_id: str
+    reply_to: str
+    ref: Ref
+
+
+class DeviceFacts(TypedDict, total=False):
+    """What a `relay.device` message may change: `owned`, and `robot_channel` (None: offline)."""
+
+    owned: bool
+    robot_channel: str | None
+
+
+class DeviceMessage(DeviceFacts):
+    """`relay.device`: an app updates its facts of `device_id`, then writes `text` if present."""
+
+    type: Literal["relay.device"]
+    device_id: str
+    device_pk: int
+    text: NotRequired[str]
+
+
+class SessionOpenMessage(TypedDict):
+    """`relay.session_open`: a robot holds session `sid` (peer `app_channel`) and writes `text`."""
+
+    type: Literal["relay.session_open"]
+    sid: str
+    app_channel: str
+    text: str
+
+
+class SessionEndMessage(TypedDict):
+    """`relay.session_end`: the receiver forgets session `sid` and writes `text` (`webrtc_close`)."""
+
+    type: Literal["relay.session_end"]
+    sid: str
+    text: str
+
+
+class OwnerMessage(TypedDict):
+    """`relay.owner`: a robot's owner is now `owner_id` (None: unpaired)."""
+
+    type: Literal["relay.owner"]
+    owner_id: int | None
+
+
+class ShedMessage(TypedDict):
+    """`relay.shed`: `count` receivers could not take the message the sender sent with `ref`."""
+
+    type: Literal["relay.shed"]
+    ref: Ref
+    count: int
+
+
+class CloseMessage(TypedDict):
+    """`relay.replaced` / `relay.revoked` / `relay.fenced`: the receiver closes 4009 / 4003 / 1012."""
+
+    type: Literal["relay.replaced", "relay.revoked", "relay.fenced"]
+
+
+# Every message a relay consumer receives from the channel layer.
+RelayMessage: TypeAlias = (
+    FrameMessage | EventMessage | DeviceMessage | SessionOpenMessage | SessionEndMessage | OwnerMessage
+    | ShedMessage | CloseMessage
+)
+
+
+class RelayLayer(Protocol):
+    """What delivery needs of the channel layer: Channels' API plus confirmed sends (`relay.layer`)."""
+
+    async def send(self, channel: str, message: Message) -> None: ...
+    async def group_send(self, group: str, message: Message) -> None: ...
+    async def group_add(self, group: str, channel: str) -> None: ...
+    async def group_discard(self, group: str, channel: str) -> None: ...
+    async def send_confirmed(self, channel: str, message: Message, timeout: float = 1.0) -> bool: ...
+    async def group_send_confirmed(self, group: str, message: Message, timeout: float = 1.0) -> bool: ...
+
+
+if TYPE_CHECKING:  # mypy checks here that the relay's layer keeps providing what delivery needs
+    from .layer import RelayChannelLayer
+
+    _relay_layer: type[RelayLayer] = RelayChannelLayer
 
 
 class Undeliverable(RelayError):
     """The receiving consumer has left (or its instance is gone); `RATE_LIMITED` unless re-coded."""
 
 
-def encode(frame: dict) -> str:
+def encode(frame: Frame) -> str:
     """A frame as the compact JSON text written to sockets (UTF-8 kept, no spaces)."""
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
@@ -50,12 +157,17 @@ def owner_group(user_id: int) -> str:
     return f"owner.{int(user_id)}.apps"
 
 
-def layer():
-    """The process's channel layer."""
-    return get_channel_layer()
+# Channels' accessor, typed as returning the relay's layer (wimz/settings.py configures no other).
+# Cast once here, not per call: `layer()` runs for every frame.
+_channel_layer = cast(Callable[[], RelayLayer], get_channel_layer)
 
 
-async def _send(channel: str, message: dict, ref) -> None:
+def layer() -> RelayLayer:
+    """The process's channel layer (`relay.layer.RelayChannelLayer`, wimz/settings.py)."""
+    return _channel_layer()
+
+
+async def _send(channel: str, message: Message, ref: Ref) -> None:
     try:
         await layer().send(channel, message)
     except ChannelGone:
@@ -64,14 +176,14 @@ async def _send(channel: str, message: dict, ref) -> None:
         raise RelayError(Code.RATE_LIMITED, "receiver is not keeping up; frame dropped", ref)
 
 
-async def frame_to(channel: str, frame: dict, *, ref=None, sid: str | None = None,
+async def frame_to(channel: str, frame: Frame, *, ref: Ref = None, sid: str | None = None,
                    reply_to: str | None = None) -> None:
     """Send `frame` to one socket. Raises `RelayError` RATE_LIMITED (full) / `Undeliverable` (gone).
 
     `sid`: the frame belongs to that session (the receiver drops it unless it is a party, and tells
     `reply_to`). `reply_to`: the sender's channel, told `relay.shed` when another instance's queue is full.
     """
-    message = {"type": "relay.frame", "text": encode(frame)}
+    message: FrameMessage = {"type": "relay.frame", "text": encode(frame)}
     if sid is not None:
         message["sid"] = sid
     if reply_to is not None:
@@ -80,7 +192,7 @@ async def frame_to(channel: str, frame: dict, *, ref=None, sid: str | None = Non
     await _send(channel, message, ref)
 
 
-async def notify(channel: str, frame: dict) -> bool:
+async def notify(channel: str, frame: Frame) -> bool:
     """Best-effort `frame_to` for relay-originated frames; False (and a log line) when not delivered."""
     try:
         await frame_to(channel, frame)
@@ -90,12 +202,13 @@ async def notify(channel: str, frame: dict) -> bool:
     return True
 
 
-async def event_to_owner(owner_id: int, device_id: str, frame: dict, *, reply_to: str, ref) -> int:
+async def event_to_owner(owner_id: int, device_id: str, frame: Frame, *, reply_to: str, ref: Ref) -> int:
     """A robot event to every app socket of `owner_id`; returns how many local app sockets were full.
 
     Full sockets on other instances are reported later to `reply_to` as `relay.shed`.
     """
-    message = {"type": "relay.event", "text": encode(frame), "device_id": device_id, "reply_to": reply_to, "ref": ref}
+    message: EventMessage = {"type": "relay.event", "text": encode(frame), "device_id": device_id,
+                             "reply_to": reply_to, "ref": ref}
     try:
         await layer().group_send(owner_group(owner_id), message)
     except GroupSendShed as exc:
@@ -105,41 +218,47 @@ async def event_to_owner(owner_id: int, device_id: str, frame: dict, *, reply_to
     return 0
 
 
-async def device_update(owner_id: int, *, device_id: str, device_pk: int, frame: dict | None = None,
-                        confirm: bool = False, **facts) -> None:
+async def device_update(owner_id: int, *, device_id: str, device_pk: int, frame: Frame | None = None,
+                        confirm: bool = False, **facts: Unpack[DeviceFacts]) -> None:
     """Tell every app socket of `owner_id` about a change of one of its devices (`relay.device`).
 
     `facts`: `owned` (bool: the user owns the active device now) and/or `robot_channel` (str, or None
     when offline). `frame` (e.g. `device_status`) is written after the update. With `confirm`, waits
     until every instance has queued it (ownership changes, docs/protocol.md §19.3).
     """
-    message = {"type": "relay.device", "device_id": device_id, "device_pk": device_pk, **facts}
+    # The ignore: strict mode wants every optional key (`text`) spelled out in a literal that unpacks
+    # `**`; `text` is set just below, and `facts` (keyword arguments) cannot carry keys of its own.
+    message: DeviceMessage = {"type": "relay.device", "device_id": device_id, "device_pk": device_pk,
+                              **facts}  # type: ignore[typeddict-item]
     if frame is not None:
         message["text"] = encode(frame)
     await _to_group(owner_group(owner_id), message, confirm=confirm)
 
 
-async def session_open(robot_channel: str, *, sid: str, app_channel: str, frame: dict) -> None:
+async def session_open(robot_channel: str, *, sid: str, app_channel: str, frame: Frame) -> None:
     """Give a robot a new session (`relay.session_open`) and its `webrtc_request`. Raises like `frame_to`."""
-    await _send(robot_channel, {"type": "relay.session_open", "sid": sid, "app_channel": app_channel,
-                                "text": encode(frame)}, "webrtc_request")
+    message: SessionOpenMessage = {"type": "relay.session_open", "sid": sid, "app_channel": app_channel,
+                                   "text": encode(frame)}
+    await _send(robot_channel, message, "webrtc_request")
 
 
-async def session_end(channel: str, *, sid: str, frame: dict) -> bool:
+async def session_end(channel: str, *, sid: str, frame: Frame) -> bool:
     """Tell a party its session ended (`relay.session_end` with the `webrtc_close` frame); best effort."""
+    message: SessionEndMessage = {"type": "relay.session_end", "sid": sid, "text": encode(frame)}
     try:
-        await _send(channel, {"type": "relay.session_end", "sid": sid, "text": encode(frame)}, sid)
+        await _send(channel, message, sid)
     except RelayError:
         logger.warning("webrtc_close for a session not delivered: party full or gone")
         return False
     return True
 
 
-async def control(channel: str, kind: str, *, confirm: bool = False, **fields) -> bool:
-    """Send a control message (`relay.owner`, `relay.replaced`, `relay.revoked`, `relay.fenced`) to one
-    consumer; False (logged) when it is full or gone. With `confirm`, waits until it was queued.
+async def control(channel: str, kind: str, *, confirm: bool = False, **fields: Any) -> bool:
+    """Send a control message (`relay.owner`, `relay.replaced`, `relay.revoked`, `relay.fenced`,
+    `relay.shed`: `kind` without `relay.`, `fields` as in `OwnerMessage`/`ShedMessage`) to one consumer;
+    False (logged) when it is full or gone. With `confirm`, waits until it was queued.
     """
-    message = {"type": f"relay.{kind}", **fields}
+    message: dict[str, Any] = {"type": f"relay.{kind}", **fields}
     try:
         if confirm:
             return await layer().send_confirmed(channel, message)
@@ -150,13 +269,13 @@ async def control(channel: str, kind: str, *, confirm: bool = False, **fields) -
     return True
 
 
-async def group_control(group: str, kind: str, *, confirm: bool = False, **fields) -> None:
+async def group_control(group: str, kind: str, *, confirm: bool = False, **fields: Any) -> None:
     """Send a control message (e.g. `relay.revoked`) to every member of `group` on every instance;
     with `confirm`, wait until every instance has queued it."""
     await _to_group(group, {"type": f"relay.{kind}", **fields}, confirm=confirm)
 
 
-async def _to_group(group: str, message: dict, *, confirm: bool) -> None:
+async def _to_group(group: str, message: Message, *, confirm: bool) -> None:
     """A relay-originated message to every member of `group` (best effort: what is not delivered is
     logged, there is no sender to tell); with `confirm`, waits until every instance queued it."""
     try:

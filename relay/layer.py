@@ -36,9 +36,21 @@ import logging
 import secrets
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.client import PubSub
+
+# A channel-layer message: a `type` and JSON-serialisable fields. The layer only reads it (it queues
+# the very object it was given), so it takes any mapping — `relay.delivery`'s TypedDicts among them.
+Message: TypeAlias = Mapping[str, Any]
+# A batch entry of `_Publisher`: Redis channel, payload, and the future that gets the receiver count.
+_Publish: TypeAlias = tuple[str, bytes, "asyncio.Future[int]"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,13 +78,13 @@ class _Queue:
 
     __slots__ = ("items", "bytes", "waiter")
 
-    def __init__(self):
-        self.items: deque = deque()
+    def __init__(self) -> None:
+        self.items: deque[Message] = deque()
         self.bytes = 0
-        self.waiter: asyncio.Future | None = None
+        self.waiter: asyncio.Future[None] | None = None
 
 
-def encode_envelope(target: str, origin: str, message: dict, ack: str | None = None) -> bytes:
+def encode_envelope(target: str, origin: str, message: Message, ack: str | None = None) -> bytes:
     """Pack `message` for Redis: a JSON header line, then the frame text (if any) as raw UTF-8.
 
     `target` is a channel or group name, `origin` the sending instance id, `ack` an optional Redis list
@@ -87,7 +99,7 @@ def encode_envelope(target: str, origin: str, message: dict, ack: str | None = N
     return json.dumps([target, origin, ack, message, False], separators=(",", ":")).encode()
 
 
-def decode_envelope(data: bytes) -> tuple[str, str, str | None, dict]:
+def decode_envelope(data: bytes) -> tuple[str, str, str | None, dict[str, Any]]:
     """Inverse of `encode_envelope`: `(target, origin, ack, message)`. Raises ValueError on garbage."""
     head, sep, text = data.partition(_ENVELOPE_SEP)
     target, origin, ack, message, has_text = json.loads(head)
@@ -109,7 +121,7 @@ class RelayChannelLayer(BaseChannelLayer):
 
     def __init__(self, redis_url: str | None = None, prefix: str = "wimz", capacity: int = 2000,
                  capacity_bytes: int = 8 * 1024 * 1024, expiry: int = 60, socket_timeout: float = 15.0,
-                 **kwargs):
+                 **kwargs: Any):
         super().__init__(expiry=expiry, capacity=capacity)
         self.redis_url = redis_url
         self.prefix = prefix
@@ -121,12 +133,12 @@ class RelayChannelLayer(BaseChannelLayer):
         self.groups: dict[str, set[str]] = {}
         self.channel_groups: dict[str, set[str]] = {}  # the groups each local channel is in
         self.remote_interest: set[str] = set()  # groups another instance may have members of
-        self._clients: dict = {}  # event loop -> (redis client, publisher)
-        self._reader: asyncio.Task | None = None
-        self._commands: asyncio.Queue = asyncio.Queue()
+        self._clients: dict[asyncio.AbstractEventLoop, tuple[Redis, _Publisher]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._commands: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # ("subscribe" | "unsubscribe", key)
         self._subscribed: set[str] = set()
-        self._pending_subs: dict[str, asyncio.Future] = {}
-        self._ready: asyncio.Future | None = None
+        self._pending_subs: dict[str, asyncio.Future[None]] = {}
+        self._ready: asyncio.Future[None] | None = None
 
     # --- names -------------------------------------------------------------------------------------
 
@@ -158,7 +170,7 @@ class RelayChannelLayer(BaseChannelLayer):
         for group in list(self.channel_groups.get(channel, ())):
             self._leave(group, channel)
 
-    def _put(self, channel: str, message: dict) -> None:
+    def _put(self, channel: str, message: Message) -> None:
         """Queue `message` for a local channel. Raises `ChannelGone` / `ChannelFull`."""
         queue = self.queues.get(channel)
         if queue is None:
@@ -183,7 +195,7 @@ class RelayChannelLayer(BaseChannelLayer):
             else:
                 loop.call_soon_threadsafe(_wake, waiter)
 
-    async def send(self, channel: str, message: dict) -> None:
+    async def send(self, channel: str, message: Message) -> None:
         """Deliver `message` to `channel`: in process when local, one Redis PUBLISH otherwise.
 
         Raises `ChannelFull` (local queue full), `ChannelGone` (no such consumer / process).
@@ -198,10 +210,12 @@ class RelayChannelLayer(BaseChannelLayer):
         if not receivers:
             raise ChannelGone(channel)
 
-    async def receive(self, channel: str) -> dict:
+    async def receive(self, channel: str) -> dict[str, Any]:
         """The next message of local `channel` (waits). Raises `ChannelGone` once the channel is discarded."""
         await self.wait_ready(channel)
-        return self.receive_nowait(channel)
+        # Not None: `wait_ready` returned with a message queued, and nothing ran since. The message is
+        # the sender's own object, a dict (a TypedDict of relay.delivery, or one `decode_envelope` made).
+        return cast(dict[str, Any], self.receive_nowait(channel))
 
     async def wait_ready(self, channel: str) -> None:
         """Wait until local `channel` has a message, without taking it (see `receive_nowait`).
@@ -223,10 +237,10 @@ class RelayChannelLayer(BaseChannelLayer):
                 if queue.waiter is waiter:
                     queue.waiter = None
 
-    def ready_future(self, channel: str) -> asyncio.Future:
+    def ready_future(self, channel: str) -> asyncio.Future[None]:
         """A future that is done once local `channel` has a message (at once if it has one); cancelled
         when the channel is discarded. Lighter than a task running `wait_ready` — one per idle socket."""
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = self.queues.get(channel)
         if queue is None:
             future.cancel()
@@ -236,7 +250,7 @@ class RelayChannelLayer(BaseChannelLayer):
             queue.waiter = future
         return future
 
-    def receive_nowait(self, channel: str) -> dict | None:
+    def receive_nowait(self, channel: str) -> Message | None:
         """The next message already queued for local `channel`, or None (never waits)."""
         queue = self.queues.get(channel)
         if queue is None or not queue.items:
@@ -286,7 +300,7 @@ class RelayChannelLayer(BaseChannelLayer):
                 self._subscribed.discard(key)
                 self._commands.put_nowait(("unsubscribe", key))
 
-    async def group_send(self, group: str, message: dict) -> None:
+    async def group_send(self, group: str, message: Message) -> None:
         """Deliver to every member of `group` on every instance.
 
         Local members first (in process); then one PUBLISH when other instances may have members.
@@ -301,7 +315,7 @@ class RelayChannelLayer(BaseChannelLayer):
         if shed:
             raise GroupSendShed(shed)
 
-    def _deliver_local_group(self, group: str, message: dict) -> int:
+    def _deliver_local_group(self, group: str, message: Message) -> int:
         shed = 0
         for channel in tuple(self.groups.get(group, ())):
             try:
@@ -338,7 +352,7 @@ class RelayChannelLayer(BaseChannelLayer):
         self.channel_groups.clear()
         self.remote_interest.clear()
 
-    async def send_confirmed(self, channel: str, message: dict, timeout: float = 1.0) -> bool:
+    async def send_confirmed(self, channel: str, message: Message, timeout: float = 1.0) -> bool:
         """`send`, then wait (up to `timeout` s) until the receiving process has queued it.
 
         For ownership changes that must take effect before the REST call that made them returns
@@ -358,7 +372,7 @@ class RelayChannelLayer(BaseChannelLayer):
         except _redis_errors():
             return False
 
-    async def group_send_confirmed(self, group: str, message: dict, timeout: float = 1.0) -> bool:
+    async def group_send_confirmed(self, group: str, message: Message, timeout: float = 1.0) -> bool:
         """`group_send`, then wait (up to `timeout` s) until every listening instance has queued it.
 
         Returns False when some confirmation did not come in time. Shed members are not an error here.
@@ -395,13 +409,14 @@ class RelayChannelLayer(BaseChannelLayer):
 
     # --- Redis -------------------------------------------------------------------------------------
 
-    def _client(self):
+    def _client(self) -> tuple[Redis, _Publisher]:
         import redis.asyncio as redis
 
         loop = asyncio.get_running_loop()
         entry = self._clients.get(loop)
         if entry is None:
-            client = redis.Redis.from_url(self.redis_url, socket_timeout=self.socket_timeout,
+            # `cast`: every caller runs only with `redis_url` set.
+            client = redis.Redis.from_url(cast(str, self.redis_url), socket_timeout=self.socket_timeout,
                                           socket_connect_timeout=5)
             entry = (client, _Publisher(client))
             self._clients[loop] = entry
@@ -423,7 +438,8 @@ class RelayChannelLayer(BaseChannelLayer):
             self._ready = loop.create_future()
             self._reader = loop.create_task(self._read_forever())
         try:
-            await asyncio.wait_for(asyncio.shield(self._ready), timeout)
+            # `cast`: `_ready` is set whenever `_reader` is.
+            await asyncio.wait_for(asyncio.shield(cast("asyncio.Future[None]", self._ready)), timeout)
         except TimeoutError:
             raise ConnectionError("channel layer: Redis subscription not ready") from None
 
@@ -440,7 +456,7 @@ class RelayChannelLayer(BaseChannelLayer):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(future), 5.0)
 
-    async def _write_commands(self, pubsub) -> None:
+    async def _write_commands(self, pubsub: PubSub) -> None:
         """(Un)subscribe in the order asked, on the reader's connection, so a quick leave-and-rejoin
         of a group can never end unsubscribed."""
         while True:
@@ -465,7 +481,8 @@ class RelayChannelLayer(BaseChannelLayer):
         writer = None
         reconnected = False
         while True:
-            client = redis.Redis.from_url(self.redis_url, socket_timeout=None, socket_connect_timeout=5,
+            # `cast`: the reader is started only with `redis_url` set (`_ensure_reader`'s callers).
+            client = redis.Redis.from_url(cast(str, self.redis_url), socket_timeout=None, socket_connect_timeout=5,
                                           client_name=f"{self.prefix}-reader-{self.instance}")
             pubsub = client.pubsub()
             try:
@@ -543,7 +560,7 @@ class RelayChannelLayer(BaseChannelLayer):
         if shed:
             self._report_shed(message, shed)
 
-    def _report_shed(self, message: dict, shed: int) -> None:
+    def _report_shed(self, message: Message, shed: int) -> None:
         reply_to = message.get("reply_to")
         if not reply_to:
             logger.warning("%s message shed for %d full channel(s); no sender to tell", message.get("type"), shed)
@@ -559,7 +576,7 @@ class RelayChannelLayer(BaseChannelLayer):
         await pipe.execute()
 
     @staticmethod
-    async def _quiet(coro) -> None:
+    async def _quiet(coro: Awaitable[None]) -> None:
         try:
             await coro
         except Exception as exc:
@@ -578,7 +595,7 @@ class RelayChannelLayer(BaseChannelLayer):
         self._clients.clear()
 
 
-def _redis_errors() -> tuple:
+def _redis_errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean Redis could not be reached (redis-py's and the OS's)."""
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -586,7 +603,7 @@ def _redis_errors() -> tuple:
     return (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
-def _wake(waiter: asyncio.Future) -> None:
+def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
 
@@ -594,14 +611,14 @@ def _wake(waiter: asyncio.Future) -> None:
 class _Publisher:
     """PUBLISH with automatic pipelining: calls made while a batch is in flight go out together."""
 
-    def __init__(self, client):
+    def __init__(self, client: Redis) -> None:
         self.client = client
-        self.pending: list = []
+        self.pending: list[_Publish] = []
         self.flushing = False
 
     async def publish(self, key: str, payload: bytes) -> int:
         """Publish `payload` on `key`; returns how many subscribers received it."""
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.pending.append((key, payload, future))
         if not self.flushing:
             self.flushing = True
@@ -633,7 +650,7 @@ class _Publisher:
         finally:
             self.flushing = False
 
-    async def _send(self, batch: list) -> list:
+    async def _send(self, batch: list[_Publish]) -> list[int | Exception]:
         if len(batch) == 1:
             return [await self.client.publish(batch[0][0], batch[0][1])]
         pipe = self.client.pipeline(transaction=False)

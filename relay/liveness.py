@@ -16,10 +16,16 @@ Without Redis there is one process and nothing to watch: every function here doe
 
 import asyncio
 import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 
-_clients: dict = {}  # event loop -> Redis client (a connection pool, not routing state)
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+# event loop -> Redis client (a connection pool, not routing state)
+_clients: dict[asyncio.AbstractEventLoop, "Redis"] = {}
 _missing_since: dict[str, float] = {}  # instance -> when this process first saw its key missing
 
 
@@ -29,10 +35,14 @@ def enabled() -> bool:
 
 
 def _prefix() -> str:
-    return settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "wimz")
+    # `cast`: wimz/settings.py builds `CONFIG` as a dict, but without an annotation there mypy infers
+    # the join of its two branches' value types (`Collection[str]`).
+    config = cast(dict[str, Any], settings.CHANNEL_LAYERS["default"].get("CONFIG", {}))
+    prefix: str = config.get("prefix", "wimz")
+    return prefix
 
 
-def _client():
+def _client() -> "Redis":
     import redis.asyncio as redis
 
     loop = asyncio.get_running_loop()
@@ -69,7 +79,7 @@ async def refresh(instance: str) -> bool:
     return not claimed
 
 
-async def dead(instances, *, now: float | None = None) -> list[str]:
+async def dead(instances: Iterable[str], *, now: float | None = None) -> list[str]:
     """Those of `instances` (ids with open presence rows) whose liveness key this process has now seen
     missing twice, at least `WIMZ_INSTANCE_BEAT` seconds apart (`now`: `time.monotonic()`)."""
     now = time.monotonic() if now is None else now

@@ -42,7 +42,7 @@ class Connection(models.Model):
             models.Index(fields=["role", "device", "disconnected_at"], name="conn_role_device_open"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         who = self.device_id if self.role == self.Role.ROBOT else self.user_id
         return f"{self.role} {who} ({self.channel_name})"
 
@@ -94,5 +94,5 @@ class Session(models.Model):
             models.Index(fields=["robot_channel", "ended_at"], name="session_robot_live"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"session {self.id} ({self.state})"

@@ -11,10 +11,19 @@ still hold with the robot and the app on different instances:
 - both know their live sessions (`sessions`: the other party's channel, what was recorded, ICE counts).
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from .session_rows import SessionRef
 
 ROBOT = "robot"
 APP = "app"
+
+# A parsed JSON frame (an object) of the wire protocol, as handlers read and build it.
+Frame: TypeAlias = dict[str, Any]
 
 
 @dataclass
@@ -54,5 +63,5 @@ class Outcome:
     """What a frame handler asks of the sender's consumer: `replies` to write back, a session
     `opened` (whose setup timer the consumer starts)."""
 
-    replies: list = field(default_factory=list)
-    opened: object | None = None
+    replies: list[Frame] = field(default_factory=list)
+    opened: SessionRef | None = None

@@ -9,26 +9,27 @@ per frame. All functions here are synchronous ORM code: call them through
 `channels.db.database_sync_to_async` from async code.
 """
 
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from .models import Connection
 
 
-def _fresh_since():
+def _fresh_since() -> datetime:
     return timezone.now() - timedelta(seconds=settings.WIMZ_PRESENCE_TTL)
 
 
-def live_connections():
+def live_connections() -> QuerySet[Connection]:
     """QuerySet of the live connection rows (open and recently heartbeated)."""
     return Connection.objects.filter(disconnected_at__isnull=True, heartbeat_at__gte=_fresh_since())
 
 
-def connection_open(*, role: str, channel_name: str, path: str = "", user_id=None, device_pk=None,
-                    instance: str = "") -> Connection:
+def connection_open(*, role: str, channel_name: str, path: str = "", user_id: int | None = None,
+                    device_pk: int | None = None, instance: str = "") -> Connection:
     """Record an accepted socket of relay process `instance`; returns its row (history and presence)."""
     now = timezone.now()
     return Connection.objects.create(
@@ -53,7 +54,7 @@ def heartbeat_instance(instance: str) -> int:
     )
 
 
-def robot_channels(device_ids) -> dict[str, str]:
+def robot_channels(device_ids: Iterable[str]) -> dict[str, str]:
     """`{device_id: channel}` of the robot socket currently open for each of `device_ids` that is online."""
     rows = (
         live_connections()
@@ -76,7 +77,7 @@ def robot_channel(device_id: str) -> str | None:
     return row
 
 
-def online_device_ids(device_ids) -> set[str]:
+def online_device_ids(device_ids: Iterable[str]) -> set[str]:
     """The subset of `device_ids` (strings) whose robot is online now."""
     return set(
         live_connections()
@@ -85,7 +86,7 @@ def online_device_ids(device_ids) -> set[str]:
     )
 
 
-def stats() -> dict:
+def stats() -> dict[str, int]:
     """Cluster-wide counts: `robots_online`, `app_sockets`, `users_online` (ints)."""
     live = live_connections()
     robots = live.filter(role=Connection.Role.ROBOT).values("device_id").distinct().count()
@@ -119,7 +120,7 @@ def close_instance(instance: str) -> list[Connection]:
     return rows
 
 
-def _close_rows(rows, *, now: bool) -> list[Connection]:
+def _close_rows(rows: QuerySet[Connection], *, now: bool) -> list[Connection]:
     closed = []
     at = timezone.now()
     for row in list(rows.select_related("device")):

@@ -1,5 +1,7 @@
 """Input and output serializers of the relay's REST endpoints (TURN credentials, session history)."""
 
+from typing import Any
+
 from rest_framework import serializers
 
 from relay.ice import TTL_MAX, TTL_MIN
@@ -10,7 +12,7 @@ from relay.models import Session
 # ("DeviceError") declare the same shape and drf-spectacular refuses two classes under one name.
 
 
-class TurnCredentialsInputSerializer(serializers.Serializer):
+class TurnCredentialsInputSerializer(serializers.Serializer[None]):
     """Body of `POST /api/turn/credentials`: `{"ttl": seconds}`, optional (default `WIMZ_ICE_TTL`)."""
 
     ttl = serializers.IntegerField(
@@ -21,7 +23,7 @@ class TurnCredentialsInputSerializer(serializers.Serializer):
     )
 
 
-class IceServerSerializer(serializers.Serializer):
+class IceServerSerializer(serializers.Serializer[dict[str, Any]]):
     """One W3C RTCIceServer: `urls`, plus `username`/`credential` on TURN entries."""
 
     urls = serializers.ListField(child=serializers.CharField(), help_text="stun:, turn: or turns: URLs.")
@@ -29,7 +31,7 @@ class IceServerSerializer(serializers.Serializer):
     credential = serializers.CharField(required=False, help_text="TURN entries only.")
 
 
-class TurnCredentialsOutputSerializer(serializers.Serializer):
+class TurnCredentialsOutputSerializer(serializers.Serializer[dict[str, Any]]):
     """Answer of `POST /api/turn/credentials` (docs/protocol.md §17): `{"iceServers", "ttl", "expires_at"}`."""
 
     iceServers = IceServerSerializer(many=True)  # camelCase: the wire name in docs/protocol.md §17
@@ -40,11 +42,12 @@ class TurnCredentialsOutputSerializer(serializers.Serializer):
 class _BlankAsNullChoiceField(serializers.ChoiceField):
     """A choice field that renders the model's blank value as `null` (docs/protocol.md §2: null when unknown)."""
 
-    def to_representation(self, value):
+    # The ignore: ChoiceField's stub says a choice renders as `str`; this one renders blank as None.
+    def to_representation(self, value: str) -> str | None:  # type: ignore[override]
         return value or None
 
 
-class SessionSerializer(serializers.ModelSerializer):
+class SessionSerializer(serializers.ModelSerializer[Session]):
     """One signaling session of the history (docs/protocol.md §13).
 
     `state` is `requested | offered | answered | ended`; `end_reason` is one of the protocol's end

@@ -10,6 +10,7 @@ through `database_sync_to_async`.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -102,7 +103,7 @@ def session_for_party(
     user_id: int | None = None,
     robot_channel: str | None = None,
     device_pk: int | None = None,
-):
+) -> SessionRef:
     """The live session `session_id` if the caller is one of its parties; returns a `SessionRef`.
 
     `side` is `app` (any socket of the session's user, docs/protocol.md §13.6) or `robot` (the
@@ -165,7 +166,7 @@ def session_end(*, session_id: str, reason: str, unless_answered: bool = False) 
     return SessionRef.of(Session.objects.select_related("device").get(pk=session_id))
 
 
-def sessions_end_where(*, reason: str, **filters) -> list[SessionRef]:
+def sessions_end_where(*, reason: str, **filters: Any) -> list[SessionRef]:
     """End every live session matching `filters` (e.g. `app_channel=…`, `robot_channel=…`,
     `device__device_id=…`) with `reason`; returns the ones this call ended.
     """

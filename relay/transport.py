@@ -7,7 +7,7 @@ No Django imports: the server module imports this before Django is set up.
 TRANSPORT_BUFFERED_KEY = "wimz.transport_buffered"
 
 
-def transport_buffered_bytes(protocol) -> int:
+def transport_buffered_bytes(protocol: object) -> int:
     """Bytes written to `protocol`'s TCP transport that the kernel has not taken yet (twisted's
     `FileDescriptor` buffers: `dataBuffer` from `offset`, plus `_tempDataLen`); 0 when unknown."""
     transport = getattr(protocol, "transport", None)
