@@ -8,6 +8,7 @@ docs/operations.md "Retention".
 """
 
 from datetime import datetime
+from typing import Any
 
 from django.db.models import QuerySet
 
@@ -16,17 +17,17 @@ from .models import Connection, Session
 DEFAULT_BATCH_SIZE = 1000
 
 
-def connections_expired(*, before: datetime) -> QuerySet:
+def connections_expired(*, before: datetime) -> QuerySet[Connection]:
     """Closed connection rows whose socket closed before `before` (open rows never match)."""
     return Connection.objects.filter(disconnected_at__isnull=False, disconnected_at__lt=before)
 
 
-def sessions_expired(*, before: datetime) -> QuerySet:
+def sessions_expired(*, before: datetime) -> QuerySet[Session]:
     """Ended session rows that ended before `before` (live sessions never match)."""
     return Session.objects.filter(ended_at__isnull=False, ended_at__lt=before)
 
 
-def delete_in_batches(queryset: QuerySet, *, batch_size: int = DEFAULT_BATCH_SIZE, dry_run: bool = False) -> int:
+def delete_in_batches(queryset: QuerySet[Any], *, batch_size: int = DEFAULT_BATCH_SIZE, dry_run: bool = False) -> int:
     """Delete every row of `queryset`, `batch_size` primary keys per DELETE; returns how many rows.
 
     With `dry_run` nothing is deleted and the count of matching rows is returned. Raises `ValueError`

@@ -11,10 +11,11 @@ nothing. docs/operations.md "Retention".
 """
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
@@ -25,12 +26,13 @@ from relay import retention
 class Command(BaseCommand):
     help = "Delete connection and session history past its retention, expired tokens and logout records."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
         parser.add_argument("--batch-size", type=int, default=retention.DEFAULT_BATCH_SIZE,
                             help=f"rows per DELETE (default {retention.DEFAULT_BATCH_SIZE})")
 
-    def handle(self, *args, dry_run: bool = False, batch_size: int = retention.DEFAULT_BATCH_SIZE, **options):
+    def handle(self, *args: Any, dry_run: bool = False, batch_size: int = retention.DEFAULT_BATCH_SIZE,
+               **options: Any) -> None:
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
         now = timezone.now()
