@@ -1,28 +1,10 @@
-"""The project's domain errors: one base class with a stable machine-readable `code`.
+"""Domain errors of the accounts app (all `core.errors.DomainError`, each with a stable `code`).
 
-Services and selectors raise `DomainError` subclasses. The REST API's exception handler
-(`wimz.api.exception_handler`) translates every one at the edge into `{"code","detail"}` with the
-class's `http_status`, so views need no per-call try/except (HackSoft styleguide, "Errors & exception
-handling").
+`core.api.exception_handler` translates every one at the REST edge into `{"code","detail"}` with the
+class's `http_status`.
 """
 
-
-class DomainError(Exception):
-    """Base of every domain error.
-
-    `code` is a stable snake_case identifier documented in the API (e.g. `invalid_pairing_code`);
-    `message` is a human-readable sentence that never contains a secret.
-    """
-
-    code: str = "error"
-    default_message: str = "The operation failed."
-    http_status: int = 400  # the REST answer's status when this error reaches an API view
-
-    def __init__(self, message: str | None = None, *, code: str | None = None):
-        self.message = message or self.default_message
-        if code is not None:
-            self.code = code
-        super().__init__(self.message)
+from core.errors import DomainError
 
 
 class AccountError(DomainError):

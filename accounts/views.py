@@ -11,8 +11,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenRefreshView
 
-from wimz.api import ERROR_SCHEMA
-from wimz.throttling import LoginAccountThrottle, LoginAddressThrottle, RegisterAddressThrottle
+from core.api import ERROR_SCHEMA
+from core.throttling import LoginAccountThrottle, LoginAddressThrottle, RegisterAddressThrottle
 
 from . import services
 from .authentication import JWTAuthentication

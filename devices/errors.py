@@ -1,6 +1,6 @@
-"""Domain errors of the devices app (all `accounts.errors.DomainError`, each with a stable `code`)."""
+"""Domain errors of the devices app (all `core.errors.DomainError`, each with a stable `code`)."""
 
-from accounts.errors import DomainError
+from core.errors import DomainError
 
 
 class DeviceError(DomainError):

@@ -2,7 +2,7 @@
 
 A code is 8 characters from an alphabet without look-alikes (no 0/O, 1/I/L), drawn with `secrets`:
 31^8 ≈ 8.5·10^11 values. Guessing is bounded per user, per address and by a cluster-wide budget of
-failed guesses (`wimz.throttling`, docs/operations.md "Throttles and limits (HTTP)").
+failed guesses (`core.throttling`, docs/operations.md "Throttles and limits (HTTP)").
 Users may type it in any case, with dashes or spaces (`abcd-efgh`). A robot code lives
 `WIMZ_PAIRING_CODE_TTL` seconds, a provisioning code `WIMZ_PROVISIONING_CODE_TTL`.
 

@@ -1,7 +1,7 @@
 """Devices REST API: the owner's devices (JWT), pairing, and the robot's signed pairing-code request.
 
 Thin views: input serializer → selector/service → output serializer. Domain errors become
-`wimz.api.ApiError` (`{"code","detail"}`) here and only here. Ownership is checked by the selectors:
+`core.api.ApiError` (`{"code","detail"}`) here and only here. Ownership is checked by the selectors:
 a device that is not yours answers 404 `not_found` exactly like one that does not exist.
 """
 
@@ -13,8 +13,8 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from wimz.api import ERROR_SCHEMA, ApiError
-from wimz.throttling import PairAddressThrottle, PairFailureGlobalThrottle, PairUserThrottle, RobotAddressThrottle
+from core.api import ERROR_SCHEMA, ApiError
+from core.throttling import PairAddressThrottle, PairFailureGlobalThrottle, PairUserThrottle, RobotAddressThrottle
 
 from . import selectors, services
 from .errors import InvalidPairingCode

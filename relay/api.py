@@ -1,7 +1,7 @@
 """Relay REST API: TURN credentials (docs/protocol.md §17) and the owner's signaling session history.
 
 Thin views: parse with an input serializer, call one function, render with an output serializer.
-Errors answer the project's `{"code", "detail"}` body (wimz/api.py).
+Errors answer the project's `{"code", "detail"}` body (core/api.py).
 """
 
 from adrf.views import APIView as AsyncAPIView
@@ -11,6 +11,7 @@ from rest_framework import generics
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
+from core.api import ERROR_SCHEMA, ApiError
 from relay.ice import TTL_MAX, TTL_MIN, get_ice_servers
 from relay.models import Session
 from relay.serializers import (
@@ -18,7 +19,6 @@ from relay.serializers import (
     TurnCredentialsInputSerializer,
     TurnCredentialsOutputSerializer,
 )
-from wimz.api import ERROR_SCHEMA, ApiError
 
 
 class TurnCredentialsApi(AsyncAPIView):

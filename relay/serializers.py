@@ -7,7 +7,7 @@ from rest_framework import serializers
 from relay.ice import TTL_MAX, TTL_MIN
 from relay.models import Session
 
-# The project's error body (wimz/api.py): `{"code": <stable snake_case>, "detail": <message>}`.
+# The project's error body (core/api.py): `{"code": <stable snake_case>, "detail": <message>}`.
 # Its OpenAPI component is named "RelayError" because accounts/ ("Error") and devices/
 # ("DeviceError") declare the same shape and drf-spectacular refuses two classes under one name.
 

@@ -274,13 +274,13 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "wimz.api.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
     ],
     # The client address is REMOTE_ADDR, which wimz.proxy has already settled from the trusted proxies
-    # (never a client-written X-Forwarded-For); the project's throttles (wimz/throttling.py) read only it.
+    # (never a client-written X-Forwarded-For); the project's throttles (core/throttling.py) read only it.
     "NUM_PROXIES": 0,
     # docs/operations.md "Throttles and limits (HTTP)": per address generous (a carrier-grade NAT puts many
     # honest users behind one address), per account and per user tight, plus a cluster-wide budget of

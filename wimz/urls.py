@@ -18,5 +18,5 @@ urlpatterns = [
     path(settings.WIMZ_ADMIN_PATH, admin.site.urls),  # WIMZ_ADMIN_PATH, default "admin/"
 ]
 
-handler404 = "wimz.api.not_found"
-handler400 = "wimz.api.bad_request"
+handler404 = "core.api.not_found"
+handler400 = "core.api.bad_request"

@@ -1,4 +1,4 @@
-"""REST throttles (wimz/throttling.py, docs/operations.md "Throttles and limits (HTTP)").
+"""REST throttles (core/throttling.py, docs/operations.md "Throttles and limits (HTTP)").
 
 Every test forges a new X-Forwarded-For per request from one untrusted peer: the limit must hold.
 """

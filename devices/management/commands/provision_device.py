@@ -252,7 +252,7 @@ class Command(BaseCommand):
         if device_id is None:
             self._bulk(count, prefix, csv_path, name, owner_user)
             return
-        from devices.services import device_provision  # imports the relay; bulk mode (and the bench) need not
+        from devices.services import device_provision
 
         try:
             device, secret, code = device_provision(device_id=device_id, name=name, owner=owner_user)

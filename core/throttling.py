@@ -12,7 +12,9 @@ so a client-written `X-Forwarded-For` never picks the bucket.
 
 import hashlib
 
+from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
 
 
 def _digest(value: str) -> str:
@@ -23,11 +25,11 @@ def _digest(value: str) -> str:
 class AddressRateThrottle(SimpleRateThrottle):
     """Requests per client address (`REMOTE_ADDR`, settled by `wimz.proxy`). Subclasses set `scope`."""
 
-    def get_ident(self, request) -> str:
+    def get_ident(self, request: Request) -> str:
         """The client address; DRF's own version would read `X-Forwarded-For`."""
         return request.META.get("REMOTE_ADDR") or "unknown"
 
-    def get_cache_key(self, request, view):
+    def get_cache_key(self, request: Request, view: APIView) -> str | None:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
@@ -47,7 +49,7 @@ class LoginAccountThrottle(SimpleRateThrottle):
 
     scope = "login_account"
 
-    def get_cache_key(self, request, view):
+    def get_cache_key(self, request: Request, view: APIView) -> str | None:
         email = request.data.get("email") if hasattr(request.data, "get") else None
         if not isinstance(email, str) or not email.strip():
             return None  # the body is refused by the serializer anyway
@@ -74,7 +76,7 @@ class PairUserThrottle(SimpleRateThrottle):
 
     scope = "pair_user"
 
-    def get_cache_key(self, request, view):
+    def get_cache_key(self, request: Request, view: APIView) -> str | None:
         if not request.user or not request.user.is_authenticated:
             return None
         return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
@@ -97,18 +99,20 @@ class PairFailureGlobalThrottle(SimpleRateThrottle):
 
     scope = "pair_failed_global"
 
-    def get_cache_key(self, request, view):
+    def get_cache_key(self, request: Request, view: APIView) -> str | None:
         return self.cache_format % {"scope": self.scope, "ident": "all"}
 
-    def throttle_success(self):
+    def throttle_success(self) -> bool:
         return True  # a request let through is not a failure (yet)
 
-    def record_failure(self, request, view) -> None:
+    def record_failure(self, request: Request, view: APIView) -> None:
         """Count one failed guess now."""
         if self.rate is None:
             return
         key = self.get_cache_key(request, view)
         now = self.timer()
-        history = [t for t in self.cache.get(key, []) if t > now - self.duration]
+        _, duration = self.parse_rate(self.rate)
+        assert duration is not None  # a rate that is set has a window
+        history = [t for t in self.cache.get(key, []) if t > now - duration]
         history.insert(0, now)
-        self.cache.set(key, history, self.duration)
+        self.cache.set(key, history, duration)
