@@ -108,7 +108,9 @@ def relay_server_class():
 
         def _start_timers(self):
             from relay.connections import ensure_heartbeat
+            from wimz.sentry import enable_asyncio
 
+            asyncio.get_event_loop().call_soon(enable_asyncio)
             asyncio.get_event_loop().call_soon(ensure_heartbeat)
 
         def kill_all_applications(self):

@@ -364,6 +364,15 @@ WIMZ_CLOUDFLARE_TIMEOUT = env.float("WIMZ_CLOUDFLARE_TIMEOUT", default=3.0)
 WIMZ_COTURN_SECRET = env.str("WIMZ_COTURN_SECRET", default="")
 WIMZ_COTURN_URLS = env.list("WIMZ_COTURN_URLS", default=[])
 
+# --- Error tracking: Sentry when SENTRY_DSN is set (wimz/sentry.py scrubs every event) ----------
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    from wimz.sentry import init as _sentry_init
+
+    _sentry_init(SENTRY_DSN, environment=env.str("SENTRY_ENVIRONMENT", default=""),
+                 release=env.str("SENTRY_RELEASE", default=""),
+                 traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0))
+
 # --- Logging: secrets and tokens never reach a log line -------------------------------------
 LOGGING = {
     "version": 1,
