@@ -1,6 +1,7 @@
 """Django admin for robots and their pairing codes.
 
-The device secret is never displayed: it is excluded from every form and column. It is shown once,
+The device secret (stored encrypted, devices/encryption.py) is never displayed: it is excluded from every
+form and column. It is shown once,
 in a message (kept in the server-side session, never in a cookie: wimz/settings.py MESSAGE_STORAGE), when
 the admin creates a device or runs the "rotate secret" action. Online state comes
 from `relay.presence` with one query per changelist page.
@@ -71,7 +72,7 @@ class DeviceAdmin(admin.ModelAdmin):
     search_fields = ("device_id", "name", "owner__email")
     list_select_related = ("owner",)
     autocomplete_fields = ("owner",)
-    exclude = ("secret",)
+    exclude = ("secret_encrypted",)
     readonly_fields = ("last_seen", "paired_at", "created_at", "firmware_version", "capabilities")
     actions = ("rotate_secret", "unpair", "deactivate", "reactivate")
 
@@ -104,14 +105,15 @@ class DeviceAdmin(admin.ModelAdmin):
             if toggled:
                 (services.device_reactivate if wanted else services.device_deactivate)(device=obj)
             return
-        obj.secret = generate_secret()
+        secret = generate_secret()
+        obj.set_secret(secret)
         if obj.owner_id:
             obj.paired_at = timezone.now()
         super().save_model(request, obj, form, change)
         code = pairing.pairing_code_issue(device=obj, kind=PairingCode.Kind.PROVISIONING)
         messages.warning(
             request,
-            f"Device {obj.device_id} created. Secret (shown only now): {obj.secret} — provisioning pairing code: "
+            f"Device {obj.device_id} created. Secret (shown only now): {secret} — provisioning pairing code: "
             f"{code.code}",
         )
 

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from . import encryption
+
 # docs/protocol.md §2, §4: 1–64 characters of A–Z a–z 0–9 _ . -, and not "." or "..": an id is a path
 # segment of the REST API (`/api/devices/<device_id>`), where those two are dot-segments that clients
 # and proxies resolve away (RFC 3986 §5.2.4), so such a device could never be reached.
@@ -29,9 +31,10 @@ def validate_device_id(value):
 class Device(models.Model):
     """A WIM-Z robot.
 
-    `secret` is the per-device HMAC key (docs/protocol.md §4). It is stored so that
-    signatures can be verified, shown once when issued (provisioning, rotation) and never again:
-    it is excluded from every serializer and admin form.
+    The per-device HMAC key (docs/protocol.md §4) is stored encrypted, as a Fernet token in
+    `secret_encrypted` (devices/encryption.py, docs/operations.md "Secrets at rest"): `set_secret` stores
+    one, `reveal_secret` opens it for a signature check. It is shown once when issued (provisioning,
+    rotation) and never again: it is excluded from every serializer and admin form.
     """
 
     device_id = models.CharField(max_length=64, unique=True, validators=[validate_device_id])
@@ -39,7 +42,9 @@ class Device(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="devices"
     )
-    secret = models.CharField(max_length=128, editable=False)
+    # A Fernet token, never the secret: 184 characters for today's 64-hex secrets, 268 for the longest
+    # secret the column ever held (128 characters). Read it only through `reveal_secret`.
+    secret_encrypted = models.CharField(max_length=512, editable=False)
     firmware_version = models.CharField(max_length=64, blank=True)
     capabilities = models.JSONField(default=list, blank=True)
     last_seen = models.DateTimeField(null=True, blank=True)
@@ -52,6 +57,21 @@ class Device(models.Model):
 
     def __str__(self):
         return self.device_id
+
+    def set_secret(self, secret: str) -> None:
+        """Store `secret` encrypted under the first of `WIMZ_SECRET_KEYS` (not saved: the caller saves).
+
+        Raises `encryption.SecretKeysUnavailable` without usable keys.
+        """
+        self.secret_encrypted = encryption.encrypt(secret)
+
+    def reveal_secret(self) -> str:
+        """The plain secret (64 hex characters), decrypted from `secret_encrypted`: once per signature check.
+
+        Raises `encryption.SecretUndecryptable` when no configured key opens it (a dropped key) and
+        `encryption.SecretKeysUnavailable` without usable keys.
+        """
+        return encryption.decrypt(self.secret_encrypted)
 
 
 class PairingCode(models.Model):

@@ -8,7 +8,7 @@ relay) never hear about a change that was rolled back.
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import pairing, signals
+from . import encryption, pairing, signals
 from .errors import (
     DeviceAlreadyExists,
     DeviceNotFound,
@@ -26,22 +26,24 @@ NAME_MAX_LENGTH = Device._meta.get_field("name").max_length
 def device_provision(*, device_id: str, name: str = "", owner=None) -> tuple[Device, str, str]:
     """Create a robot with a fresh secret and a provisioning pairing code.
 
-    Returns `(device, secret, pairing_code)`; the secret is shown to the operator once and is never
-    returned by the API. With `owner` the device is paired to that user at once. Raises
-    `InvalidDeviceId` (docs/protocol.md §4 alphabet), `InvalidDeviceName` (over 100
-    characters) or `DeviceAlreadyExists`.
+    Returns `(device, secret, pairing_code)`; the secret is shown to the operator once, stored only
+    encrypted and never returned by the API. With `owner` the device is paired to that user at once.
+    Raises `InvalidDeviceId` (docs/protocol.md §4 alphabet), `InvalidDeviceName` (over 100
+    characters), `DeviceAlreadyExists` or `SecretKeysUnavailable` (no `WIMZ_SECRET_KEYS`; nothing written).
     """
     if not is_valid_device_id(device_id):
         raise InvalidDeviceId()
     _check_name(name or "")
     secret = generate_secret()
+    token = encryption.encrypt(secret)
     now = timezone.now()
     try:
         with transaction.atomic():
             if Device.objects.filter(device_id=device_id).exists():
                 raise DeviceAlreadyExists()
             device = Device.objects.create(
-                device_id=device_id, name=name or "", owner=owner, secret=secret, paired_at=now if owner else None
+                device_id=device_id, name=name or "", owner=owner, secret_encrypted=token,
+                paired_at=now if owner else None,
             )
             code = pairing.pairing_code_issue(device=device, kind=PairingCode.Kind.PROVISIONING, now=now)
             if owner is not None:
@@ -52,10 +54,11 @@ def device_provision(*, device_id: str, name: str = "", owner=None) -> tuple[Dev
 
 
 def device_rotate_secret(*, device: Device) -> str:
-    """Give `device` a new secret and return it (shown once). Signatures made with the old one fail from now on."""
+    """Give `device` a new secret and return it (shown once; stored encrypted). Signatures made with the old one
+    fail from now on. Raises `SecretKeysUnavailable` (no `WIMZ_SECRET_KEYS`) before changing anything."""
     secret = generate_secret()
-    Device.objects.filter(pk=device.pk).update(secret=secret)
-    device.secret = secret
+    device.set_secret(secret)
+    Device.objects.filter(pk=device.pk).update(secret_encrypted=device.secret_encrypted)
     _notify_revoked(device, deactivated=False)  # a socket opened with the old secret must not outlive it
     return secret
 

@@ -7,6 +7,7 @@ the server clock and accepts each (device_id, timestamp, signature) triple once.
 
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -16,7 +17,10 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from . import encryption
 from .models import Device, UsedSignature, is_valid_device_id
+
+logger = logging.getLogger("devices.signing")
 
 
 def generate_secret() -> str:
@@ -63,10 +67,16 @@ def verify_device_signature(
         return None
     device = Device.objects.filter(device_id=device_id, is_active=True).first()
     if device is None:
-        # Spend comparable work so that unknown ids are not told apart by timing.
-        hmac.compare_digest(sign("x" * 64, device_id, ts), signature.lower())
+        # Spend comparable work (a decryption too) so that unknown ids are not told apart by timing.
+        hmac.compare_digest(sign(encryption.decoy_secret(), device_id, ts), signature.lower())
         return None
-    if not hmac.compare_digest(sign(device.secret, device_id, ts), signature.lower()):
+    try:
+        secret = device.reveal_secret()  # the one decryption of this check (docs/operations.md "Secrets at rest")
+    except encryption.SecretUndecryptable:
+        logger.error("device %s: stored secret opens with none of WIMZ_SECRET_KEYS (dropped key?); signature "
+                     "refused", device_id)
+        return None
+    if not hmac.compare_digest(sign(secret, device_id, ts), signature.lower()):
         return None
     if consume and not _consume(device_id, ts, signature.lower()):
         return None

@@ -110,7 +110,9 @@ def make_device(db):
 
     def _make(device_id="wimz_robot_01", owner=None, **fields):
         secret = generate_secret()
-        device = Device.objects.create(device_id=device_id, owner=owner, secret=secret, **fields)
+        device = Device(device_id=device_id, owner=owner, **fields)
+        device.set_secret(secret)  # stored encrypted, as every real path stores it
+        device.save()
         return device, secret
 
     return _make

@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _start_settings(code: str = "import wimz.asgi", **env) -> subprocess.CompletedProcess:
     """Run `code` (by default: build the relay's ASGI application, as the server does) in a fresh
-    interpreter with `env` instead of this process's DEBUG / DJANGO_SECRET_KEY."""
-    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "DJANGO_SECRET_KEY"}}
+    interpreter with `env` instead of this process's DEBUG / DJANGO_SECRET_KEY / WIMZ_SECRET_KEYS."""
+    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "DJANGO_SECRET_KEY", "WIMZ_SECRET_KEYS"}}
     clean.update(env)
     return subprocess.run(
         [sys.executable, "-c", code],
@@ -78,13 +78,67 @@ def test_management_commands_run_without_a_secret_key():
 
 
 def test_debug_off_starts_with_a_real_secret_key():
-    """A real (50 random characters) key with DEBUG off starts."""
+    """A real (50 random characters) key with DEBUG off starts (with WIMZ_SECRET_KEYS, next tests)."""
     import secrets
+
+    from cryptography.fernet import Fernet
 
     key = secrets.token_urlsafe(38)
     assert len(key) >= 50
-    result = _start_settings(DEBUG="0", DJANGO_SECRET_KEY=key, ALLOWED_HOSTS="relay.example.com")
+    result = _start_settings(DEBUG="0", DJANGO_SECRET_KEY=key, ALLOWED_HOSTS="relay.example.com",
+                             WIMZ_SECRET_KEYS=Fernet.generate_key().decode())
     assert result.returncode == 0, result.stderr
+
+
+def test_debug_off_refuses_to_serve_without_device_secret_keys():
+    """docs/operations.md "Secrets at rest": with DEBUG off and a real DJANGO_SECRET_KEY but no
+    WIMZ_SECRET_KEYS, building the relay's application (and `python -m wimz.serve`) refuses, naming the
+    setting and how to make a key; management commands that need no device secret still run."""
+    import secrets
+
+    key = secrets.token_urlsafe(38)
+    for code in ("import wimz.asgi", "from wimz.serve import main; main(['--port', '1'])"):
+        result = _start_settings(code, DEBUG="0", DJANGO_SECRET_KEY=key, ALLOWED_HOSTS="relay.example.com")
+        assert result.returncode != 0, code
+        assert "WIMZ_SECRET_KEYS is missing" in result.stderr and "Fernet.generate_key()" in result.stderr, (
+            result.stderr[-500:])
+    check = _start_settings("from django.core.management import execute_from_command_line; "
+                            "execute_from_command_line(['manage.py', 'check'])", DEBUG="0", DJANGO_SECRET_KEY=key)
+    assert check.returncode == 0, check.stderr
+
+
+@pytest.mark.parametrize("debug", ["0", "1"])
+def test_a_malformed_device_secret_key_refuses_to_serve_without_echoing_it(debug):
+    """An entry of WIMZ_SECRET_KEYS that is not a Fernet key refuses to serve, DEBUG or not (no robot could be
+    verified); the message says which entry, never the key."""
+    import secrets
+
+    from cryptography.fernet import Fernet
+
+    bad = "not-a-fernet-key-" + secrets.token_hex(8)
+    result = _start_settings(DEBUG=debug, DJANGO_SECRET_KEY=secrets.token_urlsafe(38), ALLOWED_HOSTS="localhost",
+                             WIMZ_SECRET_KEYS=f"{Fernet.generate_key().decode()},{bad}")
+    assert result.returncode != 0 and "WIMZ_SECRET_KEYS entry 2 is not a Fernet key" in result.stderr, (
+        result.stderr[-500:])
+    assert bad not in result.stderr
+
+
+def test_debug_derives_a_device_secret_key_of_the_checkout():
+    """DEBUG without WIMZ_SECRET_KEYS uses one Fernet key derived (HKDF) from this checkout's `.dev-secret-key`:
+    the same on every run (secrets stored by one run open in the next), another checkout's differs, and an
+    explicit WIMZ_SECRET_KEYS wins."""
+    from cryptography.fernet import Fernet
+
+    from wimz.settings import dev_fernet_key, dev_secret_key
+
+    code = "from django.conf import settings; print(','.join(settings.WIMZ_SECRET_KEYS))"
+    first, again = _start_settings(code, DEBUG="1"), _start_settings(code, DEBUG="1")
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    assert first.stdout.strip() == again.stdout.strip() == dev_fernet_key(dev_secret_key())
+    Fernet(first.stdout.strip())  # a valid key
+    assert dev_fernet_key("another checkout") != first.stdout.strip()
+    mine = Fernet.generate_key().decode()
+    assert _start_settings(code, DEBUG="1", WIMZ_SECRET_KEYS=mine).stdout.strip() == mine
 
 
 def test_env_example_documents_every_setting_read_from_the_environment():

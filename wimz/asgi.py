@@ -15,7 +15,8 @@ from django.conf import settings  # noqa: E402
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 
 if settings.SERVE_REFUSED_REASON:
-    # DEBUG off and no real secret key: refuse to serve, since the key signs every JWT.
+    # DEBUG off without a real DJANGO_SECRET_KEY (it signs every JWT) or without WIMZ_SECRET_KEYS (they
+    # decrypt every robot secret): refuse to serve, saying which.
     raise ImproperlyConfigured(settings.SERVE_REFUSED_REASON)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -74,18 +74,18 @@ def weak_secret_key_reason(key: str) -> str:
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 # The key signs every access/refresh token and admin session. With DEBUG off the relay refuses to
-# start serving without a real one (wimz/asgi.py raises `SERVE_REFUSED_REASON`). Management
+# start serving without a real one (wimz/asgi.py raises `SERVE_REFUSED_REASON`, below). Management
 # commands (migrate, provision_device, rotate_device_secret, ...) sign nothing and run regardless.
 INSECURE_SECRET_KEY = not SECRET_KEY or SECRET_KEY == PUBLISHED_DEV_SECRET_KEY
 # Decided here, from the environment, so that test runners that flip settings.DEBUG do not change it.
 # DEBUG tolerates a weak explicit key (local runs); without DEBUG a weak key refuses to serve.
 _WEAK_KEY = weak_secret_key_reason(SECRET_KEY)
-SERVE_REFUSED_REASON = (
-    f"{_WEAK_KEY}. Set DJANGO_SECRET_KEY to a long random value "
-    "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), or set DEBUG=1 for local development."
-    if _WEAK_KEY and not DEBUG
-    else ""
-)
+_SERVE_REFUSALS = []
+if _WEAK_KEY and not DEBUG:
+    _SERVE_REFUSALS.append(
+        f"{_WEAK_KEY}. Set DJANGO_SECRET_KEY to a long random value "
+        "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), or set DEBUG=1 for local development."
+    )
 if INSECURE_SECRET_KEY:
     if DEBUG:
         SECRET_KEY = dev_secret_key()
@@ -93,6 +93,55 @@ if INSECURE_SECRET_KEY:
         import secrets
 
         SECRET_KEY = secrets.token_urlsafe(50)
+
+# --- Device secrets at rest (docs/operations.md "Secrets at rest") ---------------------------------
+# Robots' HMAC secrets are stored Fernet-encrypted (devices/encryption.py). Comma-separated Fernet keys:
+# the first encrypts, every one decrypts (MultiFernet), so a new key is added in front before
+# `manage.py rotate_secret_keys` and the old one is dropped after it. Without it: DEBUG derives a key of
+# this checkout from `.dev-secret-key`; DEBUG off refuses to serve, and the management commands that
+# need a device secret (provisioning, rotation, migrating plain rows) stop with an error.
+WIMZ_SECRET_KEYS = [key.strip() for key in env.list("WIMZ_SECRET_KEYS", default=[]) if key.strip()]
+
+
+def dev_fernet_key(dev_key: str) -> str:
+    """The development Fernet key derived from `dev_key` (this checkout's `.dev-secret-key`) with HKDF-SHA256:
+    a url-safe base64 string of 32 bytes, the same on every run of the checkout, never a published key."""
+    import base64
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"wimz device secrets at rest").derive(
+        dev_key.encode())
+    return base64.urlsafe_b64encode(raw).decode("ascii")
+
+
+def secret_keys_reason(keys: list[str]) -> str:
+    """Why `keys` cannot encrypt device secrets ("" when they can): none given, or entry N (1-based) is not a
+    Fernet key (32 url-safe base64-encoded bytes). The keys themselves are never part of the answer."""
+    from cryptography.fernet import Fernet
+
+    if not keys:
+        return "WIMZ_SECRET_KEYS is missing"
+    for number, key in enumerate(keys, 1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            return f"WIMZ_SECRET_KEYS entry {number} is not a Fernet key (32 url-safe base64-encoded bytes)"
+    return ""
+
+
+if not WIMZ_SECRET_KEYS and DEBUG:
+    WIMZ_SECRET_KEYS = [dev_fernet_key(dev_secret_key())]
+_SECRET_KEYS_PROBLEM = secret_keys_reason(WIMZ_SECRET_KEYS)
+if _SECRET_KEYS_PROBLEM:  # missing (DEBUG off only, see above) or malformed (whatever DEBUG says)
+    _SERVE_REFUSALS.append(
+        f"{_SECRET_KEYS_PROBLEM}. Set WIMZ_SECRET_KEYS to comma-separated Fernet keys (python -c 'from "
+        "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'), or set DEBUG=1 for local "
+        "development."
+    )
+# Why the relay must not serve ("" when it may): wimz/asgi.py raises it. Management commands still run.
+SERVE_REFUSED_REASON = " ".join(_SERVE_REFUSALS)
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 

@@ -49,8 +49,9 @@ def test_rotate_action_shows_new_secret_once(admin_client, make_device):
         "/admin/devices/device/", {"action": "rotate_secret", "_selected_action": [device.pk]}, follow=True
     )
     device.refresh_from_db()
-    assert device.secret != old
-    assert any(device.secret in str(m) for m in get_messages(r.wsgi_request)) or device.secret.encode() in r.content
+    new = device.reveal_secret()
+    assert new != old
+    assert any(new in str(m) for m in get_messages(r.wsgi_request)) or new.encode() in r.content
 
 
 def test_deactivate_action(admin_client, make_device):
@@ -68,8 +69,8 @@ def test_admin_add_generates_secret_and_code(admin_client):
     )
     assert r.status_code == 200
     device = Device.objects.get(device_id="added_01")
-    assert len(device.secret) == 64
-    assert device.secret.encode() in r.content
+    assert len(device.reveal_secret()) == 64
+    assert device.reveal_secret().encode() in r.content
     assert PairingCode.objects.filter(device=device, kind=PairingCode.Kind.PROVISIONING).exists()
 
 
@@ -81,16 +82,16 @@ def test_new_secrets_never_travel_in_a_cookie(admin_client):
     cookies = [r.cookies.output()]
     page = admin_client.get(r["Location"])
     cookies.append(page.cookies.output())
-    assert device.secret.encode() in page.content  # shown once, on the page
+    assert device.reveal_secret().encode() in page.content  # shown once, on the page
     r = admin_client.post("/admin/devices/device/", {"action": "rotate_secret", "_selected_action": [device.pk]})
     cookies.append(r.cookies.output())
     page = admin_client.get(r["Location"])
     cookies.append(page.cookies.output())
     device.refresh_from_db()
-    assert device.secret.encode() in page.content
+    assert device.reveal_secret().encode() in page.content
     assert "messages" not in "".join(cookies)
     for value in admin_client.cookies.values():
-        assert device.secret not in value.value
+        assert device.reveal_secret() not in value.value
 
 
 @pytest.mark.parametrize("device_id", ["bad id", ".", ".."])
@@ -168,7 +169,8 @@ def test_every_device_action_is_recorded_in_the_admin_log(admin_client, admin_us
     assert {e.user_id for e in entries} == {admin_user.pk} and all(e.action_time for e in entries)
     device.refresh_from_db()
     assert device.is_active and device.owner is None
-    assert all(device.secret not in e.get_change_message() and secret not in e.get_change_message() for e in entries)
+    new = device.reveal_secret()
+    assert all(new not in e.get_change_message() and secret not in e.get_change_message() for e in entries)
 
 
 def test_reactivate_action_and_form_go_through_the_service(admin_client, make_device, make_user, monkeypatch):

@@ -38,7 +38,7 @@ def test_provision_plain_output_and_owner(make_user):
     user = make_user("owner@example.com")
     out, _ = run("provision_device", "wimz_robot_08", "--owner", "OWNER@example.com")
     device = Device.objects.get(device_id="wimz_robot_08")
-    assert device.secret in out
+    assert device.reveal_secret() in out
     assert device.owner == user and device.paired_at is not None
 
 
@@ -71,7 +71,7 @@ def test_rotate_changes_secret_and_old_signatures_fail(make_device):
     assert verify_device_signature("wimz_robot_01", ts, sign(old_secret, "wimz_robot_01", ts)) is None
     assert verify_device_signature("wimz_robot_01", ts, sign(data["secret"], "wimz_robot_01", ts)) == device
     out, _ = run("rotate_device_secret", "wimz_robot_01")
-    assert Device.objects.get(pk=device.pk).secret in out
+    assert Device.objects.get(pk=device.pk).reveal_secret() in out
 
 
 def test_rotate_unknown_device_is_command_error():

@@ -213,7 +213,7 @@ def test_provision_validates_and_refuses_duplicates(make_user):
     from devices.errors import DeviceAlreadyExists, InvalidDeviceId
 
     device, secret, code = services.device_provision(device_id="wimz_robot_09", name="Nine")
-    assert device.secret == secret and len(secret) == 64
+    assert device.reveal_secret() == secret and len(secret) == 64
     assert PairingCode.objects.get(code=code).kind == PairingCode.Kind.PROVISIONING
     with pytest.raises(DeviceAlreadyExists):
         services.device_provision(device_id="wimz_robot_09")

@@ -25,8 +25,8 @@ def clock(value):
 def device(make_device):
     """R1 with the known secret."""
     dev, _ = make_device(DEVICE)
-    dev.secret = SECRET
-    dev.save(update_fields=["secret"])
+    dev.set_secret(SECRET)
+    dev.save(update_fields=["secret_encrypted"])
     return dev
 
 

@@ -39,6 +39,7 @@ def relay_env(settings, **extra) -> dict:
     env.update(
         DEBUG="1",
         DJANGO_SECRET_KEY=settings.SECRET_KEY,
+        WIMZ_SECRET_KEYS=",".join(settings.WIMZ_SECRET_KEYS),  # the rows this process encrypts open there
         DATABASE_URL=f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
         f"{db['NAME']}",
         REDIS_URL=os.environ["REDIS_URL"],

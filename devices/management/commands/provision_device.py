@@ -47,6 +47,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from accounts.models import User
+from devices import encryption
 from devices.errors import DeviceError
 from devices.models import DEVICE_ID_RULE, Device, PairingCode, is_valid_device_id
 from devices.pairing import generate_code
@@ -149,8 +150,9 @@ def provision_bulk(specs: list[DeviceSpec], *, now: datetime | None = None,
                    batch_size: int = BATCH_SIZE) -> list[Provisioned]:
     """Create every device of `specs` with a fresh secret and a provisioning pairing code, all or nothing.
 
-    Raises `CommandError` (nothing written) for an invalid id or name, an id given twice or an id that
-    already exists (also when a concurrent provisioning wins the race). Devices with an owner are paired
+    Raises `CommandError` (nothing written) for an invalid id or name, an id given twice, an id that
+    already exists (also when a concurrent provisioning wins the race) or no `WIMZ_SECRET_KEYS` to encrypt
+    the secrets with. Devices with an owner are paired
     at once (`paired_at` = now); no `device_status` push is sent for them (see the module docstring).
     Returns one `Provisioned` per spec, in order.
     """
@@ -160,15 +162,19 @@ def provision_bulk(specs: list[DeviceSpec], *, now: datetime | None = None,
     expires_at = now + timedelta(seconds=settings.WIMZ_PROVISIONING_CODE_TTL)
     secrets_ = [generate_secret() for _ in specs]
     try:
+        tokens = [encryption.encrypt(secret) for secret in secrets_]  # stored encrypted (devices/encryption.py)
+    except encryption.SecretKeysUnavailable as e:
+        raise CommandError(f"Nothing was provisioned: {e.message}") from None
+    try:
         with transaction.atomic():
             existing = _existing_ids(ids)
             if existing:
                 raise CommandError(f"Device(s) already exist: {_named(existing)}; nothing was provisioned.")
             codes = _unique_codes(len(specs))
             devices = [
-                Device(device_id=s.device_id, name=s.name, owner=s.owner, secret=secret,
+                Device(device_id=s.device_id, name=s.name, owner=s.owner, secret_encrypted=token,
                        paired_at=now if s.owner is not None else None)
-                for s, secret in zip(specs, secrets_, strict=True)
+                for s, token in zip(specs, tokens, strict=True)
             ]
             created = Device.objects.bulk_create(devices, batch_size=batch_size)
             if any(d.pk is None for d in created):  # a backend without RETURNING: look the keys up

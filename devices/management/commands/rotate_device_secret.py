@@ -8,6 +8,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from devices.errors import DeviceError
 from devices.models import Device
 from devices.services import device_rotate_secret
 
@@ -25,7 +26,10 @@ class Command(BaseCommand):
         device = Device.objects.filter(device_id=device_id).first()
         if device is None:
             raise CommandError(f"No device {device_id!r}.")
-        secret = device_rotate_secret(device=device)
+        try:
+            secret = device_rotate_secret(device=device)
+        except DeviceError as e:  # SecretKeysUnavailable: no WIMZ_SECRET_KEYS; nothing changed
+            raise CommandError(f"Cannot rotate the secret of {device_id!r}: {e.message}") from None
         if as_json:
             self.stdout.write(json.dumps({"device_id": device.device_id, "secret": secret}))
             return
