@@ -22,6 +22,8 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
+from wimz.logging import client_text, log_unexpected
+
 from . import connections, delivery, dispatch, sessions
 from .addressing import apply_device_update
 from .middleware import AppIdentity, RobotIdentity, authenticate_app, authenticate_robot
@@ -109,7 +111,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
         self.closing = False
         scope = self.scope
         if not scope.get("relay_origin_ok", False):
-            logger.info("websocket handshake refused: origin not allowed (%s)", scope.get("path"))
+            logger.info("websocket handshake refused: origin not allowed (%s)", client_text(scope.get("path")))
             await self.close()
             return
         waited = time.monotonic() - scope.get("relay_handshake_at", time.monotonic())
@@ -193,7 +195,8 @@ class RelayConsumer(AsyncWebsocketConsumer):
         except RelayError as exc:
             await self.send_frame(exc.frame())
         except Exception:
-            logger.exception("unhandled error while handling a %s frame", kind if isinstance(kind, str) else "?")
+            # Whatever the frame held, the log gets one line (a traceback once a minute per raise site).
+            log_unexpected(logger, "unhandled error while handling a %s frame", client_text(kind))
             await self.send_frame(error_frame(Code.INTERNAL, "internal error", kind if isinstance(kind, str) else None))
 
     async def _apply_queued(self) -> None:

@@ -27,8 +27,10 @@ import logging
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 
+from wimz.logging import client_text
+
 from .layer import ChannelGone, GroupSendShed
-from .protocol import Code, RelayError
+from .protocol import MAX_REF_CHARS, Code, RelayError
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,12 @@ def layer():
     return get_channel_layer()
 
 
+def _short(ref):
+    """A `ref` as it travels with a message: cut to `MAX_REF_CHARS` (a client's long frame type is not
+    carried along, docs/protocol.md §15); a full-length slice returns the same string, no copy."""
+    return ref[:MAX_REF_CHARS] if isinstance(ref, str) else ref
+
+
 async def _send(channel: str, message: dict, ref) -> None:
     try:
         await layer().send(channel, message)
@@ -76,7 +84,7 @@ async def frame_to(channel: str, frame: dict, *, ref=None, sid: str | None = Non
         message["sid"] = sid
     if reply_to is not None:
         message["reply_to"] = reply_to
-        message["ref"] = ref
+        message["ref"] = _short(ref)
     await _send(channel, message, ref)
 
 
@@ -85,7 +93,7 @@ async def notify(channel: str, frame: dict) -> bool:
     try:
         await frame_to(channel, frame)
     except RelayError:
-        logger.warning("relay frame %s not delivered: receiver full or gone", frame.get("type"))
+        logger.warning("relay frame %s not delivered: receiver full or gone", client_text(frame.get("type")))
         return False
     return True
 
@@ -95,7 +103,8 @@ async def event_to_owner(owner_id: int, device_id: str, frame: dict, *, reply_to
 
     Full sockets on other instances are reported later to `reply_to` as `relay.shed`.
     """
-    message = {"type": "relay.event", "text": encode(frame), "device_id": device_id, "reply_to": reply_to, "ref": ref}
+    message = {"type": "relay.event", "text": encode(frame), "device_id": device_id, "reply_to": reply_to,
+               "ref": _short(ref)}
     try:
         await layer().group_send(owner_group(owner_id), message)
     except GroupSendShed as exc:
