@@ -83,6 +83,19 @@ def verify_device_signature(
     return device
 
 
+def consume_signature(device_id: str, timestamp, signature: str) -> bool:
+    """Spend a triple that `verify_device_signature(..., consume=False)` accepted; False when it was
+    spent already (a replay, possibly on another instance). For callers that verify first and spend
+    only once everything else about the request is accepted (the relay's WebSocket handshake,
+    docs/protocol.md §4.3). Run it inside the transaction that records the acceptance, so that a
+    failure rolls the spending back too.
+    """
+    ts = _parse_timestamp(timestamp)
+    if ts is None or not isinstance(signature, str):
+        return False
+    return _consume(device_id, ts, signature.lower())
+
+
 def _consume(device_id: str, ts: int, signature: str) -> bool:
     """Record a used triple; False when it was already used (a replay)."""
     try:

@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from devices.models import Device
+from devices.signing import consume_signature
 
 from . import delivery, liveness, presence, session_rows
 from .models import Connection, Session
@@ -55,7 +56,7 @@ _local: "weakref.WeakSet[Party]" = weakref.WeakSet()
 
 
 @database_sync_to_async
-def _robot_connect_db(party: Party, path: str, instance: str):
+def _robot_connect_db(party: Party, path: str, instance: str, signature: tuple | None):
     # One transaction under the device row's lock: two handshakes of one device on two instances at
     # once are serialized, so the second always finds (and replaces, 4009) the first — never two live
     # robot sockets for a device. Pairing and unpairing update the same row, so the owner read here is
@@ -65,6 +66,10 @@ def _robot_connect_db(party: Party, path: str, instance: str):
             Device.objects.select_for_update().filter(pk=party.device_pk, is_active=True)
             .values_list("owner_id", flat=True).first()
         )
+        # The handshake's signature is spent here, with the acceptance it pays for: a handshake refused
+        # earlier (origin, path, an overloaded relay) leaves it unspent for the robot's retry.
+        if signature is not None and not consume_signature(party.device_id, *signature):
+            return None
         previous = list(
             presence.live_connections()
             .filter(role=Connection.Role.ROBOT, device_id=party.device_pk)
@@ -82,17 +87,23 @@ def _robot_connect_db(party: Party, path: str, instance: str):
     return previous, superseded, owner_id, now
 
 
-async def robot_connected(party: Party, *, path: str = "") -> None:
+async def robot_connected(party: Party, *, path: str = "", signature: tuple | None = None) -> bool:
     """A robot's handshake was accepted: record presence, replace its previous socket, tell the owner.
 
     docs/protocol.md §4.4: a second connection for the same device replaces the first (closed 4009, its
     sessions end `superseded` at their apps; the new socket is told nothing). The owner's apps learn
     where the robot's socket now is, and get `device_status` online — not when a socket merely replaced
     another, so owners see no spurious offline/online. Sets `party.owner_id`.
+
+    `signature`: the handshake's `(timestamp, signature)`, spent in the same transaction (docs/protocol.md
+    §4.3, replay rule). Returns False, having changed nothing, when it was spent already (a replay).
     """
     from .sessions import announce_end
 
-    previous, superseded, owner_id, now = await _robot_connect_db(party, path, _instance())
+    done = await _robot_connect_db(party, path, _instance(), signature)
+    if done is None:
+        return False
+    previous, superseded, owner_id, now = done
     party.owner_id = owner_id
     _local.add(party)
     for ref in superseded:
@@ -104,6 +115,7 @@ async def robot_connected(party: Party, *, path: str = "") -> None:
         # Confirmed: once this robot's handshake is accepted, every instance's apps route to this socket.
         await delivery.device_update(owner_id, device_id=party.device_id, device_pk=party.device_pk,
                                      robot_channel=party.channel_name, frame=frame, confirm=True)
+    return True
 
 
 @database_sync_to_async

@@ -22,6 +22,8 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
+from wimz.logging import client_text, log_unexpected
+
 from . import connections, delivery, dispatch, sessions
 from .addressing import apply_device_update
 from .middleware import AppIdentity, RobotIdentity, authenticate_app, authenticate_robot
@@ -109,7 +111,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
         self.closing = False
         scope = self.scope
         if not scope.get("relay_origin_ok", False):
-            logger.info("websocket handshake refused: origin not allowed (%s)", scope.get("path"))
+            logger.info("websocket handshake refused: origin not allowed (%s)", client_text(scope.get("path")))
             await self.close()
             return
         waited = time.monotonic() - scope.get("relay_handshake_at", time.monotonic())
@@ -127,7 +129,10 @@ class RelayConsumer(AsyncWebsocketConsumer):
                 await self.close()
                 return
             # Presence first, then accept: once the robot sees its handshake accepted, frames for it route.
-            await self._become_robot(identity)
+            if not await self._become_robot(identity):
+                logger.info("robot handshake refused: signature already used")
+                await self.close()
+                return
             await self.accept()
         elif self.route_role == APP:
             identity = scope.get("relay_app")
@@ -142,12 +147,17 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
     # --- identity -------------------------------------------------------------------------------
 
-    async def _become_robot(self, identity: RobotIdentity) -> None:
-        self.party = Party(ROBOT, self.channel_name, device_pk=identity.device_pk, device_id=identity.device_id)
-        await connections.robot_connected(self.party, path=self.scope.get("path", ""))
+    async def _become_robot(self, identity: RobotIdentity) -> bool:
+        """Record the robot's presence, spending its signature; False (nothing recorded) on a replay."""
+        party = Party(ROBOT, self.channel_name, device_pk=identity.device_pk, device_id=identity.device_id)
+        if not await connections.robot_connected(party, path=self.scope.get("path", ""),
+                                                 signature=(identity.timestamp, identity.signature)):
+            return False
+        self.party = party
         _open_consumers.add(self)
         connections.ensure_heartbeat()
         logger.info("robot %s connected", identity.device_id)
+        return True
 
     async def _become_app(self, identity: AppIdentity, *, accept: bool = False) -> None:
         self.party = Party(APP, self.channel_name, user_id=identity.user_id, login_id=identity.login_id)
@@ -193,7 +203,8 @@ class RelayConsumer(AsyncWebsocketConsumer):
         except RelayError as exc:
             await self.send_frame(exc.frame())
         except Exception:
-            logger.exception("unhandled error while handling a %s frame", kind if isinstance(kind, str) else "?")
+            # Whatever the frame held, the log gets one line (a traceback once a minute per raise site).
+            log_unexpected(logger, "unhandled error while handling a %s frame", client_text(kind))
             await self.send_frame(error_frame(Code.INTERNAL, "internal error", kind if isinstance(kind, str) else None))
 
     async def _apply_queued(self) -> None:
@@ -258,9 +269,10 @@ class RelayConsumer(AsyncWebsocketConsumer):
             raise RelayError(Code.NOT_AUTHORIZED, "authenticate first with an 'auth' frame", kind)
         if "device_id" in frame:
             robot = await authenticate_robot(frame.get("device_id"), frame.get("timestamp"), frame.get("token"))
-            if robot is not None:
+            # The socket becomes the robot's (signature spent) before it is told so; frames routed to it
+            # wait in its queue until this frame is handled, so `auth_result` still comes first.
+            if robot is not None and await self._become_robot(robot):
                 await self.send_frame({"type": "auth_result", "success": True, "message": "authenticated"})
-                await self._become_robot(robot)
                 return
         else:
             app = await authenticate_app(frame.get("token"))

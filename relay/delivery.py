@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING, Any, Literal, NotRequired, Protocol, TypeAlias
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 
+from wimz.logging import client_text
+
 from .layer import ChannelGone, GroupSendShed, Message
 from .party import Frame
-from .protocol import Code, RelayError
+from .protocol import MAX_REF_CHARS, Code, RelayError
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +169,12 @@ def layer() -> RelayLayer:
     return _channel_layer()
 
 
+def _short(ref: Ref) -> Ref:
+    """A `ref` as it travels with a message: cut to `MAX_REF_CHARS` (a client's long frame type is not
+    carried along, docs/protocol.md §15); a full-length slice returns the same string, no copy."""
+    return ref[:MAX_REF_CHARS] if isinstance(ref, str) else ref
+
+
 async def _send(channel: str, message: Message, ref: Ref) -> None:
     try:
         await layer().send(channel, message)
@@ -188,7 +196,7 @@ async def frame_to(channel: str, frame: Frame, *, ref: Ref = None, sid: str | No
         message["sid"] = sid
     if reply_to is not None:
         message["reply_to"] = reply_to
-        message["ref"] = ref
+        message["ref"] = _short(ref)
     await _send(channel, message, ref)
 
 
@@ -197,7 +205,7 @@ async def notify(channel: str, frame: Frame) -> bool:
     try:
         await frame_to(channel, frame)
     except RelayError:
-        logger.warning("relay frame %s not delivered: receiver full or gone", frame.get("type"))
+        logger.warning("relay frame %s not delivered: receiver full or gone", client_text(frame.get("type")))
         return False
     return True
 
@@ -208,7 +216,7 @@ async def event_to_owner(owner_id: int, device_id: str, frame: Frame, *, reply_t
     Full sockets on other instances are reported later to `reply_to` as `relay.shed`.
     """
     message: EventMessage = {"type": "relay.event", "text": encode(frame), "device_id": device_id,
-                             "reply_to": reply_to, "ref": ref}
+                             "reply_to": reply_to, "ref": _short(ref)}
     try:
         await layer().group_send(owner_group(owner_id), message)
     except GroupSendShed as exc:

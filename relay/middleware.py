@@ -30,10 +30,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RobotIdentity:
-    """An authenticated robot: its Device primary key and `device_id`."""
+    """A robot whose signature verified: its Device primary key and `device_id`, and the signed
+    `(timestamp, signature)` it used, not spent yet: the connect transaction spends it
+    (`relay.connections.robot_connected`) when the socket is accepted, so that a handshake refused for
+    any other reason leaves the robot free to retry with the same signature (docs/protocol.md §4.3)."""
 
     device_pk: int
     device_id: str
+    timestamp: object = None
+    signature: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,11 +80,12 @@ def origin_allowed(headers: dict[str, str]) -> bool:
 def authenticate_robot(device_id, timestamp, signature) -> RobotIdentity | None:
     """Verify a robot's signed credentials (see `devices.signing.verify_device_signature`).
 
-    Returns a `RobotIdentity` or None; never raises on malformed input; consumes the signature
-    (replays inside the skew window fail).
+    Returns a `RobotIdentity` or None; never raises on malformed input. The signature is not spent
+    here: `relay.connections.robot_connected` spends it when the socket is accepted, and refuses a
+    replay then.
     """
-    device = verify_device_signature(device_id, timestamp, signature)
-    return RobotIdentity(device.pk, device.device_id) if device else None
+    device = verify_device_signature(device_id, timestamp, signature, consume=False)
+    return RobotIdentity(device.pk, device.device_id, timestamp, signature) if device else None
 
 
 @database_sync_to_async
@@ -125,14 +131,16 @@ class RelayAuthMiddleware:
         scope["relay_handshake_at"] = time.monotonic()  # when the server handed the handshake over
         headers = _headers(scope)
         query = _query(scope)
-        path = scope.get("path", "").rstrip("/")
-        scope["relay_origin_ok"] = origin_allowed(headers)
-        if path == "/ws/device":
+        path = scope.get("path", "")
+        scope["relay_origin_ok"] = origin_ok = origin_allowed(headers)
+        # Only a handshake the router will take (exact path, docs/protocol.md §3.1) from an allowed
+        # origin is authenticated: the others are refused anyway, and cost no database work.
+        if origin_ok and path == "/ws/device":
             scope["relay_robot"] = await authenticate_robot(
                 headers.get("x-device-id", query.get("device_id")),
                 headers.get("x-timestamp", query.get("ts")),
                 headers.get("x-signature", query.get("sig")),
             )
-        elif path == "/ws/app":
+        elif origin_ok and path == "/ws/app":
             scope["relay_app"] = await authenticate_app(query.get("token") or bearer_token(headers))
         return await self.inner(scope, receive, send)

@@ -78,11 +78,23 @@ class RelayError(Exception):
         return error_frame(self.code, self.message, self.ref)
 
 
+# docs/protocol.md §15: `ref` names the offending frame (its type or session id) in at most this many
+# characters, so that an error never echoes a client's long string back (or into a log line).
+MAX_REF_CHARS = 64
+# docs/protocol.md §7: objects and arrays nested deeper than this are refused (BAD_REQUEST). No frame of
+# the protocol nests more than a few levels; every later step (copying, encoding, the channel layer)
+# may then walk a frame without any risk of exhausting the interpreter's recursion limit.
+MAX_NESTING = 32
+
+
 def error_frame(code: str, message: str, ref: str | None = None) -> dict:
-    """`{"type":"error","code":code,"message":message}` plus `ref` when given (docs/protocol.md §15)."""
+    """`{"type":"error","code":code,"message":message}` plus `ref` when given (docs/protocol.md §15).
+
+    A `ref` that is not a string is left out; a longer one is cut to `MAX_REF_CHARS` characters.
+    """
     frame = {"type": "error", "code": code, "message": message}
-    if ref is not None:
-        frame["ref"] = ref
+    if isinstance(ref, str):
+        frame["ref"] = ref[:MAX_REF_CHARS]
     return frame
 
 
@@ -104,8 +116,8 @@ def parse_text_frame(text: str, *, max_bytes: int) -> dict:
     Raises `RelayError` MESSAGE_TOO_LARGE when the UTF-8 size exceeds `max_bytes` (checked before
     parsing), BAD_REQUEST when it is not JSON (including `NaN`/`Infinity`, which RFC 8259 excludes, and
     numbers such as `1e400` that only a float infinity could hold),
-    not an object, or holds a lone UTF-16 surrogate that could not be sent on as UTF-8 (docs/protocol.md
-    §8, §3.3).
+    not an object, nests objects/arrays deeper than `MAX_NESTING` levels, or holds a lone UTF-16
+    surrogate that could not be sent on as UTF-8 (docs/protocol.md §8, §3.3, §7).
     """
     if text.isascii():
         size = len(text)
@@ -122,6 +134,10 @@ def parse_text_frame(text: str, *, max_bytes: int) -> dict:
         raise RelayError(Code.BAD_REQUEST, "frame is not valid JSON")
     if not isinstance(frame, dict):
         raise RelayError(Code.BAD_REQUEST, "frame must be a JSON object")
+    # Only a frame with more brackets than the limit can nest deeper than it: the common frame pays two
+    # C-level scans of its text, and only bracket-rich frames are walked.
+    if (text.count("{") + text.count("[") > MAX_NESTING) and _too_deep(frame, MAX_NESTING):
+        raise RelayError(Code.BAD_REQUEST, f"frame nests objects/arrays deeper than {MAX_NESTING} levels")
     if _SURROGATE_ESCAPE.search(text) and not _encodable(frame):
         raise RelayError(Code.BAD_REQUEST, "frame contains a lone UTF-16 surrogate (\\uD800-\\uDFFF)")
     return frame
@@ -130,6 +146,19 @@ def parse_text_frame(text: str, *, max_bytes: int) -> dict:
 # `\uD800`–`\uDFFF` escapes: a pair encodes one character (fine), a lone one decodes to a string that
 # cannot be sent as UTF-8 to the receiver. Only frames with such an escape pay for the full check.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _too_deep(value, limit: int) -> bool:
+    """True when `value` (parsed JSON) nests dicts/lists more than `limit` levels (the top level is 1);
+    iterative, and it stops at the first container beyond the limit."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _reject_constant(name: str):

@@ -1,7 +1,17 @@
-"""Log scrubbing: JWTs, device signatures and secrets never reach a log line (field report F8)."""
+"""Log hygiene: secrets never reach a log line (field report F8), and a client never writes one.
+
+- `ScrubSecretsFilter` (on every handler) renders each record once and replaces secrets with `***`.
+- `client_text` is the one way to put a client-chosen string (a frame `type`, a path, a header) into a
+  log line: control characters escaped (so it cannot forge a second line), truncated (so it cannot
+  make the line long).
+- `log_unexpected` logs an unexpected exception that a client's frame may have triggered: a traceback at
+  most once a minute per place it was raised, one line otherwise (so a client cannot amplify its frames
+  into tracebacks).
+"""
 
 import logging
 import re
+import time
 
 # `token=`, `sig=`, `signature=`, `secret=` in query strings or key=value text; `Bearer <jwt>`;
 # and anything shaped like a JWT (three base64url parts, the first starting with `eyJ`).
@@ -10,6 +20,35 @@ _PATTERNS = [
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
     (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+"), "***jwt***"),
 ]
+
+# C0 and C1 control characters, DEL, and the Unicode line/paragraph separators: anything a log viewer
+# may show as a line break or that rewrites the terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CLIENT_TEXT_LIMIT = 64  # characters of a client-chosen string shown in a log line
+
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def client_text(value, limit: int = CLIENT_TEXT_LIMIT) -> str:
+    """A client-chosen value as it may appear in a log line.
+
+    A string keeps at most `limit` characters (longer ones end `…(+N chars)`), with control characters
+    and line separators written as `\\xNN` / `\\uNNNN`; any other value is shown only by its type
+    (`<dict>`), never rendered. Secrets are still scrubbed later, by `ScrubSecretsFilter`.
+    """
+    if not isinstance(value, str):
+        return "<none>" if value is None else f"<{type(value).__name__}>"
+    shown = _CONTROL.sub(_escape, value[:limit])
+    return shown if len(value) <= limit else f"{shown}…(+{len(value) - limit} chars)"
 
 
 def scrub(text: str) -> str:
@@ -22,7 +61,9 @@ def scrub(text: str) -> str:
 class ScrubSecretsFilter(logging.Filter):
     """A logging filter that renders each record once and scrubs secrets from the result.
 
-    Attached to every handler in `settings.LOGGING`; it never drops a record, only rewrites it.
+    Attached to every handler in `settings.LOGGING`; it never drops a record, only rewrites it. The
+    message itself is kept on one line (line breaks escaped, as `client_text` does), so that no value
+    that reached a message unescaped can forge a record; a traceback stays multi-line.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -30,10 +71,46 @@ class ScrubSecretsFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken format string must not hide the record
             message = str(record.msg)
-        cleaned = scrub(message)
+        cleaned = scrub(_CONTROL.sub(_escape, message))
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = scrub(record.exc_text)
         record.msg, record.args = cleaned, None
         return True
+
+
+TRACEBACK_INTERVAL = 60.0  # seconds between two tracebacks of one raise site
+_MAX_SITES = 256
+# (exception class, file, line) → when its traceback was last logged. Only log throttling: bounded, and
+# no rule of the relay reads it.
+_last_traceback: dict[tuple, float] = {}
+
+
+def log_unexpected(logger: logging.Logger, message: str, *args, clock=time.monotonic) -> None:
+    """Log the exception being handled (call from an `except` block) at ERROR.
+
+    The first time a raise site (exception class, file and line of the innermost frame) is seen, and
+    then at most once every `TRACEBACK_INTERVAL` seconds, with its traceback; otherwise as one line
+    naming the exception class and the site. `args` fill `message` (pass client strings through
+    `client_text`).
+    """
+    import sys
+
+    exc_type, exc, tb = sys.exc_info()
+    if exc is None:
+        logger.error(message, *args)
+        return
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    site = (exc_type, tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else (exc_type, "", 0)
+    now = clock()
+    last = _last_traceback.get(site)
+    if last is None or now - last >= TRACEBACK_INTERVAL:
+        if len(_last_traceback) >= _MAX_SITES:
+            _last_traceback.clear()
+        _last_traceback[site] = now
+        logger.error(message, *args, exc_info=True)
+        return
+    logger.error(message + " (%s at %s:%d; traceback logged at most once a minute)", *args,
+                 exc_type.__name__, site[1].rsplit("/", 1)[-1], site[2])
