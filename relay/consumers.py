@@ -22,7 +22,7 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from wimz.logging import client_text, log_unexpected
+from core.logging import client_text, log_unexpected
 
 from . import connections, delivery, dispatch, sessions
 from .addressing import apply_device_update

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, NotRequired, Protocol, TypeAlias
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 
-from wimz.logging import client_text
+from core.logging import client_text
 
 from .layer import ChannelGone, GroupSendShed, Message
 from .party import Frame

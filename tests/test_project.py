@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wimz.logging import ScrubSecretsFilter, scrub
+from core.logging import ScrubSecretsFilter, scrub
 
 ROOT = Path(__file__).resolve().parents[1]
 

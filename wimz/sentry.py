@@ -11,7 +11,7 @@ Nothing secret leaves the process:
 - `before_send` / `before_breadcrumb` walk the whole event: a value under a secret-ish key (Sentry's
   own denylist plus the project's: `signature`, `sig`, `device_secret`, `pairing_code`, `refresh`,
   `access`, …, at any depth, e.g. a log record's `extra`) becomes `[Filtered]`, and every other
-  string goes through `wimz.logging.scrub` (JWTs, `Bearer …`, `token=…` in URLs and query strings,
+  string goes through `core.logging.scrub` (JWTs, `Bearer …`, `token=…` in URLs and query strings,
   `secret=…`), the same rule as the logs. Device ids and user ids are not secrets and stay.
   (Sentry ignores its `event_scrubber` option once `data_collection` is given, hence this walk.)
 """
@@ -25,7 +25,7 @@ from sentry_sdk.integrations.django import DjangoIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.scrubber import DEFAULT_DENYLIST
 
-from .logging import scrub
+from core.logging import scrub
 
 # Header and query-parameter name fragments filtered besides Sentry's own (auth, token, secret, key, …).
 DENY_TERMS = ["signature", "sig", "code", "refresh", "access", "credential"]

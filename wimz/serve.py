@@ -43,13 +43,13 @@ def daphne_argv(host: str, port: int, extra: list[str] | None = None) -> list[st
 
 
 class _ScrubbingStream:
-    """A text stream that passes every write through `wimz.logging.scrub` (for daphne's access log)."""
+    """A text stream that passes every write through `core.logging.scrub` (for daphne's access log)."""
 
     def __init__(self, stream):
         self.stream = stream
 
     def write(self, text: str) -> int:
-        from wimz.logging import scrub
+        from core.logging import scrub
 
         return self.stream.write(scrub(text))
 

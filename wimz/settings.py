@@ -426,7 +426,7 @@ if SENTRY_DSN:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"scrub_secrets": {"()": "wimz.logging.ScrubSecretsFilter"}},
+    "filters": {"scrub_secrets": {"()": "core.logging.ScrubSecretsFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {
         "console": {

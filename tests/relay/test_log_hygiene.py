@@ -11,12 +11,12 @@ import logging
 
 import pytest
 
+from core.logging import ScrubSecretsFilter, client_text, scrub
 from relay import dispatch
 from tests.relay import flows
 from tests.relay import wsutil as ws
 from tests.relay.flows import R1
 from wimz import logging as wimz_logging
-from wimz.logging import ScrubSecretsFilter, client_text, scrub
 
 pytestmark = flows.RELAY_DB
 
