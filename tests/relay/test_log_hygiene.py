@@ -11,12 +11,12 @@ import logging
 
 import pytest
 
+from core import logging as core_logging
 from core.logging import ScrubSecretsFilter, client_text, scrub
 from relay import dispatch
 from tests.relay import flows
 from tests.relay import wsutil as ws
 from tests.relay.flows import R1
-from wimz import logging as wimz_logging
 
 pytestmark = flows.RELAY_DB
 
@@ -32,7 +32,7 @@ def relay_log():
     old_level = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
-    wimz_logging._last_traceback.clear()
+    core_logging._last_traceback.clear()
     yield stream
     root.removeHandler(handler)
     root.setLevel(old_level)
