@@ -1,14 +1,13 @@
 """Devices test fixtures: API clients, presence rows, signed robot headers, hook recorders."""
 
-import time
 import uuid
 
 import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from devices.signing import sign
 from relay.models import Connection
+from tests.support.signing import signed
 
 
 @pytest.fixture
@@ -44,12 +43,7 @@ def robot_headers():
     """`robot_headers(device_id, secret, ts=None) -> dict` of signed `X-Device-ID/X-Timestamp/X-Signature` headers."""
 
     def _headers(device_id, secret, ts=None):
-        ts = int(time.time()) if ts is None else ts
-        return {
-            "HTTP_X_DEVICE_ID": device_id,
-            "HTTP_X_TIMESTAMP": str(ts),
-            "HTTP_X_SIGNATURE": sign(secret, device_id, ts),
-        }
+        return signed(device_id, secret, ts).meta()
 
     return _headers
 

@@ -16,7 +16,8 @@ from django.db import connection
 
 from devices import encryption, services
 from devices.models import Device
-from devices.signing import sign, verify_device_signature
+from devices.signing import verify_device_signature
+from tests.support import signing as support_signing
 
 pytestmark = pytest.mark.django_db
 
@@ -45,8 +46,8 @@ def store_plain(device_id: str, secret: str) -> None:
 
 
 def signed(device_id: str, secret: str, ts: int | None = None) -> tuple[str, int, str]:
-    ts = int(time.time()) if ts is None else ts
-    return device_id, ts, sign(secret, device_id, ts)
+    handshake = support_signing.signed(device_id, secret, ts)
+    return handshake.device_id, handshake.ts, handshake.sig
 
 
 def run(*args):

@@ -10,16 +10,15 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from websockets.asyncio.client import ClientConnection, connect
 
-from devices.signing import sign
 from tests.support.frames import check_sent
+from tests.support.signing import signed
 
 TIMEOUT = 5.0
 
 
 def robot_headers(device_id: str, secret: str, ts: int | None = None) -> dict[str, str]:
     """Signed handshake headers (docs/protocol.md §4)."""
-    ts = int(time.time()) if ts is None else ts
-    return {"X-Device-ID": device_id, "X-Timestamp": str(ts), "X-Signature": sign(secret, device_id, ts)}
+    return signed(device_id, secret, ts).headers()
 
 
 async def robot(base: str, device_id: str, secret: str, ts: int | None = None, **kwargs) -> ClientConnection:

@@ -8,6 +8,7 @@ from devices.signing import sign
 from tests.relay import flows
 from tests.relay import wsutil as ws
 from tests.relay.flows import R1
+from tests.support.signing import signed
 
 pytestmark = flows.RELAY_DB
 
@@ -27,8 +28,7 @@ async def refusal(path, headers=None):
 
 
 def query(device_id, secret, ts=None, sig=None):
-    ts = int(time.time()) if ts is None else ts
-    return "/ws/device?" + urlencode({"device_id": device_id, "ts": ts, "sig": sig or sign(secret, device_id, ts)})
+    return "/ws/device?" + signed(device_id, secret, ts, sig=sig or None).query()
 
 
 async def test_signed_headers_are_accepted(world):

@@ -1,13 +1,12 @@
 """Helpers for driving the relay's WebSockets with channels' WebsocketCommunicator."""
 
 import json
-import time
 from urllib.parse import urlencode
 
 from channels.testing import WebsocketCommunicator
 
-from devices.signing import sign
 from tests.support.frames import check_sent
+from tests.support.signing import signed
 from wimz.asgi import application
 
 TIMEOUT = 3
@@ -15,12 +14,7 @@ TIMEOUT = 3
 
 def robot_headers(device_id: str, secret: str, ts: int | None = None) -> list[tuple[bytes, bytes]]:
     """The handshake headers a deployed robot sends (docs/protocol.md §4)."""
-    ts = int(time.time()) if ts is None else ts
-    return [
-        (b"x-device-id", device_id.encode()),
-        (b"x-timestamp", str(ts).encode()),
-        (b"x-signature", sign(secret, device_id, ts).encode()),
-    ]
+    return signed(device_id, secret, ts).asgi_headers()
 
 
 async def connect(path: str, headers=None) -> tuple[WebsocketCommunicator, bool]:
