@@ -38,7 +38,7 @@ async def _until(ws, wanted, timeout=TIMEOUT) -> dict:
 
 async def one_run(services: Services, pair, ts: int) -> float:
     from devices.signing import sign
-    from wimz.serve import RelayProcess
+    from sim.process import RelayProcess
 
     relays = [RelayProcess(services.env(), services.tmp / f"liveness-{name}-{ts}.log") for name in "ab"]
     try:
@@ -99,7 +99,7 @@ def _pg_xacts(db_name: str) -> int:
 def idle_load(services: Services, seconds: float) -> dict:
     """Redis commands/s and PostgreSQL transactions/s of two idle relay instances (one robot socket
     each, so that each sees the other's open rows)."""
-    from wimz.serve import RelayProcess
+    from sim.process import RelayProcess
 
     relays = [RelayProcess(services.env(), services.tmp / f"idle-{name}.log") for name in "ab"]
     try:

@@ -8,7 +8,7 @@ import os
 import resource
 from pathlib import Path
 
-from wimz.serve import RelayProcess
+from sim.process import RelayProcess
 
 SERVER_CORE = 0
 CLIENT_CORE = 1

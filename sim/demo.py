@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from wimz.serve import RelayProcess
+from sim.process import RelayProcess
 
 from .app import AppSim, CallResult, RelayApi
 from .common import SimError, quiet_libraries
@@ -115,7 +115,7 @@ class LocalRelay:
         self.process: RelayProcess | None = None
 
     async def start(self, time_limit: float = 30.0) -> str:
-        """Migrate, start daphne (`wimz.serve.RelayProcess`) and wait for `GET /health` 200; the base URL."""
+        """Migrate, start daphne (`sim.process.RelayProcess`) and wait for `GET /health` 200; the base URL."""
         if self.migrate:
             await _run("migrate", "--noinput", env=self.env, time_limit=time_limit)
         self.process = RelayProcess(self.env, self.log_path)

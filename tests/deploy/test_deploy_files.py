@@ -29,6 +29,7 @@ import pytest
 import yaml
 from check_jsonschema.builtin_schemas import get_builtin_schema
 
+from sim.process import free_port
 from wimz import serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,7 +177,7 @@ class _NginxUnderTest:
         self.tmp = tmp
         (tmp / "logs").mkdir()
         cert, key = _self_signed(tmp)
-        self.http_port, self.https_port = serve.free_port(), serve.free_port()
+        self.http_port, self.https_port = free_port(), free_port()
         site = SITE.read_text()
         site = site.replace("/etc/letsencrypt/live/relay.example.com/fullchain.pem", str(cert))
         site = site.replace("/etc/letsencrypt/live/relay.example.com/privkey.pem", str(key))
@@ -208,7 +209,7 @@ class _NginxUnderTest:
 
 def test_nginx_site_passes_nginx_t(tmp_path):
     """`nginx -t` accepts the site (TLS with a throwaway certificate, upstream on 127.0.0.1)."""
-    nginx = _NginxUnderTest(tmp_path, [serve.free_port()])
+    nginx = _NginxUnderTest(tmp_path, [free_port()])
     result = nginx.test_config()
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
@@ -243,7 +244,7 @@ def test_nginx_site_keeps_tokens_out_of_its_logs_and_sets_forwarded_headers(tmp_
     the error log gets upstream errors); X-Forwarded-For / -Proto are nginx's, not the client's; plain
     HTTP is redirected to https."""
     upstream = _Upstream()
-    dead_port = serve.free_port()
+    dead_port = free_port()
     nginx = _NginxUnderTest(tmp_path, [dead_port, upstream.server_address[1]])
     assert nginx.test_config().returncode == 0
     proc = subprocess.Popen([*nginx.argv, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

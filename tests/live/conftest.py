@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from wimz.serve import RelayProcess
+from sim.process import RelayProcess
 
 STATS_TOKEN = "live-test-operator-token"  # /stats for the live relays (WIMZ_STATS_TOKEN)
 
