@@ -7,11 +7,7 @@ import pytest
 from channels.layers import channel_layers
 from rest_framework_simplejwt.tokens import AccessToken
 
-from accounts.models import User
-from devices.models import Device
-from devices.signing import generate_secret
-
-PASSWORD = "correct-horse-battery-9"
+from tests.support.factories import PASSWORD, DeviceFactory, UserFactory  # noqa: F401 (PASSWORD: tests import it here)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -99,7 +95,7 @@ def make_user(db):
     """`make_user(email="u1@example.com", password=PASSWORD, **fields) -> User`."""
 
     def _make(email="u1@example.com", password=PASSWORD, **fields):
-        return User.objects.create_user(email=email, password=password, **fields)
+        return UserFactory(email=email, password=password, **fields)
 
     return _make
 
@@ -109,11 +105,8 @@ def make_device(db):
     """`make_device(device_id="wimz_robot_01", owner=None, **fields) -> (Device, secret)`."""
 
     def _make(device_id="wimz_robot_01", owner=None, **fields):
-        secret = generate_secret()
-        device = Device(device_id=device_id, owner=owner, **fields)
-        device.set_secret(secret)  # stored encrypted, as every real path stores it
-        device.save()
-        return device, secret
+        device = DeviceFactory(device_id=device_id, owner=owner, **fields)  # secret stored encrypted
+        return device, device.plain_secret
 
     return _make
 

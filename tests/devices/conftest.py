@@ -1,12 +1,10 @@
 """Devices test fixtures: API clients, presence rows, signed robot headers, hook recorders."""
 
-import uuid
 
 import pytest
-from django.utils import timezone
 from rest_framework.test import APIClient
 
-from relay.models import Connection
+from tests.support.factories import ConnectionFactory
 from tests.support.signing import signed
 
 
@@ -28,12 +26,7 @@ def set_online(db):
     """`set_online(device)`: a live robot connection row, as the relay's consumer records it."""
 
     def _online(device):
-        return Connection.objects.create(
-            role=Connection.Role.ROBOT,
-            channel_name=f"test.{uuid.uuid4().hex}",
-            device=device,
-            heartbeat_at=timezone.now(),
-        )
+        return ConnectionFactory(device=device)
 
     return _online
 

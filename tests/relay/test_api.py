@@ -9,6 +9,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from relay.models import Session
+from tests.support.factories import SessionFactory
 
 TURN_URL = "/api/turn/credentials"
 CF_URL = "https://rtc.live.cloudflare.com/v1/turn/keys/kid/credentials/generate-ice-servers"
@@ -49,7 +50,7 @@ def stun(settings):
 
 def make_session(user, device, *, minutes_ago=0, **fields):
     """A Session row of `user` on `device`, created `minutes_ago` minutes before now."""
-    session = Session.objects.create(user=user, device=device, app_channel="app.x", robot_channel="robot.x", **fields)
+    session = SessionFactory(user=user, device=device, **fields)
     created = timezone.now() - timedelta(minutes=minutes_ago)
     Session.objects.filter(pk=session.pk).update(created_at=created)
     session.refresh_from_db()

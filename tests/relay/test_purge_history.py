@@ -12,6 +12,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from accounts.models import RevokedLogin
 from relay import retention
 from relay.models import Connection, Session
+from tests.support.factories import SessionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +29,7 @@ def _connection(user, *, closed_days_ago=None, heartbeat_days_ago=0):
 
 def _session(user, device, *, ended_days_ago=None, created_days_ago=0):
     now = timezone.now()
-    row = Session.objects.create(device=device, user=user, app_channel="a", robot_channel="r")
+    row = SessionFactory(device=device, user=user)
     Session.objects.filter(pk=row.pk).update(
         created_at=now - timedelta(days=created_days_ago),
         ended_at=None if ended_days_ago is None else now - timedelta(days=ended_days_ago),
