@@ -111,10 +111,11 @@ async def request(party: Party, frame: dict) -> Outcome:
     robot `webrtc_request`, both with the same `ice_servers`; sessions over the device's limit end
     `superseded` (§13.5). A robot that cannot take the request leaves no session row.
     """
-    from .ice import get_ice_servers
+    from .ice import issue_ice_servers
 
     target = address(party, optional_device_id(frame), ref="webrtc_request")
-    ice_servers = (await get_ice_servers(user_id=party.user_id)).ice_servers
+    # The user owns the target (addressing checked it), so the TURN policy's device rule holds.
+    ice_servers = (await issue_ice_servers(user_id=party.user_id, owns_device=True)).ice_servers
     ref, superseded = await database_sync_to_async(session_rows.session_open)(
         user_id=party.user_id, target=target, app_channel=party.channel_name
     )

@@ -220,7 +220,12 @@ WIMZ_PROVISIONING_CODE_TTL = env.int("WIMZ_PROVISIONING_CODE_TTL", default=7 * 8
 # --- ICE servers (docs/protocol.md §14) ------------------------------------------------
 WIMZ_ICE_PROVIDER = env.str("WIMZ_ICE_PROVIDER", default="stun")  # stun | cloudflare | coturn
 WIMZ_STUN_URLS = env.list("WIMZ_STUN_URLS", default=["stun:stun.cloudflare.com:3478"])
-WIMZ_ICE_TTL = env.int("WIMZ_ICE_TTL", default=3600)  # seconds a TURN credential lives
+# Seconds a TURN credential can open an allocation. coturn checks it when an allocation is made, not on
+# its refreshes: a call already relayed keeps going past it (docs/protocol.md §14), so short is safe.
+WIMZ_ICE_TTL = env.int("WIMZ_ICE_TTL", default=600)
+# TURN credentials issued per user and window (seconds), sessions and REST together (0: no cap).
+WIMZ_TURN_ISSUE_LIMIT = env.int("WIMZ_TURN_ISSUE_LIMIT", default=30)
+WIMZ_TURN_ISSUE_WINDOW = env.int("WIMZ_TURN_ISSUE_WINDOW", default=600)
 WIMZ_CLOUDFLARE_TURN_KEY_ID = env.str("WIMZ_CLOUDFLARE_TURN_KEY_ID", default="")
 WIMZ_CLOUDFLARE_TURN_API_TOKEN = env.str("WIMZ_CLOUDFLARE_TURN_API_TOKEN", default="")
 WIMZ_CLOUDFLARE_TIMEOUT = env.float("WIMZ_CLOUDFLARE_TIMEOUT", default=3.0)
