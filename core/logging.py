@@ -13,12 +13,30 @@ import logging
 import re
 import time
 
-# `token=`, `sig=`, `signature=`, `secret=` in query strings or key=value text; `Bearer <jwt>`;
-# and anything shaped like a JWT (three base64url parts, the first starting with `eyJ`).
+# Names that say "the value is a secret": alone or as one part of a longer name (`device_secret`,
+# `access_token`, `X-Signature`, `pairing-code`), in any case.
+_SECRET_WORDS = (
+    r"secret|token|sig|signature|password|passwd|passphrase|credential|credentials|authorization|auth"
+    r"|pairing[_-]?code|claim[_-]?code|provisioning[_-]?code|api[_-]?key|access[_-]?key|private[_-]?key"
+)
+_SECRET_NAME = rf"(?:[A-Za-z0-9]+[_-])*(?:{_SECRET_WORDS})(?:[_-][A-Za-z0-9]+)*"
 _PATTERNS = [
-    (re.compile(r"(?i)\b(token|sig|signature|secret|credential|password)=([^&\s\"']+)"), r"\1=***"),
-    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
-    (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+"), "***jwt***"),
+    # JSON or Python-repr pairs: `"device_secret": "…"`, `'token': '…'` (escaped quotes inside kept).
+    (re.compile(rf'(?i)(")({_SECRET_NAME})("\s*:\s*)"(?:[^"\\]|\\.)*"'), r'\1\2\3"***"'),
+    (re.compile(rf"(?i)(')({_SECRET_NAME})('\s*:\s*)'(?:[^'\\]|\\.)*'"), r"\1\2\3'***'"),
+    # `name=value` in query strings, form bodies and key=value text (`?token=`, `device_secret=`).
+    (re.compile(rf"(?i)(?<![A-Za-z0-9])({_SECRET_NAME})=([^&\s\"',;]+)"), r"\1=***"),
+    # Header-style `Name: value` (`X-Signature: …`, `Authorization: Bearer …` keeps its scheme word).
+    (re.compile(rf"(?i)(?<![A-Za-z0-9\"'])({_SECRET_NAME})(:[ \t]*)(?!Bearer\b|Basic\b)([^\s\"',;]+)"),
+     r"\1\2***"),
+    # A secret as a path segment after its name: `/token/<value>`, `/pairing-code/<value>`.
+    (re.compile(rf"(?i)(/(?:{_SECRET_NAME})/)([^/?#\s]+)"), r"\1***"),
+    (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]+"), r"\1\2***"),
+    # Anything shaped like a JWT (a header `eyJ…` and at least its payload; a cut one too).
+    (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?"), "***jwt***"),
+    # Long hex runs anywhere, paths and frame types included: device secrets and HMAC signatures are
+    # 64 hex characters; ids the relay logs (UUIDs, channel names) have shorter runs.
+    (re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{32,}(?![0-9A-Za-z])"), "***hex***"),
 ]
 
 # C0 and C1 control characters, DEL, and the Unicode line/paragraph separators: anything a log viewer
@@ -52,7 +70,8 @@ def client_text(value, limit: int = CLIENT_TEXT_LIMIT) -> str:
 
 
 def scrub(text: str) -> str:
-    """Return `text` with query-string secrets, bearer tokens and JWTs replaced by `***`."""
+    """Return `text` with secrets replaced by `***`: the value of every secret-named pair (`k=v`,
+    `"k": "v"`, `k: v`, `/k/v`), bearer/basic credentials, JWTs and long hex strings."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text

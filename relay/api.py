@@ -12,7 +12,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
 from core.api import ERROR_SCHEMA, ApiError
-from relay.ice import TTL_MAX, TTL_MIN, get_ice_servers
+from relay.ice import TTL_MAX, TTL_MIN, issue_ice_servers
 from relay.models import Session
 from relay.serializers import (
     SessionSerializer,
@@ -56,7 +56,8 @@ class TurnCredentialsApi(AsyncAPIView):
         # An async view (adrf): the Cloudflare round trip (up to WIMZ_CLOUDFLARE_TIMEOUT) runs on the
         # event loop. A sync view would hold the one thread on which Channels runs every ORM call of
         # this process, stalling all signaling for as long as the provider takes.
-        servers = await get_ice_servers(user_id=request.user.pk, ttl=data.validated_data.get("ttl"))
+        # TURN only for an owner of a device, under a per-user cap; STUN-only otherwise (§14).
+        servers = await issue_ice_servers(user_id=request.user.pk, ttl=data.validated_data.get("ttl"))
         output = TurnCredentialsOutputSerializer(
             {"iceServers": servers.ice_servers, "ttl": servers.ttl, "expires_at": servers.expires_at}
         )

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.models import User
 from devices.models import Device
 from devices.signing import consume_signature
 
@@ -158,9 +159,17 @@ async def robot_disconnected(party: Party, close_code: int | None, *,
 
 
 @database_sync_to_async
-def _app_connect_db(party: Party, path: str, instance: str) -> list[dict]:
-    presence.connection_open(role=Connection.Role.APP, channel_name=party.channel_name, path=path,
-                             user_id=party.user_id, instance=instance)
+def _app_connect_db(party: Party, path: str, instance: str) -> list[dict] | None:
+    cap = settings.WIMZ_MAX_APP_SOCKETS_PER_USER
+    with transaction.atomic():
+        if cap > 0:
+            # The user's row lock serializes this user's connects on every instance, so the count of
+            # open app sockets cannot be raced past the cap (docs/protocol.md §15.1).
+            list(User.objects.select_for_update().filter(pk=party.user_id).values_list("pk", flat=True))
+            if presence.live_connections().filter(role=Connection.Role.APP, user_id=party.user_id).count() >= cap:
+                return None
+        presence.connection_open(role=Connection.Role.APP, channel_name=party.channel_name, path=path,
+                                 user_id=party.user_id, instance=instance)
     devices = list(
         Device.objects.filter(owner_id=party.user_id, is_active=True)
         .order_by("device_id")
@@ -173,14 +182,20 @@ def _app_connect_db(party: Party, path: str, instance: str) -> list[dict]:
     ]
 
 
-async def app_connected(party: Party, *, path: str = "") -> list[dict]:
+async def app_connected(party: Party, *, path: str = "") -> list[dict] | None:
     """An app's handshake was accepted: join the owner group, record presence, load the facts.
 
     Returns one `device_status` per owned device (docs/protocol.md §11: the snapshot right after the app
     connects). The group is joined before the facts are read, so no change is missed in between.
+    Returns None, having recorded nothing, when the user already has `WIMZ_MAX_APP_SOCKETS_PER_USER`
+    open app sockets on all instances together (docs/protocol.md §15.1).
     """
-    await delivery.join(delivery.owner_group(party.user_id), party.channel_name)
+    group = delivery.owner_group(party.user_id)
+    await delivery.join(group, party.channel_name)
     frames = await _app_connect_db(party, path, _instance())
+    if frames is None:
+        await delivery.leave(group, party.channel_name)
+        return None
     _local.add(party)
     return frames
 

@@ -24,7 +24,7 @@ from django.conf import settings
 
 from core.logging import client_text, log_unexpected
 
-from . import connections, delivery, dispatch, sessions
+from . import connections, delivery, dispatch, limits, sessions
 from .addressing import apply_device_update
 from .middleware import AppIdentity, RobotIdentity, authenticate_app, authenticate_robot
 from .models import Session
@@ -109,6 +109,8 @@ class RelayConsumer(AsyncWebsocketConsumer):
         self.token_expires_at: datetime | None = None
         self.tasks: set[asyncio.Task] = set()
         self.closing = False
+        self.limiter = limits.FrameLimiter(limits.Limits.from_settings())
+        self.unauthenticated_from: str | None = None  # compat `/ws`: the address whose slot it holds
         scope = self.scope
         if not scope.get("relay_origin_ok", False):
             logger.info("websocket handshake refused: origin not allowed (%s)", client_text(scope.get("path")))
@@ -140,8 +142,18 @@ class RelayConsumer(AsyncWebsocketConsumer):
                 logger.info("app handshake refused")
                 await self.close()
                 return
-            await self._become_app(identity, accept=True)
+            if not await self._become_app(identity, accept=True):
+                # Accepted, told why, closed: a 403 would read as a bad token to the app.
+                await self.accept()
+                await self._too_many_sockets()
         else:
+            address = (scope.get("client") or ("?",))[0]
+            if not limits.unauthenticated.acquire(address):
+                logger.info("websocket handshake refused: too many unauthenticated sockets from %s",
+                            client_text(address))
+                await self.close()
+                return
+            self.unauthenticated_from = address
             await self.accept()
             self._spawn(self._in_band_auth_deadline())
 
@@ -159,18 +171,44 @@ class RelayConsumer(AsyncWebsocketConsumer):
         logger.info("robot %s connected", identity.device_id)
         return True
 
-    async def _become_app(self, identity: AppIdentity, *, accept: bool = False) -> None:
-        self.party = Party(APP, self.channel_name, user_id=identity.user_id, login_id=identity.login_id)
+    async def _become_app(self, identity: AppIdentity, *, accept: bool = False, greeting: dict | None = None) -> bool:
+        """Record the app's presence, then send `greeting` (if any) and its snapshot; False (nothing
+        recorded or sent) when its user already has `WIMZ_MAX_APP_SOCKETS_PER_USER` open app sockets."""
+        party = Party(APP, self.channel_name, user_id=identity.user_id, login_id=identity.login_id)
+        snapshot = await connections.app_connected(party, path=self.scope.get("path", ""))
+        if snapshot is None:
+            return False
+        self.party = party
         self.token_expires_at = identity.expires_at
-        snapshot = await connections.app_connected(self.party, path=self.scope.get("path", ""))
         _open_consumers.add(self)
         if accept:
             await self.accept()
+        if greeting is not None:
+            await self.send_frame(greeting)
         for frame in snapshot:
             await self.send_frame(frame)
         connections.ensure_heartbeat()
         self._spawn(self._token_expiry())
         logger.info("app of user %s connected", identity.user_id)
+        return True
+
+    async def _too_many_sockets(self) -> None:
+        logger.info("app socket refused: its user has %d open app sockets", settings.WIMZ_MAX_APP_SOCKETS_PER_USER)
+        self.closing = True
+        await self.send_frame(error_frame(Code.RATE_LIMITED, "too many open app sockets for this user "
+                                          f"(at most {settings.WIMZ_MAX_APP_SOCKETS_PER_USER}); close one"))
+        await self.close(code=CloseCode.NOT_DRAINING)
+
+    async def _rate_limited(self, kind: str | None) -> None:
+        """A frame over its socket's rate (docs/protocol.md §15.1): RATE_LIMITED, not handled; after
+        `WIMZ_RATE_LIMIT_CLOSE_AFTER` refusals within the window, close 4008."""
+        if self.limiter.refused():
+            logger.warning("closing a %s socket that keeps sending over its rate limit (4008)",
+                           self.party.role if self.party else "unauthenticated")
+            self.closing = True
+            await self.close(code=CloseCode.NOT_DRAINING)
+            return
+        await self.send_frame(error_frame(Code.RATE_LIMITED, "too many frames; slow down", kind))
 
     # --- frames from the socket -----------------------------------------------------------------
 
@@ -179,12 +217,21 @@ class RelayConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return
         if text_data is None:
+            if not self.limiter.allow_frame():
+                await self._rate_limited(None)
+                return
             await self.send_frame(error_frame(Code.BAD_REQUEST, "binary frames are not supported; send JSON text"))
             return
         kind = None
+        if not self.limiter.allow_frame():  # before any parsing: a flood costs as little as possible
+            await self._rate_limited(None)
+            return
         try:
             frame = parse_text_frame(text_data, max_bytes=settings.WIMZ_MAX_FRAME_BYTES)
             kind = frame_type(frame, allow_legacy_event=self.party is None or self.party.role == ROBOT)
+            if not self.limiter.allow_type(kind):
+                await self._rate_limited(kind)
+                return
             if kind == "ping":
                 await self.send_frame({"type": "pong"})
                 return
@@ -272,21 +319,30 @@ class RelayConsumer(AsyncWebsocketConsumer):
             # The socket becomes the robot's (signature spent) before it is told so; frames routed to it
             # wait in its queue until this frame is handled, so `auth_result` still comes first.
             if robot is not None and await self._become_robot(robot):
+                self._release_address()
                 await self.send_frame({"type": "auth_result", "success": True, "message": "authenticated"})
                 return
         else:
             app = await authenticate_app(frame.get("token"))
             if app is not None:
-                await self.send_frame(
-                    {"type": "auth_result", "success": True, "message": "authenticated",
-                     "expires_at": iso(app.expires_at)}
-                )
-                await self._become_app(app)
+                self._release_address()
+                greeting = {"type": "auth_result", "success": True, "message": "authenticated",
+                            "expires_at": iso(app.expires_at)}
+                if not await self._become_app(app, greeting=greeting):
+                    await self.send_frame({"type": "auth_result", "success": False,
+                                           "message": "too many open app sockets for this user"})
+                    await self._too_many_sockets()
                 return
         logger.info("in-band auth refused on /ws")
         await self.send_frame({"type": "auth_result", "success": False, "message": "authentication failed"})
         self.closing = True
         await self.close(code=CloseCode.AUTH_FAILED)
+
+    def _release_address(self) -> None:
+        """The compat socket authenticated or closed: give back its unauthenticated slot."""
+        if self.unauthenticated_from is not None:
+            limits.unauthenticated.release(self.unauthenticated_from)
+            self.unauthenticated_from = None
 
     async def _in_band_auth_deadline(self) -> None:
         await asyncio.sleep(IN_BAND_AUTH_TIMEOUT)
@@ -413,6 +469,8 @@ class RelayConsumer(AsyncWebsocketConsumer):
     async def _cleanup(self, code, reason: str | None = None) -> list:
         for task in list(getattr(self, "tasks", ())):
             task.cancel()
+        if getattr(self, "unauthenticated_from", None) is not None:
+            self._release_address()
         party = getattr(self, "party", None)
         self.party = None  # clean up once, whichever of disconnect/shutdown comes first
         _open_consumers.discard(self)

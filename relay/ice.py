@@ -99,12 +99,15 @@ class IceServers:
         return any("credential" in server for server in self.ice_servers)
 
 
+DEFAULT_TTL = 600
+
+
 def clamp_ttl(ttl: int | None) -> int:
     """Return `ttl` seconds clamped to `[TTL_MIN, TTL_MAX]`; None or a non-integer → `WIMZ_ICE_TTL`."""
     if ttl is None or isinstance(ttl, bool) or not isinstance(ttl, int):
-        ttl = getattr(settings, "WIMZ_ICE_TTL", 3600)
+        ttl = getattr(settings, "WIMZ_ICE_TTL", DEFAULT_TTL)
         if isinstance(ttl, bool) or not isinstance(ttl, int):
-            ttl = 3600
+            ttl = DEFAULT_TTL
     return max(TTL_MIN, min(TTL_MAX, ttl))
 
 
@@ -302,6 +305,62 @@ async def get_ice_servers(
         return _fallback(name, "internal", type(exc).__name__, ttl, expires_at)
     logger.debug("ICE servers from provider %s: %d entries, ttl %d s", name, len(servers), ttl)
     return IceServers(ice_servers=servers, ttl=ttl, expires_at=expires_at, provider=name)
+
+
+async def issue_ice_servers(*, user_id: int, ttl: int | None = None, owns_device: bool | None = None,
+                            **kwargs) -> IceServers:
+    """ICE servers for `user_id` under the relay's TURN policy (docs/protocol.md §14, "Who gets TURN").
+
+    TURN credentials go only to a user who owns at least one active device (`owns_device`; None: looked
+    up), at most `WIMZ_TURN_ISSUE_LIMIT` times per `WIMZ_TURN_ISSUE_WINDOW` seconds per user; anyone
+    else gets STUN-only servers, as after a provider failure (so deployed apps, which expect 200 and
+    `iceServers`, keep working). A robot never asks: it receives the servers of the session its owner's
+    app opened. With the `stun` provider there is nothing to guard, and nothing is looked up. Other
+    keyword arguments go to `get_ice_servers`. Never raises.
+    """
+    name = (kwargs.get("provider") or getattr(settings, "WIMZ_ICE_PROVIDER", PROVIDER_STUN) or "").strip().lower()
+    if name in ("", PROVIDER_STUN):
+        return await get_ice_servers(user_id=user_id, ttl=ttl, **kwargs)
+    if owns_device is None:
+        from devices.models import Device
+
+        owns_device = await Device.objects.filter(owner_id=user_id, is_active=True).aexists()
+    if not owns_device:
+        logger.debug("ICE servers for user %s: STUN only (no device)", user_id)
+        return _stun_only(clamp_ttl(ttl), kwargs.get("clock"), failure="no_device")
+    if not await _take_issuance(user_id):
+        logger.warning("TURN credentials for user %s over WIMZ_TURN_ISSUE_LIMIT; serving STUN-only ice_servers",
+                       user_id)
+        return _stun_only(clamp_ttl(ttl), kwargs.get("clock"), failure="rate_limited")
+    return await get_ice_servers(user_id=user_id, ttl=ttl, **kwargs)
+
+
+async def _take_issuance(user_id: int) -> bool:
+    """Count one TURN issuance for `user_id` in the current window; False over the limit.
+
+    Counted in Django's cache (fixed windows): shared by every instance when the cache is (Redis), per
+    process with the default local-memory cache. A failing cache never refuses.
+    """
+    from django.core.cache import cache
+
+    limit = getattr(settings, "WIMZ_TURN_ISSUE_LIMIT", 0)
+    window = max(1, int(getattr(settings, "WIMZ_TURN_ISSUE_WINDOW", 600)))
+    if limit <= 0:
+        return True
+    key = f"wimz:turn-issued:{int(user_id)}:{int(time.time()) // window}"
+    try:
+        if await cache.aadd(key, 1, timeout=window):
+            return True
+        return await cache.aincr(key) <= limit
+    except Exception as exc:  # the cap is a guard, not a dependency
+        logger.warning("TURN issuance cap not checked: %s", type(exc).__name__)
+        return True
+
+
+def _stun_only(ttl: int, clock, *, failure: str) -> IceServers:
+    expiry = int((clock or time.time)()) + ttl
+    return IceServers(ice_servers=stun_servers(), ttl=ttl, expires_at=datetime.fromtimestamp(expiry, tz=UTC),
+                      provider=PROVIDER_STUN, fallback=True, failure=failure)
 
 
 def get_ice_servers_sync(**kwargs) -> IceServers:

@@ -144,12 +144,19 @@ def session_mark(*, session_id: str, state: str) -> None:
         live.filter(answered_at__isnull=True).update(answered_at=now, state=Session.State.ANSWERED)
 
 
-def session_count_ice(*, session_id: str, side: str, count: int = 1) -> None:
-    """Add `count` forwarded ICE candidates of `side` (`app` or `robot`) to the history row."""
+def session_count_ice(*, session_id: str, side: str, count: int = 1, limit: int = 0) -> bool:
+    """Add `count` forwarded ICE candidates of `side` (`app` or `robot`) to the history row.
+
+    With `limit` > 0, only while the row counts fewer than `limit` for that side; returns False when it
+    did not count (the limit is reached, or no such row).
+    """
     if count <= 0:
-        return
+        return True
     field = "app_ice_candidates" if side == APP else "robot_ice_candidates"
-    Session.objects.filter(pk=session_id).update(**{field: F(field) + count})
+    rows = Session.objects.filter(pk=session_id)
+    if limit > 0:
+        rows = rows.filter(**{f"{field}__lt": limit})
+    return bool(rows.update(**{field: F(field) + count}))
 
 
 def session_end(*, session_id: str, reason: str, unless_answered: bool = False) -> SessionRef | None:

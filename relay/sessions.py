@@ -11,6 +11,7 @@ Handlers take `(party, frame)` and return a `relay.party.Outcome`; errors are `R
 """
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from . import delivery, session_rows
 from .addressing import address
@@ -60,12 +61,19 @@ async def _peer(party: Party, session_id: str) -> tuple[str, LiveSession | None]
 async def _forward(party: Party, frame: dict, *, state: str | None) -> None:
     session_id = session_id_of(frame)
     peer, live = await _peer(party, session_id)
+    if state is None:  # ICE: at most WIMZ_MAX_ICE_PER_SESSION per socket and session (§15.1)
+        cap = settings.WIMZ_MAX_ICE_PER_SESSION
+        if live is not None:
+            if 0 < cap <= live.ice:
+                raise RelayError(Code.RATE_LIMITED, f"at most {cap} ICE candidates per session", session_id)
+        elif not await database_sync_to_async(session_rows.session_count_ice)(
+            session_id=session_id, side=party.role, limit=cap
+        ):  # a socket that does not hold the session: counted on the row at once
+            raise RelayError(Code.RATE_LIMITED, f"at most {cap} ICE candidates per session", session_id)
     await delivery.frame_to(peer, frame, ref=session_id, sid=session_id, reply_to=party.channel_name)
-    if state is None:  # ICE: counted here, written to the row when the session ends
+    if state is None:  # counted by the socket, written to the row when the session ends
         if live is not None:
             live.ice += 1
-        else:
-            await database_sync_to_async(session_rows.session_count_ice)(session_id=session_id, side=party.role)
         return
     flag = "offered" if state == Session.State.OFFERED else "answered"
     if live is None or not getattr(live, flag):
@@ -103,10 +111,11 @@ async def request(party: Party, frame: dict) -> Outcome:
     robot `webrtc_request`, both with the same `ice_servers`; sessions over the device's limit end
     `superseded` (§13.5). A robot that cannot take the request leaves no session row.
     """
-    from .ice import get_ice_servers
+    from .ice import issue_ice_servers
 
     target = address(party, optional_device_id(frame), ref="webrtc_request")
-    ice_servers = (await get_ice_servers(user_id=party.user_id)).ice_servers
+    # The user owns the target (addressing checked it), so the TURN policy's device rule holds.
+    ice_servers = (await issue_ice_servers(user_id=party.user_id, owns_device=True)).ice_servers
     ref, superseded = await database_sync_to_async(session_rows.session_open)(
         user_id=party.user_id, target=target, app_channel=party.channel_name
     )

@@ -1,9 +1,9 @@
 """Run the relay under daphne with the project's server flags: `python -m wimz.serve [--host H] [--port P]`.
 
 One place for the flags that `make run`, the live tests and the demo share:
-- `--websocket-max-message-size 1048576`: the transport cap of docs/protocol.md §3.3 (1 MiB; daphne's
-  WebSocket library drops a connection that sends more, which clients see as 1006 — the contract allows
-  closing it). The relay's own limit, `WIMZ_MAX_FRAME_BYTES`, is checked per frame below it and answered
+- `--websocket-max-message-size 1048576`: the transport cap of docs/protocol.md §3.3 (1 MiB; a
+  connection that sends more is closed 1009 with a close frame, `RelayServer` turning autobahn's
+  `failByDrop` off). The relay's own limit, `WIMZ_MAX_FRAME_BYTES`, is checked per frame below it and answered
   `MESSAGE_TOO_LARGE` with the socket kept open.
 - `--websocket_timeout -1`: robots hold their socket for days; daphne's default closes it after 24 h.
 - `--ping-interval 20 --ping-timeout 30`: WebSocket pings find half-open TCP connections (field report F1).
@@ -98,7 +98,16 @@ def relay_server_class():
             # The presence heartbeat and the instance liveness beat run on a timer from the start,
             # not only once a socket has connected (docs/protocol.md §19.3).
             reactor.callWhenRunning(self._start_timers)
+            reactor.callWhenRunning(self._close_instead_of_drop)
             super().run()
+
+        def _close_instead_of_drop(self):
+            # autobahn fails a connection that breaks a rule (a message over the transport cap above
+            # all) by dropping TCP when `failByDrop` is on, its default: the client saw 1006 and no
+            # reason. Off, it sends the close frame with the code first (1009 "message too big",
+            # docs/protocol.md §16) and drops only if the client does not answer it. Runs before the
+            # reactor accepts a connection; each protocol copies the factory's options when it connects.
+            self.ws_factory.setProtocolOptions(failByDrop=False)
 
         def _start_timers(self):
             from relay.connections import ensure_heartbeat

@@ -406,7 +406,12 @@ WIMZ_RETENTION_SESSIONS_DAYS = env.int("WIMZ_RETENTION_SESSIONS_DAYS", default=9
 # --- ICE servers (docs/protocol.md §14) ------------------------------------------------
 WIMZ_ICE_PROVIDER = env.str("WIMZ_ICE_PROVIDER", default="stun")  # stun | cloudflare | coturn
 WIMZ_STUN_URLS = env.list("WIMZ_STUN_URLS", default=["stun:stun.cloudflare.com:3478"])
-WIMZ_ICE_TTL = env.int("WIMZ_ICE_TTL", default=3600)  # seconds a TURN credential lives
+# Seconds a TURN credential can open an allocation. coturn checks it when an allocation is made, not on
+# its refreshes: a call already relayed keeps going past it (docs/protocol.md §14), so short is safe.
+WIMZ_ICE_TTL = env.int("WIMZ_ICE_TTL", default=600)
+# TURN credentials issued per user and window (seconds), sessions and REST together (0: no cap).
+WIMZ_TURN_ISSUE_LIMIT = env.int("WIMZ_TURN_ISSUE_LIMIT", default=30)
+WIMZ_TURN_ISSUE_WINDOW = env.int("WIMZ_TURN_ISSUE_WINDOW", default=600)
 WIMZ_CLOUDFLARE_TURN_KEY_ID = env.str("WIMZ_CLOUDFLARE_TURN_KEY_ID", default="")
 WIMZ_CLOUDFLARE_TURN_API_TOKEN = env.str("WIMZ_CLOUDFLARE_TURN_API_TOKEN", default="")
 WIMZ_CLOUDFLARE_TIMEOUT = env.float("WIMZ_CLOUDFLARE_TIMEOUT", default=3.0)
@@ -443,3 +448,21 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
     },
 }
+
+# --- WebSocket limits: what one socket or user may cost (docs/protocol.md §15.1, docs/operations.md) ---
+# Per socket token buckets (frames a second, burst); a rate of 0 switches that limit off.
+WIMZ_FRAME_RATE = env.float("WIMZ_FRAME_RATE", default=100.0)  # every text frame
+WIMZ_FRAME_BURST = env.float("WIMZ_FRAME_BURST", default=1000.0)
+WIMZ_SDP_RATE = env.float("WIMZ_SDP_RATE", default=5.0)  # webrtc_request / webrtc_offer / webrtc_answer, each
+WIMZ_SDP_BURST = env.float("WIMZ_SDP_BURST", default=10.0)
+WIMZ_ICE_RATE = env.float("WIMZ_ICE_RATE", default=20.0)  # webrtc_ice
+WIMZ_ICE_BURST = env.float("WIMZ_ICE_BURST", default=60.0)
+# This many refused frames within the window (seconds) close the socket 4008 (0: never).
+WIMZ_RATE_LIMIT_CLOSE_AFTER = env.int("WIMZ_RATE_LIMIT_CLOSE_AFTER", default=500)
+WIMZ_RATE_LIMIT_WINDOW = env.float("WIMZ_RATE_LIMIT_WINDOW", default=10.0)
+# ICE candidates one socket may forward for one session (0: no cap).
+WIMZ_MAX_ICE_PER_SESSION = env.int("WIMZ_MAX_ICE_PER_SESSION", default=200)
+# Open app sockets per user across all instances, counted at connect (0: no cap).
+WIMZ_MAX_APP_SOCKETS_PER_USER = env.int("WIMZ_MAX_APP_SOCKETS_PER_USER", default=20)
+# Compat /ws sockets not yet authenticated, per client address and instance (0: no cap).
+WIMZ_MAX_UNAUTHENTICATED_PER_ADDRESS = env.int("WIMZ_MAX_UNAUTHENTICATED_PER_ADDRESS", default=16)

@@ -120,9 +120,10 @@ def test_turn_credentials_body_not_an_object(stun, u1, client_for):
     assert response.json()["code"] == "invalid"
 
 
-def test_turn_credentials_coturn(settings, u1, client_for):
+def test_turn_credentials_coturn(settings, u1, client_for, make_device):
     """With coturn the answer holds a TURN entry whose username ends with the caller's user id and
     never the shared secret."""
+    make_device("wimz_robot_01", owner=u1)  # TURN goes to owners of a device only
     settings.WIMZ_ICE_PROVIDER = "coturn"
     settings.WIMZ_COTURN_SECRET = "api-test-secret"
     settings.WIMZ_COTURN_URLS = ["turn:turn.example.com:3478"]
@@ -147,8 +148,9 @@ def test_turn_credentials_provider_failure_is_still_200(settings, u1, client_for
     assert response.json()["iceServers"] == [{"urls": ["stun:stun.cloudflare.com:3478"]}]
 
 
-def test_turn_credentials_cloudflare_success(settings, u1, client_for, respx_mock):
+def test_turn_credentials_cloudflare_success(settings, u1, client_for, respx_mock, make_device):
     """With Cloudflare the iceServers of its answer are passed through, the ttl requested is the body's."""
+    make_device("wimz_robot_01", owner=u1)
     settings.WIMZ_ICE_PROVIDER = "cloudflare"
     settings.WIMZ_CLOUDFLARE_TURN_KEY_ID = "kid"
     settings.WIMZ_CLOUDFLARE_TURN_API_TOKEN = "tok"

@@ -148,3 +148,57 @@ def test_the_filter_keeps_every_message_on_one_line():
     ScrubSecretsFilter().filter(record)
     assert record.getMessage() == "refused /ws\\nFORGED"
     assert scrub("ok") == "ok"
+
+
+SIG = "9f" * 32  # 64 hex characters, like a device secret or an HMAC signature
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoxfQ.c2lnbmF0dXJlLXBhcnQ"
+SCRUB_CASES = [
+    # (what was logged, the secret that must be gone, what must stay)
+    (f"provision: device_secret={SIG} name=Kitchen", SIG, "name=Kitchen"),
+    ("rotate secret=abcd1234 ok", "abcd1234", "ok"),
+    (f"GET /ws/app?token={JWT}&x=1", JWT, "x=1"),
+    ("GET /ws/device?device_id=r1&ts=1767225600&sig=deadbeef", "deadbeef", "device_id=r1"),
+    ("POST /login password=hunter2&email=a@example.com", "hunter2", "email=a@example.com"),
+    ("pairing_code=K7PX3MQ2 claim_code=AB12CD34", "K7PX3MQ2", "pairing_code=***"),
+    ("claim-code=AB12CD34", "AB12CD34", "claim-code=***"),
+    ("api_key=sk_live_123 access_token=tok_456", "sk_live_123", "access_token=***"),
+    ('frame {"type": "auth", "token": "opaque-token-value"}', "opaque-token-value", '"type": "auth"'),
+    ('{"device_id":"wimz_robot_01","signature":"' + SIG + '"}', SIG, '"device_id":"wimz_robot_01"'),
+    ("{'pairing_code': 'K7PX3MQ2', 'name': 'x'}", "K7PX3MQ2", "'name': 'x'"),
+    ('{"password": "with \\"quote\\" inside"}', "quote", '"password": "***"'),
+    ("X-Signature: abcdef0123 next", "abcdef0123", "next"),
+    ("Authorization: Bearer opaque.token-value", "opaque.token-value", "Authorization: Bearer ***"),
+    ("authorization: Basic dXNlcjpwYXNz", "dXNlcjpwYXNz", "Basic ***"),
+    ("X-Device-Secret: s3cr3t", "s3cr3t", "X-Device-Secret: ***"),
+    (f"websocket handshake refused: unknown path /ws/device/{SIG}", SIG, "/ws/device/"),
+    ("GET /api/token/opaque-value/more", "opaque-value", "/more"),
+    ("GET /pairing-code/K7PX3MQ2 HTTP/1.1", "K7PX3MQ2", "HTTP/1.1"),
+    (f"unhandled error while handling a {SIG} frame", SIG, "frame"),
+    (f"unhandled error while handling a {JWT} frame", JWT, "frame"),
+    (f"unhandled error while handling a token={SIG[:20]} frame", SIG[:20], "frame"),
+    (f"cut jwt {JWT[:40]}…(+100 chars)", JWT[:40], "cut jwt"),
+]
+
+
+@pytest.mark.parametrize(("line", "secret", "kept"), SCRUB_CASES, ids=[c[0][:40] for c in SCRUB_CASES])
+def test_scrub_covers_every_form_of_secret(line, secret, kept):
+    """Every secret-named key (secret, token, signature, password, authorization, pairing/claim code,
+    API keys, in any compound such as `device_secret` or `X-Signature`) loses its value in `k=v`,
+    JSON `"k": "v"`, repr `'k': 'v'`, header `K: v` and path `/k/v` forms; so do bearer and basic
+    credentials, JWTs (whole or cut) and 64-hex secrets wherever they appear, frame types and paths
+    included. The rest of the line stays readable."""
+    cleaned = scrub(line)
+    assert secret not in cleaned, cleaned
+    assert kept in cleaned, cleaned
+
+
+@pytest.mark.parametrize("line", [
+    "robot wimz_robot_01 connected",
+    "app of user 3 connected",
+    "session 0b7f6a52-3c1e-4d3c-9a53-0d7e5b7f3c11 ended",
+    "channel specific.1f2e3d4c5b6a7988!0a1b2c3d4e5f6a7b",
+    "ICE provider 'cloudflare' failed (timeout: no answer within 3 s); serving STUN-only ice_servers",
+])
+def test_scrub_leaves_ordinary_lines_alone(line):
+    """Ids the relay logs (device ids, user ids, session UUIDs, channel names) are not secrets."""
+    assert scrub(line) == line
