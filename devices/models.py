@@ -1,25 +1,11 @@
 """Robots (devices), their pairing codes and the signatures already used to authenticate."""
 
-import re
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from . import encryption
-
-# docs/protocol.md §2, §4: 1–64 characters of A–Z a–z 0–9 _ . -, and not "." or "..": an id is a path
-# segment of the REST API (`/api/devices/<device_id>`), where those two are dot-segments that clients
-# and proxies resolve away (RFC 3986 §5.2.4), so such a device could never be reached.
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-DOT_SEGMENTS = frozenset({".", ".."})
-DEVICE_ID_RULE = "device_id must be 1-64 characters of A-Z a-z 0-9 _ . - and not . or .."
-
-
-def is_valid_device_id(value) -> bool:
-    """True when `value` is a string of 1–64 characters of `A–Z a–z 0–9 _ . -` other than `.` and `..`
-    (docs/protocol.md §4): a safe URL path segment."""
-    return isinstance(value, str) and bool(DEVICE_ID_RE.fullmatch(value)) and value not in DOT_SEGMENTS
+from .ids import DEVICE_ID_RULE, is_valid_device_id  # noqa: F401 (re-exported: the rule lives in ids.py)
 
 
 def validate_device_id(value):

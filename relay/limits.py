@@ -58,7 +58,7 @@ class Limits:
 
     frame_rate: float
     frame_burst: float
-    types: dict
+    types: dict[str, tuple[float, float]]
     close_after: int
     window: float
 
@@ -118,7 +118,7 @@ class AddressSlots:
     and no routing reads it.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._open: dict[str, int] = {}
 
     def acquire(self, address: str) -> bool:

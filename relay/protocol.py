@@ -9,7 +9,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 
-from devices.models import is_valid_device_id
+from devices.ids import is_valid_device_id
 
 # docs/protocol.md §8: relay-reserved types.
 RESERVED_TYPES = frozenset(

@@ -45,6 +45,12 @@ def test_no_package_imports_one_above_it(package):
     assert upward_imports(package) == []
 
 
+def test_the_frame_vocabulary_loads_no_django_model():
+    """relay/protocol.py (parsing and field checks) imports no `models` module, so it stays pure."""
+    modules = [module for _, module in imported_modules(ROOT / "relay/protocol.py")]
+    assert not [m for m in modules if m.split(".")[-1] == "models" or m.startswith("django.db")], modules
+
+
 def test_the_checker_sees_imports_inside_functions(tmp_path, monkeypatch):
     """An import inside a function of `devices` naming `relay` is reported."""
     (tmp_path / "devices").mkdir()
