@@ -56,31 +56,49 @@ def verify_device_signature(
     from headers, query or an in-band `auth` frame and may be anything: malformed input returns None,
     never raises. With `consume` the triple is recorded so that a replay within the skew window is
     refused (a unique row, so the rule holds across relay instances). The caller learns nothing about
-    which check failed (docs/protocol.md §4.3: it says nothing about which part failed).
+    which check failed (docs/protocol.md §4.3: it says nothing about which part failed); the operator
+    does, through `check_device_signature`.
     """
-    if not is_valid_device_id(device_id) or not isinstance(signature, str) or len(signature) != 64:
-        return None
-    if not signature.isascii():  # hmac.compare_digest raises TypeError on non-ASCII str (latin-1 headers)
-        return None
+    return check_device_signature(device_id, timestamp, signature, now=now, consume=consume)[0]
+
+
+# Why a signature check failed, for the operator's log (never for the client, docs/protocol.md §4.3).
+REFUSAL_REASONS = ("malformed_device_id", "malformed_signature", "malformed_timestamp", "timestamp_out_of_window",
+                   "unknown_or_inactive_device", "secret_undecryptable", "bad_signature", "replayed")
+
+
+def check_device_signature(
+    device_id, timestamp, signature, *, now: Callable[[], float] = time.time, consume: bool = True
+) -> tuple[Device | None, str]:
+    """`verify_device_signature` that also says why it refused: `(device, "")` on success, else
+    `(None, reason)` with `reason` one of `REFUSAL_REASONS`. The reason goes to logs only; it never
+    holds the secret or the signature."""
+    if not is_valid_device_id(device_id):
+        return None, "malformed_device_id"
+    if not isinstance(signature, str) or len(signature) != 64 or not signature.isascii():
+        # (hmac.compare_digest raises TypeError on non-ASCII str: latin-1 headers)
+        return None, "malformed_signature"
     ts = _parse_timestamp(timestamp)
-    if ts is None or abs(now() - ts) > settings.WIMZ_DEVICE_AUTH_SKEW:
-        return None
+    if ts is None:
+        return None, "malformed_timestamp"
+    if abs(now() - ts) > settings.WIMZ_DEVICE_AUTH_SKEW:
+        return None, "timestamp_out_of_window"
     device = Device.objects.filter(device_id=device_id, is_active=True).first()
     if device is None:
         # Spend comparable work (a decryption too) so that unknown ids are not told apart by timing.
         hmac.compare_digest(sign(encryption.decoy_secret(), device_id, ts), signature.lower())
-        return None
+        return None, "unknown_or_inactive_device"
     try:
         secret = device.reveal_secret()  # the one decryption of this check (docs/operations.md "Secrets at rest")
     except encryption.SecretUndecryptable:
         logger.error("device %s: stored secret opens with none of WIMZ_SECRET_KEYS (dropped key?); signature "
                      "refused", device_id)
-        return None
+        return None, "secret_undecryptable"
     if not hmac.compare_digest(sign(secret, device_id, ts), signature.lower()):
-        return None
+        return None, "bad_signature"
     if consume and not _consume(device_id, ts, signature.lower()):
-        return None
-    return device
+        return None, "replayed"
+    return device, ""
 
 
 def consume_signature(device_id: str, timestamp, signature: str) -> bool:

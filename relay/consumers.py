@@ -127,7 +127,9 @@ class RelayConsumer(AsyncWebsocketConsumer):
         if self.route_role == ROBOT:
             identity = scope.get("relay_robot")
             if identity is None:
-                logger.info("robot handshake refused")
+                # The device id and the failed check, for the operator; the robot only gets a bare 403.
+                logger.info("robot handshake refused: device %s, %s", client_text(scope.get("relay_robot_claimed")),
+                            scope.get("relay_robot_refusal") or "no credentials")
                 await self.close()
                 return
             # Presence first, then accept: once the robot sees its handshake accepted, frames for it route.
@@ -315,7 +317,11 @@ class RelayConsumer(AsyncWebsocketConsumer):
         if kind != "auth":
             raise RelayError(Code.NOT_AUTHORIZED, "authenticate first with an 'auth' frame", kind)
         if "device_id" in frame:
-            robot = await authenticate_robot(frame.get("device_id"), frame.get("timestamp"), frame.get("token"))
+            robot, refusal = await authenticate_robot(frame.get("device_id"), frame.get("timestamp"),
+                                                      frame.get("token"))
+            if robot is None:
+                logger.info("in-band robot auth refused on /ws: device %s, %s", client_text(frame.get("device_id")),
+                            refusal)
             # The socket becomes the robot's (signature spent) before it is told so; frames routed to it
             # wait in its queue until this frame is handled, so `auth_result` still comes first.
             if robot is not None and await self._become_robot(robot):

@@ -23,7 +23,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from devices.signing import verify_device_signature
+from devices.signing import check_device_signature
 
 logger = logging.getLogger(__name__)
 
@@ -77,15 +77,18 @@ def origin_allowed(headers: dict[str, str]) -> bool:
 
 
 @database_sync_to_async
-def authenticate_robot(device_id, timestamp, signature) -> RobotIdentity | None:
-    """Verify a robot's signed credentials (see `devices.signing.verify_device_signature`).
+def authenticate_robot(device_id, timestamp, signature) -> tuple[RobotIdentity | None, str]:
+    """Verify a robot's signed credentials (see `devices.signing.check_device_signature`).
 
-    Returns a `RobotIdentity` or None; never raises on malformed input. The signature is not spent
+    Returns `(RobotIdentity, "")`, or `(None, reason)` with the failed check for the operator's log
+    (the client only sees a bare refusal); never raises on malformed input. The signature is not spent
     here: `relay.connections.robot_connected` spends it when the socket is accepted, and refuses a
     replay then.
     """
-    device = verify_device_signature(device_id, timestamp, signature, consume=False)
-    return RobotIdentity(device.pk, device.device_id, timestamp, signature) if device else None
+    device, reason = check_device_signature(device_id, timestamp, signature, consume=False)
+    if device is None:
+        return None, reason
+    return RobotIdentity(device.pk, device.device_id, timestamp, signature), ""
 
 
 @database_sync_to_async
@@ -136,11 +139,13 @@ class RelayAuthMiddleware:
         # Only a handshake the router will take (exact path, docs/protocol.md §3.1) from an allowed
         # origin is authenticated: the others are refused anyway, and cost no database work.
         if origin_ok and path == "/ws/device":
-            scope["relay_robot"] = await authenticate_robot(
-                headers.get("x-device-id", query.get("device_id")),
+            device_id = headers.get("x-device-id", query.get("device_id"))
+            scope["relay_robot"], scope["relay_robot_refusal"] = await authenticate_robot(
+                device_id,
                 headers.get("x-timestamp", query.get("ts")),
                 headers.get("x-signature", query.get("sig")),
             )
+            scope["relay_robot_claimed"] = device_id
         elif origin_ok and path == "/ws/app":
             scope["relay_app"] = await authenticate_app(query.get("token") or bearer_token(headers))
         return await self.inner(scope, receive, send)

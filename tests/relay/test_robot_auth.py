@@ -297,3 +297,26 @@ async def test_compat_ws_frames_before_auth_are_refused(world):
     assert frame["type"] == "error"
     assert await flows.silent(app)
     await ws.close(comm, app)
+
+
+async def test_refused_robot_handshakes_name_the_device_and_the_failed_check_in_the_log(world, caplog):
+    """The robot gets the same bare refusal whatever failed; the operator's log line names the device id
+    and the check (so support can help a robot that cannot log in), never the signature or secret."""
+    caplog.set_level(logging.INFO, logger="relay.consumers")
+    now = int(time.time())
+    cases = {
+        "bad_signature": signed(R1, "0" * 64, now).asgi_headers(),
+        "timestamp_out_of_window": signed(R1, world.r1_secret, now - 3600).asgi_headers(),
+        "unknown_or_inactive_device": signed("wimz_robot_99", world.r1_secret, now).asgi_headers(),
+        "malformed_signature": signed(R1, world.r1_secret, now, sig="abc").asgi_headers(),
+    }
+    answers = set()
+    for reason, headers in cases.items():
+        caplog.clear()
+        answers.add(await refusal("/ws/device", headers))
+        lines = [r.getMessage() for r in caplog.records if "robot handshake refused" in r.getMessage()]
+        device = "wimz_robot_99" if reason == "unknown_or_inactive_device" else R1
+        assert lines == [f"robot handshake refused: device {device}, {reason}"], lines
+        signature = dict(headers)[b"x-signature"].decode()
+        assert all(signature not in r.getMessage() and world.r1_secret not in r.getMessage() for r in caplog.records)
+    assert len(answers) == 1 and not next(iter(answers))[0]  # one bare refusal: the client cannot tell them apart
