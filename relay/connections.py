@@ -9,6 +9,7 @@ docs/protocol.md §4.4 (robot outcome), §5 (app), §11 (`device_status`), §19.
 """
 
 import asyncio
+import contextvars
 import logging
 import time
 import weakref
@@ -243,10 +244,12 @@ def ensure_heartbeat() -> None:
         return
     for task in _heartbeat_tasks:
         task.cancel()
-    _heartbeat_tasks[:] = [loop.create_task(_heartbeat_forever())]
+    # Empty contexts: these serve the whole process, so their log lines carry no socket's ids (the socket
+    # that happened to start them has bound its own, core.logformat).
+    _heartbeat_tasks[:] = [loop.create_task(_heartbeat_forever(), context=contextvars.Context())]
     if liveness.enabled():
-        _heartbeat_tasks.append(loop.create_task(_liveness_forever()))
-        _heartbeat_tasks.append(loop.create_task(_reaper_forever()))
+        _heartbeat_tasks.append(loop.create_task(_liveness_forever(), context=contextvars.Context()))
+        _heartbeat_tasks.append(loop.create_task(_reaper_forever(), context=contextvars.Context()))
 
 
 def _running_loop():

@@ -22,6 +22,7 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
+from core.logformat import bind_log_context
 from core.logging import client_text, log_unexpected
 
 from . import connections, delivery, dispatch, limits, sessions
@@ -163,6 +164,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
     async def _become_robot(self, identity: RobotIdentity) -> bool:
         """Record the robot's presence, spending its signature; False (nothing recorded) on a replay."""
+        bind_log_context(device_id=identity.device_id)  # every later line of this socket's task carries it
         party = Party(ROBOT, self.channel_name, device_pk=identity.device_pk, device_id=identity.device_id)
         if not await connections.robot_connected(party, path=self.scope.get("path", ""),
                                                  signature=(identity.timestamp, identity.signature)):
@@ -176,6 +178,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
     async def _become_app(self, identity: AppIdentity, *, accept: bool = False, greeting: dict | None = None) -> bool:
         """Record the app's presence, then send `greeting` (if any) and its snapshot; False (nothing
         recorded or sent) when its user already has `WIMZ_MAX_APP_SOCKETS_PER_USER` open app sockets."""
+        bind_log_context(user_id=identity.user_id)  # every later line of this socket's task carries it
         party = Party(APP, self.channel_name, user_id=identity.user_id, login_id=identity.login_id)
         snapshot = await connections.app_connected(party, path=self.scope.get("path", ""))
         if snapshot is None:

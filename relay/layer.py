@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import secrets
@@ -436,7 +437,9 @@ class RelayChannelLayer(BaseChannelLayer):
         if self._reader is None or self._reader.done():
             loop = asyncio.get_running_loop()
             self._ready = loop.create_future()
-            self._reader = loop.create_task(self._read_forever())
+            # An empty context: the reader serves the whole process, so its log lines must not carry the
+            # ids bound by the socket whose first message happened to start it (core.logformat).
+            self._reader = loop.create_task(self._read_forever(), context=contextvars.Context())
         try:
             # `cast`: `_ready` is set whenever `_reader` is.
             await asyncio.wait_for(asyncio.shield(cast("asyncio.Future[None]", self._ready)), timeout)

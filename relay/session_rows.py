@@ -9,6 +9,7 @@ user, an ended or foreign id). All functions are synchronous ORM code; `relay.se
 through `database_sync_to_async`.
 """
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,8 @@ from .protocol import Code, RelayError
 
 ROBOT = "robot"
 APP = "app"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,10 @@ def session_open(*, user_id: int, target: Target, app_channel: str) -> tuple[Ses
             device_id=target.device_pk, user_id=user_id, app_channel=app_channel, robot_channel=target.robot_channel
         )
     session.device = Device(pk=target.device_pk, device_id=target.device_id)
-    return SessionRef.of(session), superseded
+    ref = SessionRef.of(session)
+    logger.info("session opened", extra={"session_id": ref.session_id, "device_id": ref.device_id,
+                                         "user_id": ref.user_id})
+    return ref, superseded
 
 
 def session_discard(*, session_id: str) -> None:
@@ -170,7 +176,10 @@ def session_end(*, session_id: str, reason: str, unless_answered: bool = False) 
         live = live.filter(answered_at__isnull=True)
     if not live.update(ended_at=timezone.now(), end_reason=reason, state=Session.State.ENDED):
         return None
-    return SessionRef.of(Session.objects.select_related("device").get(pk=session_id))
+    ref = SessionRef.of(Session.objects.select_related("device").get(pk=session_id))
+    logger.info("session ended", extra={"session_id": ref.session_id, "device_id": ref.device_id,
+                                        "user_id": ref.user_id, "reason": reason})
+    return ref
 
 
 def sessions_end_where(*, reason: str, **filters: Any) -> list[SessionRef]:

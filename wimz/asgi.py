@@ -24,11 +24,13 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from relay.middleware import RelayAuthMiddleware  # noqa: E402
 from relay.routing import websocket_urlpatterns  # noqa: E402
+from wimz.access import AccessLogMiddleware  # noqa: E402
 from wimz.proxy import TrustedProxyMiddleware  # noqa: E402
 
 # The client's address and scheme are settled first (X-Forwarded-* only from WIMZ_TRUSTED_PROXIES), so
-# that throttles, logs and the WebSocket consumers all see the same client (docs/operations.md).
-application = TrustedProxyMiddleware(ProtocolTypeRouter(
+# that throttles, logs and the WebSocket consumers all see the same client (docs/operations.md). Then each
+# connection gets its request id and its access log line (wimz/access.py, docs/operations.md "Logs").
+application = TrustedProxyMiddleware(AccessLogMiddleware(ProtocolTypeRouter(
     {
         # Static files (admin, Swagger UI) straight from the apps' static folders: the relay serves a
         # handful of staff pages, which does not justify a separate static server or collectstatic.
@@ -37,4 +39,4 @@ application = TrustedProxyMiddleware(ProtocolTypeRouter(
         # browser-origin policy of docs/protocol.md §3.5 is applied by RelayAuthMiddleware itself.
         "websocket": RelayAuthMiddleware(URLRouter(websocket_urlpatterns)),
     }
-))
+)))

@@ -27,6 +27,8 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _FORWARDED_FOR = b"x-forwarded-for"
 _FORWARDED_PROTO = b"x-forwarded-proto"
 _RESOLVED_KEY = "wimz_client_resolved"  # scope marker: the rule ran once (daphne hook and middleware)
+# Scope key: whether the TCP peer itself is a trusted proxy (read by wimz.access for `X-Request-ID`).
+PEER_TRUSTED_KEY = "wimz_peer_trusted"
 _SECURE_SCHEME = {"http": "https", "ws": "wss"}
 _PLAIN_SCHEME = {"https": "http", "wss": "ws"}
 
@@ -103,7 +105,9 @@ def resolve_scope(scope: dict, networks: tuple[Network, ...] | None = None) -> d
     rule, without `X-Forwarded-For`/`X-Forwarded-Proto` headers. Other scope types come back unchanged.
 
     `client` becomes `[address, 0]` when the address came from `X-Forwarded-For` (the client's port is
-    not known). `networks` defaults to `settings.WIMZ_TRUSTED_PROXIES`. Idempotent.
+    not known); `scope[PEER_TRUSTED_KEY]` says whether the TCP peer was a trusted proxy (so other headers
+    it sets, such as `X-Request-ID`, may be believed). `networks` defaults to
+    `settings.WIMZ_TRUSTED_PROXIES`. Idempotent.
     """
     if scope.get("type") not in ("http", "websocket") or scope.get(_RESOLVED_KEY):
         return scope
@@ -114,7 +118,8 @@ def resolve_scope(scope: dict, networks: tuple[Network, ...] | None = None) -> d
     scope["headers"] = [(k, v) for k, v in headers if k.lower() not in (_FORWARDED_FOR, _FORWARDED_PROTO)]
     client = scope.get("client")
     peer = client[0] if client else None
-    if not _trusted(parse_address(peer or ""), networks):
+    scope[PEER_TRUSTED_KEY] = _trusted(parse_address(peer or ""), networks)
+    if not scope[PEER_TRUSTED_KEY]:
         return scope
     address = client_address(peer, _header_values(headers, _FORWARDED_FOR), networks)
     if address != peer:

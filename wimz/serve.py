@@ -9,7 +9,8 @@ One place for the flags that `make run`, the live tests and the demo share:
 - `--ping-interval 20 --ping-timeout 30`: WebSocket pings find half-open TCP connections (field report F1).
 No `--proxy-headers`: daphne would take the leftmost X-Forwarded-For entry from any peer, a value the
 client chooses. The client address is settled by `wimz.proxy` instead (only from `WIMZ_TRUSTED_PROXIES`),
-in the ASGI scope and, through `RelayServer.create_application`, in daphne's access log.
+in the ASGI scope. daphne's own access log (`--access-log`) is not written: the relay's is the structured
+`wimz.access` logger (wimz/access.py, docs/operations.md "Logs"), without query strings.
 Environment: `HOST` (127.0.0.1) and `PORT` (8000) as defaults for `--host`/`--port`.
 """
 
@@ -36,21 +37,6 @@ def daphne_argv(host: str, port: int, extra: list[str] | None = None) -> list[st
     ]
 
 
-class _ScrubbingStream:
-    """A text stream that passes every write through `core.logging.scrub` (for daphne's access log)."""
-
-    def __init__(self, stream):
-        self.stream = stream
-
-    def write(self, text: str) -> int:
-        from core.logging import scrub
-
-        return self.stream.write(scrub(text))
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
 def relay_server_class():
     """daphne's `Server` with a shutdown that ends every session `server_shutdown`, bounded in time.
 
@@ -69,14 +55,14 @@ def relay_server_class():
 
     logger = logging.getLogger("wimz.serve")
     _allow_service_restart_close()
+    _no_twisted_access_log()
 
     class RelayServer(Server):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            if self.action_logger is not None:
-                # daphne's access log writes HTTP request lines with their query string; a client that
-                # sends `?token=<JWT>` over plain HTTP would put it there (field report F8).
-                self.action_logger.stream = _ScrubbingStream(self.action_logger.stream)
+            # daphne's access log is free text with query strings (a `?token=<JWT>` sent over plain HTTP
+            # would land there, field report F8); wimz.access writes the structured one instead.
+            self.action_logger = None
 
         def create_application(self, protocol, scope):
             # Consumers read how much their socket has not yet sent (docs/protocol.md §19.2: a socket
@@ -85,8 +71,8 @@ def relay_server_class():
             from wimz.proxy import resolve_scope
 
             scope[TRANSPORT_BUFFERED_KEY] = partial(transport_buffered_bytes, protocol)
-            # The trusted-proxy rule (wimz.proxy), applied here too so that daphne's access log names the
-            # same client as the scope; the ASGI middleware then finds it done.
+            # The trusted-proxy rule (wimz.proxy), applied here so that daphne's own log lines name the same
+            # client as the scope; the ASGI middleware then finds it done.
             scope = resolve_scope(scope)
             if scope.get("client"):
                 protocol.client_addr = list(scope["client"])
@@ -140,6 +126,15 @@ def relay_server_class():
     return RelayServer
 
 
+def _no_twisted_access_log() -> None:
+    """Stop twisted's HTTP access log (combined log format, the query string included), which daphne's
+    verbose mode (`-v 2`) routes into the `daphne.server` logger: `wimz.access` is the relay's access log,
+    one structured line per request, without query strings (docs/operations.md "Logs")."""
+    from daphne.http_protocol import HTTPFactory
+
+    HTTPFactory.log = lambda self, request: None
+
+
 # Close codes a server may send (RFC 6455 §7.4.1, IANA WebSocket close code registry) that autobahn's
 # `sendClose` refuses (it allows only 1000 and 3000-4999): 1001 going away, 1011 internal error,
 # 1012 service restart, 1013 try again later.
@@ -180,7 +175,14 @@ def main(argv: list[str] | None = None) -> None:
 
     if settings.SERVE_REFUSED_REASON:  # say what to set, without a traceback
         sys.exit(f"wimz.serve: refusing to start: {settings.SERVE_REFUSED_REASON}")
+    from channels.layers import get_channel_layer
     from daphne.cli import CommandLineInterface
+
+    from core.logformat import set_instance
+
+    # Every log line names this process by its channel-layer instance id, the id its channel names and
+    # liveness key carry (core.logformat); the layer is the one the consumers use later.
+    set_instance(getattr(get_channel_layer(), "instance", None))
 
     cli = CommandLineInterface()
     cli.server_class = relay_server_class()

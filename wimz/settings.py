@@ -427,24 +427,34 @@ if SENTRY_DSN:
                  release=env.str("SENTRY_RELEASE", default=""),
                  traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0))
 
-# --- Logging: secrets and tokens never reach a log line -------------------------------------
+# --- Logging: one line per record, secrets and tokens never in it (docs/operations.md "Logs") ------------
+# Every record (ours, Django's, daphne's, twisted's) goes through the one console handler: the scrubbing
+# filter, then structlog's formatter (core/logformat.py). LOG_FORMAT=text (readable, `make run`) or json
+# (one JSON object per line, production). The access log is the `wimz.access` logger (wimz/access.py).
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOG_FORMAT = env.str("LOG_FORMAT", default="text").strip().lower()
+if LOG_FORMAT not in ("text", "json"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"scrub_secrets": {"()": "core.logging.ScrubSecretsFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {"structured": {"()": "core.logformat.formatter", "fmt": LOG_FORMAT}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": "structured",
             "filters": ["scrub_secrets"],
         }
     },
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # Django's default config gives "django" an unfiltered console handler (DEBUG only): replace
         # it, so that every django.* record goes through the scrubbing handler once.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # SQL at DEBUG would print query parameters (pairing codes, token ids): never below INFO.
         "django.db.backends": {"level": "INFO"},
     },
 }

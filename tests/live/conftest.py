@@ -19,10 +19,11 @@ STATS_TOKEN = "live-test-operator-token"  # /stats for the live relays (WIMZ_STA
 
 
 class LiveRelay(RelayProcess):
-    """A relay process with daphne's access log and verbose logs in its output (field report F8 reads them)."""
+    """A relay process with daphne's verbose logs (twisted's included) in its output, beside the relay's
+    own lines and its access log (field report F8 reads them)."""
 
     def __init__(self, env: dict, log_path: Path):
-        super().__init__(env, log_path, extra_args=("--access-log", "-", "-v", "2"))
+        super().__init__(env, log_path, extra_args=("-v", "2"))
         self.env = env
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -86,5 +87,6 @@ def live_relays(request, django_db_setup, django_db_blocker, tmp_path_factory):
         yield relays
     if request.session.testsfailed > failed_before:  # show what the relays said, for CI logs
         for name, relay in zip("ab", relays, strict=True):
-            tail = "\n".join(line for line in relay.output().splitlines() if " DEBUG " not in line)[-4000:]
+            tail = "\n".join(line for line in relay.output().splitlines()
+                             if "[debug " not in line and '"level": "debug"' not in line)[-4000:]
             print(f"\n----- relay {name} output (tail) -----\n{tail}")
