@@ -27,9 +27,10 @@ class RelayProcess:
     """The relay as a child process (`python -m wimz.serve`) on a free 127.0.0.1 port.
 
     For the live tests, the bench and anyone scripting a local relay. `env` is the child's whole
-    environment; its output (its log lines, the access log included) goes to `log_path`. `wait_ready()` polls `GET <health_path>` (a TCP connect when it is None); `stop()`
-    sends SIGTERM (the relay's shutdown path) and SIGKILL after `grace` seconds. `argv` (with `{port}`
-    replaced by the chosen port) and `cwd` start another server the same way (the bench's floors).
+    environment; its output (its log lines, the access log included) goes to `log_path`.
+    `wait_ready()` polls `GET <health_path>` (a TCP connect when it is None); `stop()` sends SIGTERM
+    (the relay's shutdown path) and SIGKILL after `grace` seconds. `argv` (with `{port}` replaced by
+    the chosen port) and `cwd` start another server the same way (the bench's floors).
     """
 
     name = "relay"
