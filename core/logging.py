@@ -20,6 +20,10 @@ _SECRET_WORDS = (
     r"|pairing[_-]?code|claim[_-]?code|provisioning[_-]?code|api[_-]?key|access[_-]?key|private[_-]?key"
 )
 _SECRET_NAME = rf"(?:[A-Za-z0-9]+[_-])*(?:{_SECRET_WORDS})(?:[_-][A-Za-z0-9]+)*"
+# Path segments whose NEXT segment is a secret (`/token/<value>`). Narrower than the names above: `auth`
+# is also the REST namespace (`/api/auth/login`, `/api/auth/me`), whose next segment is an endpoint.
+_SECRET_PATH_NAME = (r"(?:[A-Za-z0-9]+[_-])*(?:secret|token|sig|signature|password|pairing[_-]?code"
+                     r"|claim[_-]?code|provisioning[_-]?code|api[_-]?key)")
 _PATTERNS = [
     # JSON or Python-repr pairs: `"device_secret": "…"`, `'token': '…'` (escaped quotes inside kept).
     (re.compile(rf'(?i)(")({_SECRET_NAME})("\s*:\s*)"(?:[^"\\]|\\.)*"'), r'\1\2\3"***"'),
@@ -30,13 +34,14 @@ _PATTERNS = [
     (re.compile(rf"(?i)(?<![A-Za-z0-9\"'])({_SECRET_NAME})(:[ \t]*)(?!Bearer\b|Basic\b)([^\s\"',;]+)"),
      r"\1\2***"),
     # A secret as a path segment after its name: `/token/<value>`, `/pairing-code/<value>`.
-    (re.compile(rf"(?i)(/(?:{_SECRET_NAME})/)([^/?#\s]+)"), r"\1***"),
+    (re.compile(rf"(?i)(/(?:{_SECRET_PATH_NAME})/)([^/?#\s]+)"), r"\1***"),
     (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]+"), r"\1\2***"),
     # Anything shaped like a JWT (a header `eyJ…` and at least its payload; a cut one too).
     (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?"), "***jwt***"),
     # Long hex runs anywhere, paths and frame types included: device secrets and HMAC signatures are
-    # 64 hex characters; ids the relay logs (UUIDs, channel names) have shorter runs.
-    (re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{32,}(?![0-9A-Za-z])"), "***hex***"),
+    # 64 hex characters (40 or more still catches one cut by `client_text`); ids the relay logs have
+    # shorter runs: UUIDs, request ids (32 hex), channel names.
+    (re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{40,}(?![0-9A-Za-z])"), "***hex***"),
 ]
 
 # C0 and C1 control characters, DEL, and the Unicode line/paragraph separators: anything a log viewer

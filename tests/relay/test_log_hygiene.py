@@ -197,6 +197,8 @@ def test_scrub_covers_every_form_of_secret(line, secret, kept):
     "app of user 3 connected",
     "session 0b7f6a52-3c1e-4d3c-9a53-0d7e5b7f3c11 ended",
     "channel specific.1f2e3d4c5b6a7988!0a1b2c3d4e5f6a7b",
+    "http request POST /api/auth/register 201 request_id=d10610c502c6425484ae07bf1071b88c",
+    "GET /api/auth/me 200",
     "ICE provider 'cloudflare' failed (timeout: no answer within 3 s); serving STUN-only ice_servers",
 ])
 def test_scrub_leaves_ordinary_lines_alone(line):
