@@ -96,7 +96,7 @@ def relay_server_class():
             from twisted.internet import reactor
 
             # The presence heartbeat and the instance liveness beat run on a timer from the start,
-            # not only once a socket has connected (docs/protocol.md §19.3).
+            # not only once a socket has connected (docs/architecture.md "Instance liveness and reaping").
             reactor.callWhenRunning(self._start_timers)
             reactor.callWhenRunning(self._close_instead_of_drop)
             super().run()
