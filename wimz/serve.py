@@ -56,7 +56,7 @@ def relay_server_class():
 
     On SIGTERM daphne 4.2 runs `kill_all_applications`, which (a) raises KeyError on the first
     connection that has no application instance yet and then cancels nothing, and (b) relies on
-    cancellation reaching each consumer, which a cancel landing inside channels-redis' blocking receive
+    cancellation reaching each consumer, which a cancel landing inside a channel layer's blocking receive
     does not always do — the process then hangs until killed. This version first asks every open
     socket of the process to shut down (`relay.consumers.shutdown_all`: sessions end `server_shutdown`,
     the other parties are told), then cancels what is left and waits at most a few seconds.
