@@ -5,7 +5,7 @@ must know through the channel layer (`relay.delivery`): the owner's apps learn t
 or offline and where its socket is; a replaced robot socket is closed 4009. A connecting socket
 loads its routing facts (`relay.party.Party`) here, once; afterwards only events change them.
 
-docs/protocol.md §4.4 (robot outcome), §5 (app), §11 (`device_status`), §19.1 (presence rows).
+docs/protocol.md §4.4 (robot outcome), §5 (app), §11 (`device_status`); docs/architecture.md "Presence rows".
 """
 
 import asyncio
@@ -311,7 +311,7 @@ async def _reaper_forever() -> None:
 
 
 async def liveness_once() -> None:
-    """One liveness beat of this process (docs/protocol.md §19.3): refresh its own key (one Redis round
+    """One liveness beat (docs/architecture.md "Instance liveness and reaping"): refresh its own key (one Redis round
     trip, no database); if it had been declared dead meanwhile (paused past the TTL), close its sockets
     1012 so they reconnect."""
     if not await liveness.refresh(_instance()):

@@ -530,7 +530,7 @@ def _retrieve(task: asyncio.Task) -> None:
 
 # Consumers of this process with an authenticated socket, for `shutdown_all` only. Not routing state:
 # routing never reads it; it exists because daphne's own shutdown (cancelling each application) cannot
-# be relied on to reach the consumer — a cancellation that lands inside channels-redis' blocking receive
+# be relied on to reach the consumer — a cancellation that lands inside a channel layer's blocking receive
 # can be swallowed, and the process then hangs until it is killed.
 _open_consumers: "weakref.WeakSet[RelayConsumer]" = weakref.WeakSet()
 

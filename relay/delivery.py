@@ -232,7 +232,7 @@ async def device_update(owner_id: int, *, device_id: str, device_pk: int, frame:
 
     `facts`: `owned` (bool: the user owns the active device now) and/or `robot_channel` (str, or None
     when offline). `frame` (e.g. `device_status`) is written after the update. With `confirm`, waits
-    until every instance has queued it (ownership changes, docs/protocol.md §19.3).
+    until every instance has queued it (docs/architecture.md "Ownership changes across instances").
     """
     # The ignore: strict mode wants every optional key (`text`) spelled out in a literal that unpacks
     # `**`; `text` is set just below, and `facts` (keyword arguments) cannot carry keys of its own.

@@ -1,7 +1,7 @@
 """The relay's channel layer: in-process delivery, and Redis pub/sub between instances.
 
 A Channels layer (`send`, `receive`, `new_channel`, `group_add`, `group_discard`, `group_send`,
-`flush`) built for the relay's per-frame path (docs/protocol.md §19.2):
+`flush`) built for the relay's per-frame path (docs/architecture.md "Delivery between instances"):
 
 - **Same instance**: a message for a channel of this process is put straight into that channel's
   bounded queue. It never leaves the process.
@@ -24,7 +24,7 @@ A Channels layer (`send`, `receive`, `new_channel`, `group_add`, `group_discard`
 Without `redis_url` (the embedded default) the layer is the in-process part alone, for one instance.
 
 Which socket may receive what is not decided here: the layer keeps only queues and group members,
-the delivery state any Channels layer keeps; routing rules live in `relay.signaling` and friends.
+the delivery state any Channels layer keeps; routing rules live in `relay.messaging` and `relay.sessions`.
 """
 
 from __future__ import annotations
@@ -357,7 +357,7 @@ class RelayChannelLayer(BaseChannelLayer):
         """`send`, then wait (up to `timeout` s) until the receiving process has queued it.
 
         For ownership changes that must take effect before the REST call that made them returns
-        (docs/protocol.md §19.3). Returns False when the confirmation did not come in time.
+        (docs/architecture.md "Ownership changes across instances"). Returns False when it did not come in time.
         """
         if self.is_local(channel) or not self.redis_url:
             await self.send(channel, message)

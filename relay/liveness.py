@@ -1,6 +1,6 @@
 """Instance liveness: notice a relay process that died without cleaning up, within seconds.
 
-docs/protocol.md §19.3. Each relay process keeps one Redis key of its own alive,
+docs/architecture.md "Instance liveness and reaping". Each relay process keeps one Redis key of its own alive,
 `<prefix>:live:<instance>`, refreshed every `WIMZ_INSTANCE_BEAT` seconds (3) with a TTL of
 `WIMZ_INSTANCE_TTL` seconds (8): one write per instance per beat, whatever its number of sockets.
 An instance whose key is missing in two looks at least one beat apart while it still has open

@@ -1,7 +1,7 @@
 """Presence: which robot and app sockets are open, across every relay instance.
 
 Online state lives in `Connection` rows (docs/protocol.md §11: online means the handshake was
-accepted and the socket is open; §19.1). A row is *live* while `disconnected_at` is null and its
+accepted, socket open; docs/architecture.md "Presence rows"). A row is *live* while `disconnected_at` is null and its
 `heartbeat_at` is younger than `WIMZ_PRESENCE_TTL` seconds; each relay process refreshes all its rows
 every `WIMZ_PRESENCE_HEARTBEAT` seconds (`heartbeat_instance`), and a dead process's rows are closed by
 a survivor (`close_instance`, `close_stale`). These are read when sockets connect or disconnect, never

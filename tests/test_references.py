@@ -2,6 +2,8 @@
 
 - A `§N` or `§N.M` cited after `protocol.md` (in code, comments, docstrings and docs) names a section
   heading that exists in docs/protocol.md. A `§` after another name (`RFC 8259 §6`) is not checked.
+- A `docs/architecture.md "<heading>"` citation names a heading of docs/architecture.md.
+- The rule table of docs/architecture.md names every top-level section of docs/protocol.md.
 - "field report Fn" names a row of docs/field-reports.md.
 - Nothing points outside the repository (`../shared`, `shared/spec`, `shared/fixtures`).
 - A relative Markdown link in a doc points at a file that exists.
@@ -22,6 +24,10 @@ _HEADING = re.compile(r"^#{2,4} (\d+(?:\.\d+)*)\.? ", re.MULTILINE)
 _FIELD_REPORT = re.compile(r"field reports? (F\d+)(?:[–-](F\d+))?", re.IGNORECASE)
 _OUTSIDE = re.compile(r"\.\./shared|shared/(?:spec|fixtures|hooks)")
 _MD_LINK = re.compile(r"\]\((?!https?:|mailto:|#)([^)#\s]+)(?:#[^)]*)?\)")
+# `architecture.md "Heading"`, also as a Markdown link (`[`architecture.md`](architecture.md) "Heading"`).
+_ARCH_CITE = re.compile(r'architecture\.md(?:`\]\([^)]*\)|`)?\s+"([^"\n]+)"')
+_ANY_HEADING = re.compile(r"^#{1,4} (.+?)\s*$", re.MULTILINE)
+RULE_TABLE_HEADING = "Which module owns which rule"
 
 
 def tracked_files() -> list[Path]:
@@ -35,6 +41,25 @@ def tracked_files() -> list[Path]:
 def protocol_sections() -> set[str]:
     """Section numbers of docs/protocol.md headings (`## 13.` → "13", `### 13.8` → "13.8")."""
     return set(_HEADING.findall((ROOT / "docs/protocol.md").read_text()))
+
+
+def architecture_headings() -> set[str]:
+    """The heading texts of docs/architecture.md (`## Delivery between instances` → that text)."""
+    return set(_ANY_HEADING.findall((ROOT / "docs/architecture.md").read_text()))
+
+
+def cited_architecture_headings(text: str) -> list[tuple[int, str]]:
+    """`(line, heading)` for every `architecture.md "<heading>"` in `text` (the quote may follow on the
+    next line when the citation wraps)."""
+    return [(text.count("\n", 0, m.start()) + 1, m.group(1)) for m in _ARCH_CITE.finditer(text)]
+
+
+def rule_table_sections(text: str) -> set[str]:
+    """Top-level protocol sections (`§13.8` → "13") named in the table under the rule-table heading."""
+    start = text.index(f"## {RULE_TABLE_HEADING}\n")
+    end = text.find("\n## ", start + 1)
+    rows = [line for line in text[start:end if end != -1 else None].splitlines() if line.startswith("|")]
+    return {number.split(".")[0] for row in rows for number in re.findall(r"§(\d+(?:\.\d+)*)", row)}
 
 
 def cited_sections(text: str, *, self_is_protocol: bool) -> list[tuple[int, str]]:
@@ -67,6 +92,27 @@ def test_every_protocol_section_cited_exists():
             if section not in sections:
                 bad.append(f"{rel}:{line}: §{section}")
     assert not bad, "sections cited that docs/protocol.md does not have:\n" + "\n".join(bad)
+
+
+def test_every_architecture_heading_cited_exists():
+    """Each `docs/architecture.md "<heading>"` in the repo names a heading of docs/architecture.md."""
+    headings = architecture_headings()
+    assert {"Delivery between instances", RULE_TABLE_HEADING} <= headings  # the parser reads the headings
+    bad = []
+    for path in tracked_files():
+        for line, heading in cited_architecture_headings(path.read_text(errors="replace")):
+            if heading not in headings:
+                bad.append(f"{path.relative_to(ROOT)}:{line}: \"{heading}\"")
+    assert not bad, "headings cited that docs/architecture.md does not have:\n" + "\n".join(bad)
+
+
+def test_the_rule_table_covers_every_protocol_section():
+    """Every `## N.` of docs/protocol.md is named (as §N or §N.M) in architecture.md's rule table, so a
+    reader finds the module behind any rule in one hop."""
+    top = {s for s in protocol_sections() if "." not in s}
+    assert {"1", "19", "22"} <= top
+    missing = top - rule_table_sections((ROOT / "docs/architecture.md").read_text())
+    assert not missing, f"protocol.md sections missing from the architecture.md rule table: {sorted(missing, key=int)}"
 
 
 def test_every_field_report_cited_is_described():
@@ -103,3 +149,15 @@ def test_the_checker_flags_what_it_should():
     text = "see docs/protocol.md §8, §99.1 and RFC 8259 §6\nbare §77 here"
     assert cited_sections(text, self_is_protocol=False) == [(1, "8"), (1, "99.1")]
     assert cited_sections("§3.3", self_is_protocol=True) == [(1, "3.3")]
+
+
+def test_the_architecture_checkers_flag_what_they_should():
+    """The heading scanner reads plain, wrapped and linked citations and nothing else; the rule-table
+    reader only looks inside its own table."""
+    text = ('see docs/architecture.md "Shutdown" and\n'
+            '[`architecture.md`](architecture.md) "Nowhere"; docs/architecture.md\n    "Wrapped heading"\n'
+            '"docs/architecture.md", "not a citation"')
+    assert cited_architecture_headings(text) == [(1, "Shutdown"), (2, "Nowhere"), (2, "Wrapped heading")]
+    doc = (f"## Intro\n| x | §5 |\n## {RULE_TABLE_HEADING}\n\n| rule | module | § |\n|---|---|---|\n"
+           "| a | `m` | §1, §13.8 |\nprose §7\n## Next\n| y | §9 |\n")
+    assert rule_table_sections(doc) == {"1", "13"}

@@ -42,7 +42,7 @@ def relay_server_class():
 
     On SIGTERM daphne 4.2 runs `kill_all_applications`, which (a) raises KeyError on the first
     connection that has no application instance yet and then cancels nothing, and (b) relies on
-    cancellation reaching each consumer, which a cancel landing inside channels-redis' blocking receive
+    cancellation reaching each consumer, which a cancel landing inside a channel layer's blocking receive
     does not always do — the process then hangs until killed. This version first asks every open
     socket of the process to shut down (`relay.consumers.shutdown_all`: sessions end `server_shutdown`,
     the other parties are told), then cancels what is left and waits at most a few seconds.
@@ -82,7 +82,7 @@ def relay_server_class():
             from twisted.internet import reactor
 
             # The presence heartbeat and the instance liveness beat run on a timer from the start,
-            # not only once a socket has connected (docs/protocol.md §19.3).
+            # not only once a socket has connected (docs/architecture.md "Instance liveness and reaping").
             reactor.callWhenRunning(self._start_timers)
             reactor.callWhenRunning(self._close_instead_of_drop)
             super().run()

@@ -275,7 +275,7 @@ if REDIS_URL:
         "default": {
             # The relay's own layer (relay/layer.py): frames between sockets of one instance stay in the
             # process; between instances one Redis PUBLISH (pipelined under load) per frame or group
-            # send. docs/protocol.md §19.2.
+            # send. docs/architecture.md "Delivery between instances".
             "BACKEND": "relay.layer.RelayChannelLayer",
             "CONFIG": {
                 "redis_url": REDIS_URL,

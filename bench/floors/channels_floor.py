@@ -2,7 +2,7 @@
 
 Run: `python -m daphne -b 127.0.0.1 -p P bench.floors.channels_floor:application` (the bench adds the
 relay's daphne flags from `wimz.serve.daphne_argv`). Settings are `wimz.settings`, so `CHANNEL_LAYERS`
-is exactly the relay's: channels-redis with `REDIS_URL` set (prefix `WIMZ_CHANNEL_PREFIX`), the
+is exactly the relay's: `relay.layer` with `REDIS_URL` set (prefix `WIMZ_CHANNEL_PREFIX`), the
 in-memory layer without it, and whatever layer the relay switches to next.
 
 A socket on `/r/<key>` (robot) or `/a/<key>` (app) joins the group `pair.<key>.r` or `pair.<key>.a`;

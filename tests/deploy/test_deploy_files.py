@@ -37,7 +37,7 @@ DEPLOY = ROOT / "deploy"
 SITE = DEPLOY / "nginx/wimz-relay.conf"
 UNIT = DEPLOY / "systemd/wimz-relay@.service"
 K8S_VERSION = "1.30"  # the oldest Kubernetes release the manifests are meant for
-# Worst case of the relay's SIGTERM shutdown (docs/protocol.md §19.4): two steps of at most
+# Worst case of the relay's SIGTERM shutdown (docs/architecture.md "Shutdown"): two steps of at most
 # SHUTDOWN_GRACE_SECONDS with a 0.3 s settle between, then the cancel wait of as much again.
 SHUTDOWN_WORST_SECONDS = 3 * serve.SHUTDOWN_GRACE_SECONDS + 0.3
 
