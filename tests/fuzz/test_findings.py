@@ -49,3 +49,21 @@ async def test_an_error_ref_naming_a_long_type_is_truncated(world):
     finally:
         await ws.close(app)
     assert answer["code"] == "DEVICE_OFFLINE"
+
+
+@pytest.mark.xfail(strict=True, reason="relay/protocol.py `session_id_of` takes any spelling uuid.UUID parses "
+                   "(upper case, braces, `urn:uuid:`, no hyphens) and relay/sessions.py forwards the frame "
+                   "unchanged, so the app gets an offer whose session_id is not the one its webrtc_credentials "
+                   "named (docs/schema/relay-frames.schema.json: a session_id is the canonical lower-case form)")
+@pytest.mark.parametrize("spell", [lambda sid: "{" + sid.upper() + "}", lambda sid: sid.replace("-", ""),
+                                   lambda sid: "urn:uuid:" + sid], ids=["braces, upper case", "no hyphens", "urn"])
+async def test_a_session_id_spelled_otherwise_reaches_the_peer_canonical(world, spell):
+    """Found by the fuzzer: the robot's offer names its session `{<SESSION ID IN UPPER CASE>}`."""
+    robot, app = await flows.robot_app(world)
+    sid, _, _ = await flows.open_session(app, robot)
+    await ws.send(robot, {"type": "webrtc_offer", "session_id": spell(sid), "sdp": flows.OFFER})
+    try:
+        offer = await ws.recv(app)  # wsutil.recv checks the frame against the schema
+    finally:
+        await ws.close(robot, app)
+    assert offer["session_id"] == sid
