@@ -208,7 +208,8 @@ class RelayMachine(RuleBasedStateMachine):
                 and all(getattr(s, k) == v for k, v in who.items())]
 
     def _owned(self, user: int) -> list[int]:
-        return [d for d, dev in enumerate(self.devices) if dev.owner == user]
+        """The user's active devices (what its app sockets' facts hold, docs/protocol.md §12)."""
+        return [d for d, dev in enumerate(self.devices) if dev.owner == user and dev.active]
 
     def _live(self, **who) -> list[Sess]:
         return [s for s in self.sessions.values() if s.ended is None
@@ -246,7 +247,7 @@ class RelayMachine(RuleBasedStateMachine):
             if not isinstance(device_id, str) or not fs._ID_CHARS >= set(device_id) or not 0 < len(device_id) <= 64:
                 return error("BAD_REQUEST", ref), None
             index = next((d for d, dev in enumerate(self.devices) if dev.device_id == device_id), None)
-            if index is None or self.devices[index].owner != user:
+            if index is None or index not in self._owned(user):
                 return error("NOT_AUTHORIZED", ref), None
         else:
             owned = self._owned(user)
@@ -466,14 +467,15 @@ class RelayMachine(RuleBasedStateMachine):
         dev = self.devices[d]
         STATS.rules["connect_robot"] += 1
 
-        async def go():
-            comm, accepted = await ws.connect("/ws/device", ws.robot_headers(dev.device_id, dev.secret,
-                                                                              flows.fresh_ts(dev.device_id)))
-            assert accepted, f"D{d}'s handshake was refused"
-            return comm
-
+        comm, accepted = self.run(ws.connect("/ws/device", ws.robot_headers(dev.device_id, dev.secret,
+                                                                             flows.fresh_ts(dev.device_id))))
+        if not dev.active:  # §16: a deactivated device's handshake is refused (HTTP 403)
+            assert not accepted, f"D{d} is deactivated, yet its handshake was accepted"
+            note(f"D{d} (deactivated) is refused")
+            return
+        assert accepted, f"D{d}'s handshake was refused"
         old = self.robots[d]
-        sock = Sock(self._name("R", d), "robot", self.run(go()), device=d)
+        sock = Sock(self._name("R", d), "robot", comm, device=d)
         note(f"{sock} connects" + (f", replacing {old}" if old is not None else ""))
         self.socks.append(sock)
         out = self.pending[0]
@@ -548,7 +550,8 @@ class RelayMachine(RuleBasedStateMachine):
         """Run a devices.services call on the ORM thread (its signals reach the relay on this loop)."""
         return self.run(database_sync_to_async(fn)())
 
-    @rule(op=st.sampled_from(["unpair", "unpair", "unpair by another user", "pair", "pair", "rotate secret"]),
+    @rule(op=st.sampled_from(["unpair", "unpair", "unpair by another user", "pair", "pair", "rotate secret",
+                              "deactivate"]),
           pick=picks, user=st.integers(0, 1))
     def change_ownership(self, op, pick, user):
         """One rule for the ownership changes (so they take a fair share of the steps, not three)."""
@@ -556,6 +559,8 @@ class RelayMachine(RuleBasedStateMachine):
             self.pair(pick, user)
         elif op == "rotate secret":
             self.rotate_secret(pick)
+        elif op == "deactivate":
+            self.deactivate(pick)
         else:
             self.unpair(pick, op == "unpair")
 
@@ -601,14 +606,16 @@ class RelayMachine(RuleBasedStateMachine):
                 device_services.device_pair(user=User.objects.get(pk=self.users[user].pk), code=code)
             except device_errors.DeviceOwned:
                 return "owned"
+            except device_errors.InvalidPairingCode:
+                return "invalid"
             return "paired"
 
         result = self._service(call)
-        want = "owned" if dev.owner not in (None, user) else "paired"
+        want = "invalid" if not dev.active else "owned" if dev.owner not in (None, user) else "paired"
         assert result == want, f"pair of D{d} by U{user}: {result}, model owner {dev.owner}"
         out = self.pending[0]
         out.label = "pair"
-        if dev.owner is None:
+        if dev.owner is None and dev.active:
             self.step_owners[d].add(user)
             online = self.robots[d] is not None and self.robots[d].open
             for app in self._open("app", user=user):
@@ -635,6 +642,27 @@ class RelayMachine(RuleBasedStateMachine):
                 for app in self._open("app", user=dev.owner):
                     out.expect(app, status(dev.device_id, "offline"))
             self.robots[d] = None
+
+    def deactivate(self, pick):
+        """`device_deactivate`: the device leaves its owner's facts, its robot's socket closes 4003, its
+        sessions end `robot_disconnected` and its owner sees it offline; it can connect no more (§16)."""
+        d = pick % len(self.devices)
+        dev = self.devices[d]
+        STATS.rules["deactivate"] += 1
+        note(f"D{d} is deactivated")
+        self._service(lambda: device_services.device_deactivate(device=DeviceRow.objects.get(pk=dev.pk)))
+        robot = self.robots[d]
+        out = self.pending[0]
+        out.label = "deactivate"
+        if robot is not None and robot.open:
+            out.closed[robot] = 4003
+            for s in self._live(robot=robot):
+                self._end(out, s, "robot_disconnected", skip=robot)
+            if dev.owner is not None:
+                for app in self._open("app", user=dev.owner):
+                    out.expect(app, status(dev.device_id, "offline"))
+            self.robots[d] = None
+        dev.active = False
 
     # --- sessions -------------------------------------------------------------------------------
 

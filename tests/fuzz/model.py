@@ -55,12 +55,14 @@ class Sess:
 
 @dataclass
 class Device:
-    """A model device: its id, primary key, current secret and owner (a model user index or None)."""
+    """A model device: its id, primary key, current secret, owner (a model user index or None), and
+    whether it is in service."""
 
     device_id: str
     pk: int
     secret: str
     owner: int | None
+    active: bool = True
     capabilities: list = field(default_factory=list)  # what its robot's `hello` recorded
     firmware: str = ""
 

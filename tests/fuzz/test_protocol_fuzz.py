@@ -23,6 +23,7 @@ def machine_settings(examples: int) -> settings:
 def test_protocol_state_machine(transactional_db):
     """Random sequences of connects, disconnects, ownership changes, signaling, commands, events and
     garbage keep every invariant of tests/fuzz/machine.py."""
+    STATS.__init__()  # count this run only (the tests of test_fuzzer_catches run the machine too)
     deadline = sizes.deadline()
     started, done = time.monotonic(), 0
     while done < sizes.EXAMPLES:
