@@ -7,7 +7,7 @@ PORT ?= 8000
 # Local development defaults (overridden by the environment or .env).
 export DEBUG ?= 1
 
-.PHONY: run test demo lint typecheck migrate bench clean
+.PHONY: run test fuzz demo lint typecheck migrate bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,16 @@ test: $(VENV)/.test-deps
 	$(BIN)/mypy
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## make fuzz: the fuzz tests (tests/fuzz) at length, each bounded by its count and FUZZ_SECONDS.
+FUZZ_EXAMPLES ?= 300
+FUZZ_STEPS ?= 60
+FUZZ_API_EXAMPLES ?= 50
+FUZZ_SECONDS ?= 300
+fuzz: $(VENV)/.test-deps
+	WIMZ_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) WIMZ_FUZZ_STEPS=$(FUZZ_STEPS) WIMZ_FUZZ_API_EXAMPLES=$(FUZZ_API_EXAMPLES) \
+	WIMZ_FUZZ_API_COVERAGE=1 WIMZ_FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	$(BIN)/pytest -s tests/fuzz/test_protocol_fuzz.py tests/fuzz/test_api_schema.py $(PYTEST_ARGS)
 
 ## make demo: a real WebRTC call (aiortc robot + app simulators) through a relay; URL=... to use one; TURN=1 through coturn.
 demo: $(VENV)/.sim-deps $(VENV)/.run-deps
