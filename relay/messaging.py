@@ -53,10 +53,12 @@ async def command(party: Party, frame: dict, kind: str) -> Outcome:
 def _record_hello(device_pk: int, frame: dict) -> None:
     updates = {}
     capabilities = frame.get("capabilities")
-    if isinstance(capabilities, list) and all(isinstance(c, str) for c in capabilities):
+    # A NUL character cannot be stored (PostgreSQL text refuses it): such a value is ignored like any
+    # other value that is not a string (docs/protocol.md §8.1).
+    if isinstance(capabilities, list) and all(isinstance(c, str) and "\x00" not in c for c in capabilities):
         updates["capabilities"] = capabilities[:32]
     firmware = frame.get("firmware_version")
-    if isinstance(firmware, str):
+    if isinstance(firmware, str) and "\x00" not in firmware:
         updates["firmware_version"] = firmware[:64]
     if updates:
         Device.objects.filter(pk=device_pk).update(**updates)

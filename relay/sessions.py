@@ -58,8 +58,16 @@ async def _peer(party: Party, session_id: str) -> tuple[str, LiveSession | None]
 # --- forwarded signaling: offer (robot), answer (app), ICE (either) --------------------------------
 
 
+def _canonical(frame: dict, session_id: str) -> dict:
+    """`frame` naming its session as `session_id` (the canonical lower-case UUID): a sender that spelled
+    it otherwise (upper case, braces, no hyphens) must not make the peer see an id it was never given
+    (docs/protocol.md §2). The frame is copied only then; otherwise it is forwarded as it came."""
+    return frame if frame.get("session_id") == session_id else {**frame, "session_id": session_id}
+
+
 async def _forward(party: Party, frame: dict, *, state: str | None) -> None:
     session_id = session_id_of(frame)
+    frame = _canonical(frame, session_id)
     peer, live = await _peer(party, session_id)
     if state is None:  # ICE: at most WIMZ_MAX_ICE_PER_SESSION per socket and session (§15.1)
         cap = settings.WIMZ_MAX_ICE_PER_SESSION
@@ -154,6 +162,7 @@ async def close(party: Party, frame: dict) -> Outcome:
     `closed_by_app` / `closed_by_robot`; the sender is not echoed (§13.6).
     """
     session_id = session_id_of(frame)
+    frame = _canonical(frame, session_id)
     await _peer(party, session_id)
     reason = EndReason.CLOSED_BY_APP if party.role == APP else EndReason.CLOSED_BY_ROBOT
     ended = await database_sync_to_async(_end_db)(party, session_id, reason)
@@ -168,7 +177,7 @@ async def error(party: Party, frame: dict) -> Outcome:
     """
     session_id = session_id_of(frame)
     peer, _ = await _peer(party, session_id)
-    await delivery.notify(peer, frame)
+    await delivery.notify(peer, _canonical(frame, session_id))
     ended = await database_sync_to_async(_end_db)(party, session_id, EndReason.ROBOT_ERROR)
     if ended is not None:
         await announce_end(ended, EndReason.ROBOT_ERROR)

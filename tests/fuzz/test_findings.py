@@ -1,6 +1,9 @@
 """Defects the protocol fuzzer (tests/fuzz/machine.py) found in the relay, each as its smallest
-reproducer, marked `xfail(strict=True)` until the relay is fixed: a fix turns the xfail into a pass,
-which strict mode reports, so the mark goes away with the fix.
+reproducer. Each was a strict xfail until its fix landed; now each guards its fix:
+
+- a `hello` with a NUL character was an INTERNAL error on PostgreSQL (text cannot hold NUL);
+- an error's `ref` echoed a long frame `type` whole (now cut to 64 characters, docs/protocol.md §15);
+- a session id spelled otherwise (upper case, braces, no hyphens) reached the peer as spelled.
 """
 
 import os
@@ -18,9 +21,6 @@ ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")
 
 
 @pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL refuses NUL in text; SQLite stores it")
-@pytest.mark.xfail(strict=True, reason="relay/messaging.py `_record_hello` writes a robot's `hello` strings to "
-                   "PostgreSQL unchecked: a NUL character makes the UPDATE raise DataError and the robot gets "
-                   "INTERNAL (docs/protocol.md §7: bad input gets a clear error, §8.1: hello gets no answer)")
 @pytest.mark.parametrize("hello", [
     {"type": "hello", "firmware_version": "1.0\x00"},
     {"type": "hello", "capabilities": ["video\x00"]},
@@ -36,10 +36,6 @@ async def test_hello_with_a_nul_character_is_not_an_internal_error(world, hello)
     assert "\x00" not in row.firmware_version
 
 
-@pytest.mark.xfail(strict=True, reason="relay/addressing.py and relay/messaging.py put the frame's `type` in the "
-                   "error's `ref` whole: a pass-through type longer than 256 characters comes back longer than "
-                   "docs/schema/relay-frames.schema.json allows (`ref` maxLength 256: 'truncated'); session ids "
-                   "are cut to 64 (relay/protocol.py `session_id_of`), types are not")
 async def test_an_error_ref_naming_a_long_type_is_truncated(world):
     """Found by the fuzzer: `{"type": "<300 characters>"}` from an app that owns one offline robot."""
     app = await ws.app(world.t1, drain_status=1)
@@ -51,10 +47,6 @@ async def test_an_error_ref_naming_a_long_type_is_truncated(world):
     assert answer["code"] == "DEVICE_OFFLINE"
 
 
-@pytest.mark.xfail(strict=True, reason="relay/protocol.py `session_id_of` takes any spelling uuid.UUID parses "
-                   "(upper case, braces, `urn:uuid:`, no hyphens) and relay/sessions.py forwards the frame "
-                   "unchanged, so the app gets an offer whose session_id is not the one its webrtc_credentials "
-                   "named (docs/schema/relay-frames.schema.json: a session_id is the canonical lower-case form)")
 @pytest.mark.parametrize("spell", [lambda sid: "{" + sid.upper() + "}", lambda sid: sid.replace("-", ""),
                                    lambda sid: "urn:uuid:" + sid], ids=["braces, upper case", "no hyphens", "urn"])
 async def test_a_session_id_spelled_otherwise_reaches_the_peer_canonical(world, spell):
