@@ -358,6 +358,9 @@ SIMPLE_JWT = {
 }
 
 SPECTACULAR_SETTINGS = {
+    # drf-spectacular's own enum hook, then the 400/401 every endpoint can answer (core/schema.py).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "core.schema.add_generic_error_responses"],
     "TITLE": "WIM-Z relay API",
     "DESCRIPTION": "REST API of the WIM-Z relay. The WebSocket protocol is described in docs/protocol.md.",
     "VERSION": "1.0.0",
