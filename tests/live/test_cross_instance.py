@@ -135,8 +135,9 @@ async def test_robot_replacement_across_instances(live_relays, world):
 
 
 async def test_idle_sockets_outlive_the_redis_read_timeout(live_relays, world):
-    """A robot and an app that stay silent for longer than channels-redis' 5 s receive wait (and
-    redis-py's default 5 s socket timeout) are still connected and routed afterwards.
+    """A robot and an app that stay silent for longer than redis-py's default 5 s socket timeout (the
+    relay layer's pub/sub reader must not give up on a quiet connection) are still connected and routed
+    afterwards.
     """
     a, b = live_relays
     robot = await c.robot(a.ws, "wimz_robot_01", world.r1_secret)
