@@ -54,6 +54,12 @@ def _instance() -> str:
 _local: "weakref.WeakSet[Party]" = weakref.WeakSet()
 
 
+def local_parties() -> list[Party]:
+    """The parties with an open socket in this process, now (for the scrape-time gauges of
+    `relay.metrics`; call it on the event loop's thread, which changes the set)."""
+    return list(_local)
+
+
 # --- robots -------------------------------------------------------------------------------------
 
 
@@ -445,4 +451,5 @@ async def cluster_stats() -> dict:
 
 
 __all__ = ["APP", "ROBOT", "app_connected", "app_disconnected", "cluster_stats", "device_status_frame",
-           "ensure_heartbeat", "heartbeat_once", "robot_connected", "robot_disconnected", "sweep_dead_instances"]
+           "ensure_heartbeat", "heartbeat_once", "local_parties", "robot_connected", "robot_disconnected",
+           "sweep_dead_instances"]

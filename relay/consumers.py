@@ -25,7 +25,7 @@ from django.conf import settings
 from core.logformat import bind_log_context
 from core.logging import client_text, log_unexpected
 
-from . import connections, delivery, dispatch, limits, sessions
+from . import connections, delivery, dispatch, limits, metrics, sessions
 from .addressing import apply_device_update
 from .middleware import AppIdentity, RobotIdentity, authenticate_app, authenticate_robot
 from .models import Session
@@ -115,6 +115,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
         scope = self.scope
         if not scope.get("relay_origin_ok", False):
             logger.info("websocket handshake refused: origin not allowed (%s)", client_text(scope.get("path")))
+            metrics.handshake_refused(self.route_role, "origin")
             await self.close()
             return
         waited = time.monotonic() - scope.get("relay_handshake_at", time.monotonic())
@@ -123,6 +124,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
             # timeout (daphne: 5 s); doing the presence work for it anyway would announce a robot
             # online that never connected. Refuse (403) at once so the client retries.
             logger.warning("websocket handshake refused: it waited %.1f s for the relay (overloaded)", waited)
+            metrics.handshake_refused(self.route_role, "overloaded")
             await self.close()
             return
         if self.route_role == ROBOT:
@@ -131,11 +133,13 @@ class RelayConsumer(AsyncWebsocketConsumer):
                 # The device id and the failed check, for the operator; the robot only gets a bare 403.
                 logger.info("robot handshake refused: device %s, %s", client_text(scope.get("relay_robot_claimed")),
                             scope.get("relay_robot_refusal") or "no credentials")
+                metrics.handshake_refused(ROBOT, "auth")
                 await self.close()
                 return
             # Presence first, then accept: once the robot sees its handshake accepted, frames for it route.
             if not await self._become_robot(identity):
                 logger.info("robot handshake refused: signature already used")
+                metrics.handshake_refused(ROBOT, "replay")
                 await self.close()
                 return
             await self.accept()
@@ -143,6 +147,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
             identity = scope.get("relay_app")
             if identity is None:
                 logger.info("app handshake refused")
+                metrics.handshake_refused(APP, "auth")
                 await self.close()
                 return
             if not await self._become_app(identity, accept=True):
@@ -154,6 +159,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
             if not limits.unauthenticated.acquire(address):
                 logger.info("websocket handshake refused: too many unauthenticated sockets from %s",
                             client_text(address))
+                metrics.handshake_refused(None, "too_many_unauthenticated")
                 await self.close()
                 return
             self.unauthenticated_from = address
@@ -170,6 +176,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
                                                  signature=(identity.timestamp, identity.signature)):
             return False
         self.party = party
+        self.routed = metrics.ROUTED[ROBOT]
         _open_consumers.add(self)
         connections.ensure_heartbeat()
         logger.info("robot %s connected", identity.device_id)
@@ -184,6 +191,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
         if snapshot is None:
             return False
         self.party = party
+        self.routed = metrics.ROUTED[APP]
         self.token_expires_at = identity.expires_at
         _open_consumers.add(self)
         if accept:
@@ -199,6 +207,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
     async def _too_many_sockets(self) -> None:
         logger.info("app socket refused: its user has %d open app sockets", settings.WIMZ_MAX_APP_SOCKETS_PER_USER)
+        metrics.handshake_refused(APP, "too_many_sockets")
         self.closing = True
         await self.send_frame(error_frame(Code.RATE_LIMITED, "too many open app sockets for this user "
                                           f"(at most {settings.WIMZ_MAX_APP_SOCKETS_PER_USER}); close one"))
@@ -207,6 +216,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
     async def _rate_limited(self, kind: str | None) -> None:
         """A frame over its socket's rate (docs/protocol.md §15.1): RATE_LIMITED, not handled; after
         `WIMZ_RATE_LIMIT_CLOSE_AFTER` refusals within the window, close 4008."""
+        metrics.REFUSED[Code.RATE_LIMITED].inc()
         if self.limiter.refused():
             logger.warning("closing a %s socket that keeps sending over its rate limit (4008)",
                            self.party.role if self.party else "unauthenticated")
@@ -225,6 +235,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
             if not self.limiter.allow_frame():
                 await self._rate_limited(None)
                 return
+            metrics.REFUSED[Code.BAD_REQUEST].inc()
             await self.send_frame(error_frame(Code.BAD_REQUEST, "binary frames are not supported; send JSON text"))
             return
         kind = None
@@ -247,16 +258,19 @@ class RelayConsumer(AsyncWebsocketConsumer):
                 return
             if self.party.role == APP:
                 if await self._token_has_expired():
+                    metrics.REFUSED[Code.TOKEN_EXPIRED].inc()
                     return
                 if kind == "auth":
                     await self._renew(frame)
                     return
             await self._dispatch(kind, frame)
         except RelayError as exc:
+            metrics.REFUSED[exc.code].inc()
             await self.send_frame(exc.frame())
         except Exception:
             # Whatever the frame held, the log gets one line (a traceback once a minute per raise site).
             log_unexpected(logger, "unhandled error while handling a %s frame", client_text(kind))
+            metrics.REFUSED[Code.INTERNAL].inc()
             await self.send_frame(error_frame(Code.INTERNAL, "internal error", kind if isinstance(kind, str) else None))
 
     async def _apply_queued(self) -> None:
@@ -277,6 +291,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
             outcome = await dispatch.robot_frame(self.party, kind, frame)
         else:
             outcome = await dispatch.app_frame(self.party, kind, frame)
+        self.routed[kind].inc()  # pre-resolved children: one dict lookup (relay.metrics)
         for reply in outcome.replies:
             await self.send_frame(reply)
         if outcome.opened is not None:
@@ -331,6 +346,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
                 self._release_address()
                 await self.send_frame({"type": "auth_result", "success": True, "message": "authenticated"})
                 return
+            metrics.handshake_refused(ROBOT, "auth" if robot is None else "replay")
         else:
             app = await authenticate_app(frame.get("token"))
             if app is not None:
@@ -342,6 +358,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
                                            "message": "too many open app sockets for this user"})
                     await self._too_many_sockets()
                 return
+            metrics.handshake_refused(APP, "auth")
         logger.info("in-band auth refused on /ws")
         await self.send_frame({"type": "auth_result", "success": False, "message": "authentication failed"})
         self.closing = True
@@ -357,6 +374,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
         await asyncio.sleep(IN_BAND_AUTH_TIMEOUT)
         if self.party is None and not self.closing:
             self.closing = True
+            metrics.handshake_refused(None, "auth_timeout")
             await self.send_frame({"type": "auth_result", "success": False, "message": "authentication timed out"})
             await self.close(code=CloseCode.AUTH_FAILED)
 
@@ -427,6 +445,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
     async def relay_shed(self, message):
         """`relay.shed`: frames this socket sent were not delivered (receiver full): RATE_LIMITED."""
         count = message.get("count", 1)
+        metrics.REFUSED[Code.RATE_LIMITED].inc()
         await self.send_frame(error_frame(Code.RATE_LIMITED, f"frame not delivered to {count} socket(s): receiver "
                                           "not keeping up", message.get("ref")))
 
@@ -580,4 +599,5 @@ class UnknownPathConsumer(AsyncWebsocketConsumer):
 
     async def connect(self):
         logger.info("websocket handshake refused: unknown path")
+        metrics.handshake_refused("unknown", "path")
         await self.close()

@@ -38,6 +38,8 @@ import httpx
 from asgiref.sync import async_to_sync
 from django.conf import settings
 
+from . import metrics
+
 logger = logging.getLogger(__name__)
 
 PROVIDER_STUN = "stun"
@@ -275,6 +277,7 @@ async def get_ice_servers(
     expires_at = datetime.fromtimestamp(expiry, tz=UTC)
     name = (provider if provider is not None else getattr(settings, "WIMZ_ICE_PROVIDER", PROVIDER_STUN)) or ""
     name = name.strip().lower() or PROVIDER_STUN
+    started = time.monotonic()
     try:
         if name == PROVIDER_STUN:
             servers = stun_servers()
@@ -300,9 +303,12 @@ async def get_ice_servers(
         else:
             raise IceProviderError("unknown_provider", "WIMZ_ICE_PROVIDER is not stun, cloudflare or coturn")
     except IceProviderError as exc:
+        metrics.ice_provider_call(name, exc.kind, time.monotonic() - started)
         return _fallback(name, exc.kind, str(exc), ttl, expires_at)
     except Exception as exc:  # the provider failing never crashes a session (docs/protocol.md §14)
+        metrics.ice_provider_call(name, "internal", time.monotonic() - started)
         return _fallback(name, "internal", type(exc).__name__, ttl, expires_at)
+    metrics.ice_provider_call(name, "ok", time.monotonic() - started)
     logger.debug("ICE servers from provider %s: %d entries, ttl %d s", name, len(servers), ttl)
     return IceServers(ice_servers=servers, ttl=ttl, expires_at=expires_at, provider=name)
 

@@ -35,6 +35,7 @@ class LiveSession:
     offered: bool = False
     answered: bool = False
     ice: int = 0  # candidates this socket forwarded, written to the history row when the session ends
+    requested_at: float | None = None  # the opening app's socket: time.monotonic() its webrtc_request arrived
 
 
 @dataclass(eq=False)  # identity: one Party per socket (hashable, for weak sets)

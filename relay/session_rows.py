@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from devices.models import Device
 
+from . import metrics
 from .models import Session
 from .protocol import Code, RelayError
 
@@ -27,6 +28,7 @@ ROBOT = "robot"
 APP = "app"
 
 logger = logging.getLogger(__name__)
+metrics.declare_end_reasons(Session.EndReason.values)
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,8 @@ def session_end(*, session_id: str, reason: str, unless_answered: bool = False) 
         live = live.filter(answered_at__isnull=True)
     if not live.update(ended_at=timezone.now(), end_reason=reason, state=Session.State.ENDED):
         return None
+    # Counted once the end is committed (at once outside a transaction): a rolled-back end never counts.
+    transaction.on_commit(metrics.SESSIONS_ENDED.labels(reason).inc)
     ref = SessionRef.of(Session.objects.select_related("device").get(pk=session_id))
     logger.info("session ended", extra={"session_id": ref.session_id, "device_id": ref.device_id,
                                         "user_id": ref.user_id, "reason": reason})

@@ -10,10 +10,12 @@ id that is ended or not the sender's (§13.7).
 Handlers take `(party, frame)` and return a `relay.party.Outcome`; errors are `RelayError`.
 """
 
+import time
+
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from . import delivery, session_rows
+from . import delivery, metrics, session_rows
 from .addressing import address
 from .models import Session
 from .party import APP, LiveSession, Outcome, Party
@@ -88,6 +90,8 @@ async def _forward(party: Party, frame: dict, *, state: str | None) -> None:
         await database_sync_to_async(session_rows.session_mark)(session_id=session_id, state=state)
         if live is not None:
             setattr(live, flag, True)
+            if live.requested_at is not None and state == Session.State.ANSWERED:
+                metrics.SESSION_SETUP_SECONDS.observe(time.monotonic() - live.requested_at)
 
 
 async def offer(party: Party, frame: dict) -> Outcome:
@@ -121,6 +125,7 @@ async def request(party: Party, frame: dict) -> Outcome:
     """
     from .ice import issue_ice_servers
 
+    requested_at = time.monotonic()
     target = address(party, optional_device_id(frame), ref="webrtc_request")
     # The user owns the target (addressing checked it), so the TURN policy's device rule holds.
     ice_servers = (await issue_ice_servers(user_id=party.user_id, owns_device=True)).ice_servers
@@ -140,7 +145,8 @@ async def request(party: Party, frame: dict) -> Outcome:
         if isinstance(exc, delivery.Undeliverable):
             raise RelayError(Code.DEVICE_OFFLINE, "device is offline", "webrtc_request") from exc
         raise
-    party.sessions[ref.session_id] = LiveSession(device_id=ref.device_id, peer=ref.robot_channel)
+    party.sessions[ref.session_id] = LiveSession(device_id=ref.device_id, peer=ref.robot_channel,
+                                                 requested_at=requested_at)
     credentials = {
         "type": "webrtc_credentials",
         "session_id": ref.session_id,
@@ -221,6 +227,7 @@ async def check_party(party: Party, message: dict) -> bool:
         return True
     reply_to = message.get("reply_to")
     if reply_to:
+        metrics.REFUSED[Code.SESSION_NOT_FOUND].inc()
         await delivery.notify(reply_to, error_frame(Code.SESSION_NOT_FOUND, "session has ended", session_id))
     return False
 

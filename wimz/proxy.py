@@ -33,10 +33,10 @@ _SECURE_SCHEME = {"http": "https", "ws": "wss"}
 _PLAIN_SCHEME = {"https": "http", "wss": "ws"}
 
 
-def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
+def parse_networks(values: Iterable[str], setting: str = "WIMZ_TRUSTED_PROXIES") -> tuple[Network, ...]:
     """`["10.0.0.0/8", "127.0.0.1", "::1"]` → networks (a bare address is a /32 or /128).
 
-    Raises `ValueError` naming the bad entry, so a typo in `WIMZ_TRUSTED_PROXIES` stops start-up.
+    Raises `ValueError` naming `setting` and the bad entry, so a typo in the setting stops start-up.
     """
     networks = []
     for value in values:
@@ -46,7 +46,7 @@ def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
         try:
             networks.append(ipaddress.ip_network(value, strict=False))
         except ValueError as exc:
-            raise ValueError(f"WIMZ_TRUSTED_PROXIES: {value!r} is not an IP address or network") from exc
+            raise ValueError(f"{setting}: {value!r} is not an IP address or network") from exc
     return tuple(networks)
 
 

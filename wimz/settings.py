@@ -187,6 +187,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: answers `/health` before anything reads the Host header (probes use the pod IP).
     "wimz.probes.HealthProbeMiddleware",
+    # django-prometheus' HTTP metrics (docs/operations.md "Metrics"): Before first, After last.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -195,6 +197,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 # Admin messages live in the server-side session, not in the messages cookie: the admin shows a new
@@ -249,6 +252,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Channels runs every ORM call on one thread (database_sync_to_async); a short busy timeout
     # covers the management commands that run beside the server.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+# django-prometheus' backend wrappers (query counts, latency, errors: docs/operations.md "Metrics"). Its
+# PostgreSQL wrapper instruments psycopg's cursor_factory, which the connection pool's connections keep.
+_PROMETHEUS_BACKENDS = {
+    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+}
+DATABASES["default"]["ENGINE"] = _PROMETHEUS_BACKENDS.get(DATABASES["default"]["ENGINE"],
+                                                          DATABASES["default"]["ENGINE"])
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -377,6 +388,10 @@ WIMZ_ALLOWED_ORIGINS = CORS_ALLOWED_ORIGINS
 
 # `/stats` answers staff (admin session) and requests bearing this operator token; empty: staff only.
 WIMZ_STATS_TOKEN = env.str("WIMZ_STATS_TOKEN", default="")
+# `/metrics` (docs/operations.md "Metrics"): a bearer token and/or client networks (CIDRs); each one set must
+# match. Neither set: 403 for everyone.
+WIMZ_METRICS_TOKEN = env.str("WIMZ_METRICS_TOKEN", default="")
+WIMZ_METRICS_ALLOW = parse_networks(env.list("WIMZ_METRICS_ALLOW", default=[]), setting="WIMZ_METRICS_ALLOW")
 
 # --- Relay settings named by the wire contract (docs/protocol.md §18) -----------------------
 WIMZ_DEVICE_AUTH_SKEW = env.int("WIMZ_DEVICE_AUTH_SKEW", default=300)  # seconds, ±
