@@ -278,3 +278,20 @@ def test_stats_answers_only_staff_and_the_operator_token(client, transactional_d
     settings.WIMZ_STATS_TOKEN = ""
     client.logout()
     assert client.get("/stats", HTTP_AUTHORIZATION="Bearer ").status_code == 403
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("1e9", "1000000000.0"), ("2.5", "2.5"), ("", "100.0")])
+def test_float_settings_are_parsed_as_numbers(raw, expected):
+    """`WIMZ_FRAME_RATE=1e9` is 1e9 (django-environ's float parser made it 19.0: the bench ran with a
+    19 frames/s bucket it meant to switch off)."""
+    code = "from django.conf import settings; print(settings.WIMZ_FRAME_RATE)"
+    result = _start_settings(code, DEBUG="1", WIMZ_FRAME_RATE=raw)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout.strip() == expected
+
+
+def test_a_float_setting_that_is_not_a_number_stops_start_up():
+    """`WIMZ_FRAME_RATE=30s` is refused, naming the variable, instead of silently read as 30."""
+    code = "from django.conf import settings; print(settings.WIMZ_FRAME_RATE)"
+    result = _start_settings(code, DEBUG="1", WIMZ_FRAME_RATE="30s")
+    assert result.returncode != 0 and "WIMZ_FRAME_RATE must be a number" in result.stderr

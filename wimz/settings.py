@@ -56,6 +56,30 @@ def dev_secret_key(path: Path = DEV_SECRET_KEY_FILE) -> str:
         return key
 
 
+def env_float(name: str, default: float) -> float:
+    """A number from the environment (or `.env`), parsed by Python's `float`.
+
+    django-environ's float parser deletes every character that is not a digit, `,`, `.` or `-`, so
+    `1e9` became 19.0 and `30s` became 30.0 without a word. Here such a value stops start-up, naming
+    the variable. Raises `ImproperlyConfigured` for a value that is not a finite number.
+    """
+    import math
+    import os
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw[:40]!r}") from None
+    if not math.isfinite(value):
+        raise ImproperlyConfigured(f"{name} must be a finite number, got {raw[:40]!r}")
+    return value
+
+
 def weak_secret_key_reason(key: str) -> str:
     """Why `key` cannot sign production tokens ("" when it can): missing, the published development key,
     Django's `django-insecure-` placeholder, a placeholder such as `changeme`, shorter than 50 characters
@@ -229,7 +253,7 @@ DATABASES = {
 }
 WIMZ_DB_POOL_MIN_SIZE = env.int("WIMZ_DB_POOL_MIN_SIZE", default=2)
 WIMZ_DB_POOL_MAX_SIZE = env.int("WIMZ_DB_POOL_MAX_SIZE", default=10)
-WIMZ_DB_POOL_TIMEOUT = env.float("WIMZ_DB_POOL_TIMEOUT", default=10.0)
+WIMZ_DB_POOL_TIMEOUT = env_float("WIMZ_DB_POOL_TIMEOUT", default=10.0)
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
     # A psycopg connection pool per process (docs/operations.md "Database connections"). Under ASGI Django
     # runs each HTTP request's sync code on a thread of its own, so persistent connections (CONN_MAX_AGE)
@@ -395,13 +419,13 @@ WIMZ_METRICS_ALLOW = parse_networks(env.list("WIMZ_METRICS_ALLOW", default=[]), 
 
 # --- Relay settings named by the wire contract (docs/protocol.md §18) -----------------------
 WIMZ_DEVICE_AUTH_SKEW = env.int("WIMZ_DEVICE_AUTH_SKEW", default=300)  # seconds, ±
-WIMZ_SESSION_SETUP_TIMEOUT = env.float("WIMZ_SESSION_SETUP_TIMEOUT", default=30.0)  # seconds
+WIMZ_SESSION_SETUP_TIMEOUT = env_float("WIMZ_SESSION_SETUP_TIMEOUT", default=30.0)  # seconds
 WIMZ_MAX_SESSIONS_PER_DEVICE = env.int("WIMZ_MAX_SESSIONS_PER_DEVICE", default=1)
 WIMZ_MAX_FRAME_BYTES = env.int("WIMZ_MAX_FRAME_BYTES", default=262144)
 # Presence: a consumer refreshes its connection row every HEARTBEAT seconds; a row not refreshed
 # for TTL seconds (its instance died) no longer counts as online.
-WIMZ_PRESENCE_HEARTBEAT = env.float("WIMZ_PRESENCE_HEARTBEAT", default=30.0)
-WIMZ_PRESENCE_TTL = env.float("WIMZ_PRESENCE_TTL", default=90.0)
+WIMZ_PRESENCE_HEARTBEAT = env_float("WIMZ_PRESENCE_HEARTBEAT", default=30.0)
+WIMZ_PRESENCE_TTL = env_float("WIMZ_PRESENCE_TTL", default=90.0)
 # Instance liveness (with Redis): each relay process refreshes a key of its own every BEAT seconds with a
 # TTL; an instance whose key is seen missing twice, a beat apart, is cleaned up by one survivor.
 # Detection within TTL + 2 x BEAT (14 s with the defaults).
@@ -410,9 +434,9 @@ WIMZ_PRESENCE_TTL = env.float("WIMZ_PRESENCE_TTL", default=90.0)
 WIMZ_SOCKET_BUFFER_BYTES = env.int("WIMZ_SOCKET_BUFFER_BYTES", default=1024 * 1024)
 # Seconds a handshake may have waited for the relay (authentication included) before its presence work
 # starts; older ones are refused (403) because daphne drops unanswered handshakes after 5 s.
-WIMZ_HANDSHAKE_BUDGET = env.float("WIMZ_HANDSHAKE_BUDGET", default=4.0)
-WIMZ_INSTANCE_BEAT = env.float("WIMZ_INSTANCE_BEAT", default=3.0)
-WIMZ_INSTANCE_TTL = env.float("WIMZ_INSTANCE_TTL", default=8.0)
+WIMZ_HANDSHAKE_BUDGET = env_float("WIMZ_HANDSHAKE_BUDGET", default=4.0)
+WIMZ_INSTANCE_BEAT = env_float("WIMZ_INSTANCE_BEAT", default=3.0)
+WIMZ_INSTANCE_TTL = env_float("WIMZ_INSTANCE_TTL", default=8.0)
 # Pairing codes (seconds): obtained by the robot with a signed request / issued at provisioning.
 WIMZ_PAIRING_CODE_TTL = env.int("WIMZ_PAIRING_CODE_TTL", default=600)
 WIMZ_PROVISIONING_CODE_TTL = env.int("WIMZ_PROVISIONING_CODE_TTL", default=7 * 86400)
@@ -432,7 +456,7 @@ WIMZ_TURN_ISSUE_LIMIT = env.int("WIMZ_TURN_ISSUE_LIMIT", default=30)
 WIMZ_TURN_ISSUE_WINDOW = env.int("WIMZ_TURN_ISSUE_WINDOW", default=600)
 WIMZ_CLOUDFLARE_TURN_KEY_ID = env.str("WIMZ_CLOUDFLARE_TURN_KEY_ID", default="")
 WIMZ_CLOUDFLARE_TURN_API_TOKEN = env.str("WIMZ_CLOUDFLARE_TURN_API_TOKEN", default="")
-WIMZ_CLOUDFLARE_TIMEOUT = env.float("WIMZ_CLOUDFLARE_TIMEOUT", default=3.0)
+WIMZ_CLOUDFLARE_TIMEOUT = env_float("WIMZ_CLOUDFLARE_TIMEOUT", default=3.0)
 WIMZ_COTURN_SECRET = env.str("WIMZ_COTURN_SECRET", default="")
 WIMZ_COTURN_URLS = env.list("WIMZ_COTURN_URLS", default=[])
 
@@ -443,7 +467,7 @@ if SENTRY_DSN:
 
     _sentry_init(SENTRY_DSN, environment=env.str("SENTRY_ENVIRONMENT", default=""),
                  release=env.str("SENTRY_RELEASE", default=""),
-                 traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0))
+                 traces_sample_rate=env_float("SENTRY_TRACES_SAMPLE_RATE", default=0.0))
 
 # --- Logging: one line per record, secrets and tokens never in it (docs/operations.md "Logs") ------------
 # Every record (ours, Django's, daphne's, twisted's) goes through the one console handler: the scrubbing
@@ -479,15 +503,15 @@ LOGGING = {
 
 # --- WebSocket limits: what one socket or user may cost (docs/protocol.md §15.1, docs/operations.md) ---
 # Per socket token buckets (frames a second, burst); a rate of 0 switches that limit off.
-WIMZ_FRAME_RATE = env.float("WIMZ_FRAME_RATE", default=100.0)  # every text frame
-WIMZ_FRAME_BURST = env.float("WIMZ_FRAME_BURST", default=1000.0)
-WIMZ_SDP_RATE = env.float("WIMZ_SDP_RATE", default=5.0)  # webrtc_request / webrtc_offer / webrtc_answer, each
-WIMZ_SDP_BURST = env.float("WIMZ_SDP_BURST", default=10.0)
-WIMZ_ICE_RATE = env.float("WIMZ_ICE_RATE", default=20.0)  # webrtc_ice
-WIMZ_ICE_BURST = env.float("WIMZ_ICE_BURST", default=60.0)
+WIMZ_FRAME_RATE = env_float("WIMZ_FRAME_RATE", default=100.0)  # every text frame
+WIMZ_FRAME_BURST = env_float("WIMZ_FRAME_BURST", default=1000.0)
+WIMZ_SDP_RATE = env_float("WIMZ_SDP_RATE", default=5.0)  # webrtc_request / webrtc_offer / webrtc_answer, each
+WIMZ_SDP_BURST = env_float("WIMZ_SDP_BURST", default=10.0)
+WIMZ_ICE_RATE = env_float("WIMZ_ICE_RATE", default=20.0)  # webrtc_ice
+WIMZ_ICE_BURST = env_float("WIMZ_ICE_BURST", default=60.0)
 # This many refused frames within the window (seconds) close the socket 4008 (0: never).
 WIMZ_RATE_LIMIT_CLOSE_AFTER = env.int("WIMZ_RATE_LIMIT_CLOSE_AFTER", default=500)
-WIMZ_RATE_LIMIT_WINDOW = env.float("WIMZ_RATE_LIMIT_WINDOW", default=10.0)
+WIMZ_RATE_LIMIT_WINDOW = env_float("WIMZ_RATE_LIMIT_WINDOW", default=10.0)
 # ICE candidates one socket may forward for one session (0: no cap).
 WIMZ_MAX_ICE_PER_SESSION = env.int("WIMZ_MAX_ICE_PER_SESSION", default=200)
 # Open app sockets per user across all instances, counted at connect (0: no cap).
