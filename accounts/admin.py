@@ -1,5 +1,7 @@
 """Django admin for the email-based user model."""
 
+from typing import TYPE_CHECKING
+
 from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -7,8 +9,16 @@ from django.contrib.auth.forms import BaseUserCreationForm, UserChangeForm
 
 from .models import User
 
+# Generic in django-stubs only (they cannot be subscripted at run time).
+if TYPE_CHECKING:
+    _CreationForm = BaseUserCreationForm[User]
+    _ChangeForm = UserChangeForm[User]
+    _UserAdmin = DjangoUserAdmin[User]
+else:
+    _CreationForm, _ChangeForm, _UserAdmin = BaseUserCreationForm, UserChangeForm, DjangoUserAdmin
 
-class UserCreationAdminForm(BaseUserCreationForm):
+
+class UserCreationAdminForm(_CreationForm):
     """Admin "add user" form keyed by email (the model has no username)."""
 
     class Meta:
@@ -16,15 +26,15 @@ class UserCreationAdminForm(BaseUserCreationForm):
         fields = ("email",)
         field_classes = {"email": forms.EmailField}
 
-    def clean_email(self):
+    def clean_email(self) -> str:
         """Store the email lower-case and refuse a case-insensitive duplicate."""
-        email = self.cleaned_data["email"].strip().lower()
+        email: str = self.cleaned_data["email"].strip().lower()
         if User.objects.filter(email__iexact=email).exists():
             raise forms.ValidationError("An account with this email address already exists.")
         return email
 
 
-class UserChangeAdminForm(UserChangeForm):
+class UserChangeAdminForm(_ChangeForm):
     """Admin "change user" form keyed by email."""
 
     class Meta:
@@ -34,7 +44,7 @@ class UserChangeAdminForm(UserChangeForm):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(_UserAdmin):
     """Users listed and searched by email; no username anywhere."""
 
     form = UserChangeAdminForm

@@ -1,15 +1,17 @@
 """The relay's user: an owner of robots, who logs in with an email address."""
 
+from typing import Any, ClassVar
+
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 
 
-class UserManager(BaseUserManager):
+class UserManager(BaseUserManager["User"]):
     """Manager creating users keyed by email (no username)."""
 
     use_in_migrations = True
 
-    def _create_user(self, email, password, **extra_fields):
+    def _create_user(self, email: str, password: str | None, **extra_fields: Any) -> "User":
         if not email:
             raise ValueError("An email address is required.")
         user = self.model(email=self.normalize_email(email).lower(), **extra_fields)
@@ -17,13 +19,13 @@ class UserManager(BaseUserManager):
         user.save(using=self._db)
         return user
 
-    def create_user(self, email, password=None, **extra_fields):
+    def create_user(self, email: str, password: str | None = None, **extra_fields: Any) -> "User":
         """Create a regular user; `password=None` makes an unusable password."""
         extra_fields.setdefault("is_staff", False)
         extra_fields.setdefault("is_superuser", False)
         return self._create_user(email, password, **extra_fields)
 
-    def create_superuser(self, email, password=None, **extra_fields):
+    def create_superuser(self, email: str, password: str | None = None, **extra_fields: Any) -> "User":
         """Create a staff superuser (for Django admin)."""
         extra_fields.setdefault("is_staff", True)
         extra_fields.setdefault("is_superuser", True)
@@ -33,15 +35,16 @@ class UserManager(BaseUserManager):
 class User(AbstractUser):
     """A WIM-Z owner. `email` is the login (unique, stored lower-case); there is no username."""
 
-    username = None
+    username = None  # type: ignore[assignment]  # Django's documented way to drop AbstractUser's field
     email = models.EmailField("email address", unique=True)
 
     USERNAME_FIELD = "email"
-    REQUIRED_FIELDS = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
-    objects = UserManager()
+    # The stubs type AbstractUser.objects as Django's UserManager, whose create_user takes a username first.
+    objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]  # email-keyed manager
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.email
 
 
@@ -60,5 +63,5 @@ class RevokedLogin(models.Model):
     revoked_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(db_index=True)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"login {self.login_id} of user {self.user_id} (logged out)"

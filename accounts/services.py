@@ -4,13 +4,16 @@ All functions are keyword-only and raise `accounts.errors` domain errors, never 
 """
 
 import uuid
+from typing import TypedDict
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import update_last_login
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.http import HttpRequest
 from django.utils import timezone
+from rest_framework.request import Request
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -22,6 +25,14 @@ from .models import RevokedLogin, User
 # The claim naming the login (one register/login call) a token belongs to. Set on the refresh token at
 # issue; simplejwt copies it into every access token made from it and keeps it through rotation.
 LOGIN_CLAIM = "login_id"
+
+
+class AuthTokens(TypedDict):
+    """A new JWT pair (`auth_tokens_issue`): `expires_in` is the access token lifetime in seconds."""
+
+    access: str
+    refresh: str
+    expires_in: int
 
 
 def normalize_email(email: str) -> str:
@@ -50,7 +61,7 @@ def user_create(*, email: str, password: str) -> User:
         raise EmailTaken() from e
 
 
-def auth_login(*, email: str, password: str, request=None) -> User:
+def auth_login(*, email: str, password: str, request: Request | HttpRequest | None = None) -> User:
     """Check email + password (email matched case-insensitively) and return the active user.
 
     Updates `last_login`. Raises `InvalidCredentials` for an unknown email, a wrong password or an
@@ -59,11 +70,11 @@ def auth_login(*, email: str, password: str, request=None) -> User:
     user = authenticate(request, email=normalize_email(email), password=password or "")
     if user is None or not user.is_active:
         raise InvalidCredentials()
-    update_last_login(None, user)
+    update_last_login(User, user)  # a signal receiver: `sender` is unused
     return user
 
 
-def auth_tokens_issue(*, user: User) -> dict:
+def auth_tokens_issue(*, user: User) -> AuthTokens:
     """A new JWT pair for `user`, starting a new login (a fresh `login_id` claim in both tokens).
 
     Returns `{"access": str, "refresh": str, "expires_in": int}` where `expires_in` is the access
@@ -81,7 +92,7 @@ def auth_tokens_issue(*, user: User) -> dict:
     }
 
 
-def login_is_revoked(login_id) -> bool:
+def login_is_revoked(login_id: object) -> bool:
     """True when the login named by a token's `login_id` claim was logged out (one indexed lookup).
 
     Tokens without the claim (issued before logins were named) are not revocable: False.
@@ -97,7 +108,7 @@ def auth_refresh_check(*, refresh: str) -> None:
     with `get()`, and a deleted user's token then answered 500.)
     """
     try:
-        token = RefreshToken(refresh)
+        token = RefreshToken(refresh)  # type: ignore[arg-type]  # simplejwt annotates the encoded JWT as Token
     except TokenError as e:
         raise TokenInvalid(str(e)) from e
     user_id = token.get(jwt_settings.USER_ID_CLAIM)
@@ -120,7 +131,7 @@ def auth_logout(*, refresh: str) -> None:
     a refresh token or already blacklisted.
     """
     try:
-        token = RefreshToken(refresh)
+        token = RefreshToken(refresh)  # type: ignore[arg-type]  # simplejwt annotates the encoded JWT as Token
         token.blacklist()
     except TokenError as e:
         raise TokenInvalid(str(e)) from e

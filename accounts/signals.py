@@ -4,12 +4,14 @@
 the relay closes that login's open app sockets (`relay.ownership`).
 """
 
+from typing import Any
+
 from django.db import transaction
 from django.dispatch import Signal
 
 login_revoked = Signal()
 
 
-def send_on_commit(signal: Signal, **kwargs) -> None:
+def send_on_commit(signal: Signal, **kwargs: Any) -> None:
     """Send `signal` with `kwargs` once the current transaction commits (at once outside one)."""
     transaction.on_commit(lambda: signal.send(sender=None, **kwargs))

@@ -4,9 +4,12 @@ Thin views: parse with an input serializer, call one service, render with an out
 Domain errors become `ApiError` here, and only here.
 """
 
+from typing import Any
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenRefreshView
@@ -15,12 +18,15 @@ from core.api import ERROR_SCHEMA
 from core.throttling import LoginAccountThrottle, LoginAddressThrottle, RegisterAddressThrottle
 
 from . import services
-from .authentication import JWTAuthentication
+from .authentication import JWTAuthentication, request_user
+from .models import User
 from .serializers import (
     AuthOutputSerializer,
+    Credentials,
     CredentialsInputSerializer,
     LogoutOutputSerializer,
     MeOutputSerializer,
+    RefreshInput,
     RefreshInputSerializer,
     RefreshOutputSerializer,
     RefreshSerializer,
@@ -29,7 +35,7 @@ from .serializers import (
 )
 
 
-def _auth_body(user) -> dict:
+def _auth_body(user: User) -> dict[str, Any]:
     tokens = services.auth_tokens_issue(user=user)
     data = {"user_id": user.pk, "email": user.email, **tokens, "token": tokens["access"]}
     return AuthOutputSerializer(data).data
@@ -53,10 +59,11 @@ class RegisterApi(APIView):
         responses={201: AuthOutputSerializer, 400: ERROR_SCHEMA, 429: ERROR_SCHEMA},
         summary="Create an account and log in",
     )
-    def post(self, request):
+    def post(self, request: Request) -> Response:
         data = RegisterInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = services.user_create(**data.validated_data)
+        credentials: Credentials = data.validated_data
+        user = services.user_create(**credentials)
         return Response(_auth_body(user), status=status.HTTP_201_CREATED)
 
 
@@ -76,10 +83,11 @@ class LoginApi(APIView):
         responses={200: AuthOutputSerializer, 401: ERROR_SCHEMA, 429: ERROR_SCHEMA},
         summary="Log in with email and password",
     )
-    def post(self, request):
+    def post(self, request: Request) -> Response:
         data = CredentialsInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = services.auth_login(request=request, **data.validated_data)
+        credentials: Credentials = data.validated_data
+        user = services.auth_login(request=request, **credentials)
         return Response(_auth_body(user))
 
 
@@ -97,7 +105,7 @@ class RefreshApi(TokenRefreshView):
         responses={200: RefreshOutputSerializer, 401: ERROR_SCHEMA},
         summary="Exchange a refresh token for a new access token",
     )
-    def post(self, request, *args, **kwargs):
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().post(request, *args, **kwargs)
 
 
@@ -118,10 +126,11 @@ class LogoutApi(APIView):
         responses={200: LogoutOutputSerializer, 401: ERROR_SCHEMA},
         summary="Blacklist a refresh token",
     )
-    def post(self, request):
+    def post(self, request: Request) -> Response:
         data = RefreshInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.auth_logout(refresh=data.validated_data["refresh"])
+        body: RefreshInput = data.validated_data
+        services.auth_logout(refresh=body["refresh"])
         return Response(LogoutOutputSerializer({"status": "logged_out"}).data)
 
 
@@ -131,8 +140,8 @@ class MeApi(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(responses={200: MeOutputSerializer, 401: ERROR_SCHEMA}, summary="The current user")
-    def get(self, request):
-        return Response(MeOutputSerializer(request.user).data)
+    def get(self, request: Request) -> Response:
+        return Response(MeOutputSerializer(request_user(request)).data)
 
 
 class ValidateApi(APIView):
@@ -147,6 +156,6 @@ class ValidateApi(APIView):
     @extend_schema(
         responses={200: ValidateOutputSerializer, 401: ERROR_SCHEMA}, summary="Check an access token (compat)"
     )
-    def get(self, request):
-        user = request.user
+    def get(self, request: Request) -> Response:
+        user = request_user(request)
         return Response(ValidateOutputSerializer({"valid": True, "user_id": user.pk, "email": user.email}).data)

@@ -12,6 +12,7 @@
 import logging
 import re
 import time
+from collections.abc import Callable
 
 # Names that say "the value is a secret": alone or as one part of a longer name (`device_secret`,
 # `access_token`, `X-Signature`, `pairing-code`), in any case.
@@ -53,7 +54,7 @@ CLIENT_TEXT_LIMIT = 64  # characters of a client-chosen string shown in a log li
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def _escape(match: re.Match) -> str:
+def _escape(match: re.Match[str]) -> str:
     char = match.group()
     if char in _NAMED:
         return _NAMED[char]
@@ -61,7 +62,7 @@ def _escape(match: re.Match) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def client_text(value, limit: int = CLIENT_TEXT_LIMIT) -> str:
+def client_text(value: object, limit: int = CLIENT_TEXT_LIMIT) -> str:
     """A client-chosen value as it may appear in a log line.
 
     A string keeps at most `limit` characters (longer ones end `…(+N chars)`), with control characters
@@ -108,10 +109,11 @@ TRACEBACK_INTERVAL = 60.0  # seconds between two tracebacks of one raise site
 _MAX_SITES = 256
 # (exception class, file, line) → when its traceback was last logged. Only log throttling: bounded, and
 # no rule of the relay reads it.
-_last_traceback: dict[tuple, float] = {}
+_last_traceback: dict[tuple[type[BaseException], str, int], float] = {}
 
 
-def log_unexpected(logger: logging.Logger, message: str, *args, clock=time.monotonic) -> None:
+def log_unexpected(logger: logging.Logger, message: str, *args: object,
+                   clock: Callable[[], float] = time.monotonic) -> None:
     """Log the exception being handled (call from an `except` block) at ERROR.
 
     The first time a raise site (exception class, file and line of the innermost frame) is seen, and
@@ -121,10 +123,11 @@ def log_unexpected(logger: logging.Logger, message: str, *args, clock=time.monot
     """
     import sys
 
-    exc_type, exc, tb = sys.exc_info()
+    _, exc, tb = sys.exc_info()
     if exc is None:
         logger.error(message, *args)
         return
+    exc_type = type(exc)  # what sys.exc_info() gave, known non-None once `exc` is
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     site = (exc_type, tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else (exc_type, "", 0)

@@ -7,14 +7,29 @@ the admin creates a device or runs the "rotate secret" action. Online state come
 from `relay.presence` with one query per changelist page.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils import timezone
 
 from . import pairing, services
 from .models import Device, PairingCode
 from .signals import online_device_ids
 from .signing import generate_secret
+
+# ModelAdmin and ModelForm are generic in django-stubs only (they cannot be subscripted at run time).
+if TYPE_CHECKING:
+    _DeviceAdmin = admin.ModelAdmin[Device]
+    _PairingCodeAdmin = admin.ModelAdmin[PairingCode]
+    _DeviceForm = forms.ModelForm[Device]
+else:
+    _DeviceAdmin = _PairingCodeAdmin = admin.ModelAdmin
 
 
 class OwnerSetFilter(admin.SimpleListFilter):
@@ -23,10 +38,11 @@ class OwnerSetFilter(admin.SimpleListFilter):
     title = "owner set"
     parameter_name = "has_owner"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> tuple[tuple[str, str], ...]:
         return (("yes", "paired"), ("no", "unpaired"))
 
-    def queryset(self, request, queryset):
+    # QuerySet[Any]: the signature of django-stubs' ListFilter.queryset, which any model admin may use.
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "yes":
             return queryset.filter(owner__isnull=False)
         if self.value() == "no":
@@ -40,10 +56,11 @@ class OnlineFilter(admin.SimpleListFilter):
     title = "online"
     parameter_name = "online"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> tuple[tuple[str, str], ...]:
         return (("yes", "online"), ("no", "offline"))
 
-    def queryset(self, request, queryset):
+    # QuerySet[Any]: the signature of django-stubs' ListFilter.queryset, which any model admin may use.
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() not in ("yes", "no"):
             return queryset
         online = online_device_ids(queryset.values_list("device_id", flat=True))
@@ -55,15 +72,16 @@ class OnlineFilter(admin.SimpleListFilter):
 class DeviceChangeList(ChangeList):
     """ChangeList that fetches presence for the whole page in one query after the page is loaded."""
 
-    def get_results(self, request):
+    def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
-        online = online_device_ids([d.device_id for d in self.result_list])
-        for device in self.result_list:
+        page: list[Device] = list(self.result_list)
+        online = online_device_ids([d.device_id for d in page])
+        for device in page:
             device.is_online = device.device_id in online
 
 
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
+class DeviceAdmin(_DeviceAdmin):
     """Robots: owner, presence, firmware; actions to rotate the secret (shown once), unpair, deactivate and
     reactivate, each recorded in Django's admin log (who, when, what)."""
 
@@ -76,22 +94,22 @@ class DeviceAdmin(admin.ModelAdmin):
     readonly_fields = ("last_seen", "paired_at", "created_at", "firmware_version", "capabilities")
     actions = ("rotate_secret", "unpair", "deactivate", "reactivate")
 
-    def get_changelist(self, request, **kwargs):
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return DeviceChangeList
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: Device | None = None) -> tuple[str, ...]:
         # The id is the robot's identity (its signatures cover it): fixed once created. The owner
         # changes only through pairing or the "unpair" action, which tell the relay (sessions end,
         # apps get device_status) — a plain field edit would not.
-        return (("device_id", "owner") if obj else ()) + self.readonly_fields
+        return (("device_id", "owner") if obj else ()) + tuple(self.readonly_fields)
 
     @admin.display(boolean=True, description="online")
-    def online(self, obj):
+    def online(self, obj: Device) -> bool:
         if not hasattr(obj, "is_online"):
             obj.is_online = obj.device_id in online_device_ids([obj.device_id])
         return obj.is_online
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: Device, form: _DeviceForm, change: bool) -> None:
         """On creation, give the device a secret and a provisioning code and show both once. Unticking
         or ticking "active" in the form goes through the service, as the actions do (socket closed and
         codes expired; or the owner's apps told the device is back).
@@ -118,24 +136,26 @@ class DeviceAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description="Rotate secret (the new secret is shown once)")
-    def rotate_secret(self, request, queryset):
+    def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
         for device in queryset:
             secret = services.device_rotate_secret(device=device)
             self.log_change(request, device, "Rotated the secret (admin action).")
             messages.warning(request, f"New secret for {device.device_id} (shown only now): {secret}")
 
     @admin.action(description="Unpair from its owner (ends its sessions)")
-    def unpair(self, request, queryset):
+    def unpair(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
         count = 0
         for device in queryset.filter(owner__isnull=False).select_related("owner"):
-            owner = device.owner.email
-            services.device_unpair(user=device.owner, device=device)
-            self.log_change(request, device, f"Unpaired from {owner} (admin action).")
+            owner = device.owner
+            if owner is None:  # excluded by the filter above; narrows the type
+                continue
+            services.device_unpair(user=owner, device=device)
+            self.log_change(request, device, f"Unpaired from {owner.email} (admin action).")
             count += 1
         messages.success(request, f"{count} device(s) unpaired.")
 
     @admin.action(description="Deactivate (refuse its signatures, hide it from its owner)")
-    def deactivate(self, request, queryset):
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
         count = 0
         for device in queryset.filter(is_active=True):
             services.device_deactivate(device=device)
@@ -144,7 +164,7 @@ class DeviceAdmin(admin.ModelAdmin):
         messages.success(request, f"{count} device(s) deactivated.")
 
     @admin.action(description="Reactivate (accept its signatures again, show it to its owner)")
-    def reactivate(self, request, queryset):
+    def reactivate(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
         count = 0
         for device in queryset.filter(is_active=False):
             services.device_reactivate(device=device)
@@ -154,7 +174,7 @@ class DeviceAdmin(admin.ModelAdmin):
 
 
 @admin.register(PairingCode)
-class PairingCodeAdmin(admin.ModelAdmin):
+class PairingCodeAdmin(_PairingCodeAdmin):
     """Pairing codes, read-only: who issued what, when it expires, whether it was used."""
 
     list_display = ("code", "device", "kind", "created_at", "expires_at", "used_at", "state")
@@ -164,13 +184,13 @@ class PairingCodeAdmin(admin.ModelAdmin):
     readonly_fields = ("code", "device", "kind", "created_at", "expires_at", "used_at")
 
     @admin.display(description="state")
-    def state(self, obj):
+    def state(self, obj: PairingCode) -> str:
         if obj.used_at:
             return "used"
         return "expired" if obj.expires_at <= timezone.now() else "live"
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: PairingCode | None = None) -> bool:
         return False

@@ -5,10 +5,15 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from . import encryption
-from .ids import DEVICE_ID_RULE, is_valid_device_id  # noqa: F401 (re-exported: the rule lives in ids.py)
+
+# Re-exported (`X as X`: explicit for mypy): the rule lives in ids.py.
+from .ids import DEVICE_ID_RULE as DEVICE_ID_RULE
+from .ids import is_valid_device_id as is_valid_device_id
+
+NAME_MAX_LENGTH = 100  # characters of `Device.name`
 
 
-def validate_device_id(value):
+def validate_device_id(value: object) -> None:
     """Model/serializer/admin-form validator; raises `ValidationError` for an id `is_valid_device_id` refuses."""
     if not is_valid_device_id(value):
         raise ValidationError(DEVICE_ID_RULE, code="invalid_device_id")
@@ -24,7 +29,7 @@ class Device(models.Model):
     """
 
     device_id = models.CharField(max_length=64, unique=True, validators=[validate_device_id])
-    name = models.CharField(max_length=100, blank=True)
+    name = models.CharField(max_length=NAME_MAX_LENGTH, blank=True)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="devices"
     )
@@ -38,10 +43,14 @@ class Device(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # Presence, not a column: set by `selectors.device_annotate_online` and the admin changelist (absent
+    # until then; the output serializers default it to False).
+    is_online: bool
+
     class Meta:
         ordering = ["device_id"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.device_id
 
     def set_secret(self, secret: str) -> None:
@@ -78,7 +87,7 @@ class PairingCode(models.Model):
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"pairing code for {self.device_id}"
 
 

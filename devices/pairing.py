@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from .models import Device, PairingCode
@@ -30,7 +31,7 @@ def generate_code() -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
 
 
-def normalize_code(raw) -> str | None:
+def normalize_code(raw: object) -> str | None:
     """The canonical form of user input (upper case, dashes/spaces removed), or None if it cannot be a code.
 
     Never raises: anything that is not a string of the right length over `ALPHABET` gives None.
@@ -70,7 +71,7 @@ def pairing_code_issue(
     raise RuntimeError("could not draw a unique pairing code")
 
 
-def pairing_codes_live(*, now: datetime | None = None):
+def pairing_codes_live(*, now: datetime | None = None) -> QuerySet[PairingCode]:
     """QuerySet of codes that are unused and not yet expired."""
     return PairingCode.objects.filter(used_at__isnull=True, expires_at__gt=now or timezone.now())
 

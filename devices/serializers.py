@@ -1,11 +1,35 @@
 """Input and output serializers of the devices API. No serializer has a `secret` field."""
 
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
 from rest_framework import serializers
 
 from .models import Device
 
 
-class DeviceOutputSerializer(serializers.ModelSerializer):
+class DeviceRenameInput(TypedDict):
+    """`validated_data` of `DeviceRenameInputSerializer`."""
+
+    name: str
+
+
+class PairInput(TypedDict, total=False):
+    """`validated_data` of `PairInputSerializer`: every key optional."""
+
+    pairing_code: str
+    code: str
+    name: str
+    device_id: str
+
+
+class CompatUnpairInput(TypedDict):
+    """`validated_data` of `CompatUnpairInputSerializer`."""
+
+    device_id: str
+
+
+class DeviceOutputSerializer(serializers.ModelSerializer[Device]):
     """`{"device_id","name","is_online","last_seen","paired_at","firmware_version","capabilities"}`.
 
     Timestamps are ISO 8601 UTC strings or null. `is_online` comes from presence (set by the selector).
@@ -19,7 +43,7 @@ class DeviceOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class CompatDeviceOutputSerializer(serializers.ModelSerializer):
+class CompatDeviceOutputSerializer(serializers.ModelSerializer[Device]):
     """compat (docs/protocol.md §17): `{"device_id","name","is_online","last_seen","paired_at"}`."""
 
     is_online = serializers.BooleanField(default=False)
@@ -30,19 +54,19 @@ class CompatDeviceOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class CompatDeviceListOutputSerializer(serializers.Serializer):
+class CompatDeviceListOutputSerializer(serializers.Serializer[dict[str, Any]]):
     """compat: `{"devices": [CompatDevice, ...]}`."""
 
     devices = CompatDeviceOutputSerializer(many=True)
 
 
-class DeviceRenameInputSerializer(serializers.Serializer):
+class DeviceRenameInputSerializer(serializers.Serializer[None]):
     """`{"name": str}` (0–100 characters, surrounding whitespace trimmed)."""
 
     name = serializers.CharField(max_length=100, allow_blank=True)
 
 
-class PairInputSerializer(serializers.Serializer):
+class PairInputSerializer(serializers.Serializer[None]):
     """`{"pairing_code": str, "name"?: str}`; compat also accepts the key `code` for the pairing code.
 
     A body without a code (e.g. only a `device_id`) is refused by the view with 400
@@ -57,20 +81,20 @@ class PairInputSerializer(serializers.Serializer):
     device_id = serializers.CharField(required=False, help_text="Ignored: a device_id alone never pairs.")
 
 
-class UnpairOutputSerializer(serializers.Serializer):
+class UnpairOutputSerializer(serializers.Serializer[Mapping[str, Any]]):
     """`{"device_id": str, "status": "unpaired"}`."""
 
     device_id = serializers.CharField()
     status = serializers.CharField()
 
 
-class CompatUnpairInputSerializer(serializers.Serializer):
+class CompatUnpairInputSerializer(serializers.Serializer[None]):
     """compat: `{"device_id": str}`."""
 
     device_id = serializers.CharField(max_length=64)
 
 
-class CompatPairOutputSerializer(serializers.Serializer):
+class CompatPairOutputSerializer(serializers.Serializer[dict[str, Any]]):
     """compat: `{"success": true, "device": CompatDevice}`."""
 
     success = serializers.BooleanField()
@@ -83,7 +107,7 @@ class CompatUnpairOutputSerializer(UnpairOutputSerializer):
     success = serializers.BooleanField()
 
 
-class RobotPairingCodeOutputSerializer(serializers.Serializer):
+class RobotPairingCodeOutputSerializer(serializers.Serializer[dict[str, Any]]):
     """`{"pairing_code": str (8 chars), "expires_at": ISO 8601 UTC, "expires_in": seconds}`."""
 
     pairing_code = serializers.CharField()

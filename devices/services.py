@@ -8,6 +8,8 @@ relay) never hear about a change that was rolled back.
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.models import User
+
 from . import encryption, pairing, signals
 from .errors import (
     DeviceAlreadyExists,
@@ -17,13 +19,13 @@ from .errors import (
     InvalidDeviceName,
     InvalidPairingCode,
 )
-from .models import Device, PairingCode, is_valid_device_id
+from .ids import is_valid_device_id
+from .models import NAME_MAX_LENGTH as NAME_MAX_LENGTH
+from .models import Device, PairingCode
 from .signing import generate_secret
 
-NAME_MAX_LENGTH = Device._meta.get_field("name").max_length
 
-
-def device_provision(*, device_id: str, name: str = "", owner=None) -> tuple[Device, str, str]:
+def device_provision(*, device_id: str, name: str = "", owner: User | None = None) -> tuple[Device, str, str]:
     """Create a robot with a fresh secret and a provisioning pairing code.
 
     Returns `(device, secret, pairing_code)`; the secret is shown to the operator once, stored only
@@ -69,7 +71,7 @@ def device_pairing_code_issue(*, device: Device) -> PairingCode:
 
 
 @transaction.atomic
-def device_pair(*, user, code: str, name: str | None = None) -> Device:
+def device_pair(*, user: User, code: str, name: str | None = None) -> Device:
     """Pair the device that `code` proves possession of to `user`; return the device.
 
     docs/protocol.md §7: a wrong, spent or expired code, or one for an inactive device, raises
@@ -93,7 +95,7 @@ def device_pair(*, user, code: str, name: str | None = None) -> Device:
     if not pairing.pairing_code_mark_used(pairing_code=pairing_code, now=now):
         raise InvalidPairingCode()  # consumed by a concurrent request (SQLite has no row locks)
     already_mine = device.owner_id == user.pk
-    fields = {"owner": user}
+    fields: dict[str, object] = {"owner": user}
     if not already_mine:
         fields["paired_at"] = now
     if name is not None:
@@ -112,7 +114,7 @@ def device_pair(*, user, code: str, name: str | None = None) -> Device:
     return device
 
 
-def device_unpair(*, user, device: Device) -> None:
+def device_unpair(*, user: User, device: Device) -> None:
     """Remove `user`'s ownership of `device`; after commit the relay ends its sessions (`unpaired`).
 
     Raises `DeviceNotFound` when `user` does not own the device (same answer as for unknown ids).

@@ -13,6 +13,7 @@ one that was rolled back. Every signal is sent with `sender=Device` and keyword 
 """
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from django.db import transaction
 from django.dispatch import Signal
@@ -24,7 +25,7 @@ device_revoked = Signal()
 _online_provider: Callable[[list[str]], set[str]] | None = None
 
 
-def send_on_commit(signal: Signal, **kwargs) -> None:
+def send_on_commit(signal: Signal, **kwargs: Any) -> None:
     """Send `signal` (sender `Device`) with `kwargs` once the current transaction commits."""
     from .models import Device
 

@@ -18,7 +18,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import encryption
-from .models import Device, UsedSignature, is_valid_device_id
+from .ids import is_valid_device_id
+from .models import Device, UsedSignature
 
 logger = logging.getLogger("devices.signing")
 
@@ -34,7 +35,7 @@ def sign(secret: str, device_id: str, timestamp: int | str) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def _parse_timestamp(value) -> int | None:
+def _parse_timestamp(value: object) -> int | None:
     """Unix seconds from an int or a decimal string; None when malformed (never raises)."""
     if isinstance(value, bool):
         return None
@@ -48,7 +49,8 @@ def _parse_timestamp(value) -> int | None:
 
 
 def verify_device_signature(
-    device_id, timestamp, signature, *, now: Callable[[], float] = time.time, consume: bool = True
+    device_id: object, timestamp: object, signature: object, *,
+    now: Callable[[], float] = time.time, consume: bool = True,
 ) -> Device | None:
     """Check a robot's signed credentials; return the active `Device`, or None on any failure.
 
@@ -68,7 +70,8 @@ REFUSAL_REASONS = ("malformed_device_id", "malformed_signature", "malformed_time
 
 
 def check_device_signature(
-    device_id, timestamp, signature, *, now: Callable[[], float] = time.time, consume: bool = True
+    device_id: object, timestamp: object, signature: object, *,
+    now: Callable[[], float] = time.time, consume: bool = True,
 ) -> tuple[Device | None, str]:
     """`verify_device_signature` that also says why it refused: `(device, "")` on success, else
     `(None, reason)` with `reason` one of `REFUSAL_REASONS`. The reason goes to logs only; it never
@@ -101,7 +104,7 @@ def check_device_signature(
     return device, ""
 
 
-def consume_signature(device_id: str, timestamp, signature: str) -> bool:
+def consume_signature(device_id: str, timestamp: object, signature: str) -> bool:
     """Spend a triple that `verify_device_signature(..., consume=False)` accepted; False when it was
     spent already (a replay, possibly on another instance). For callers that verify first and spend
     only once everything else about the request is accepted (the relay's WebSocket handshake,

@@ -5,26 +5,34 @@ Thin views: input serializer → selector/service → output serializer. Domain 
 a device that is not yours answers 404 `not_found` exactly like one that does not exist.
 """
 
+from typing import Any, TypedDict
+
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import request_user
 from core.api import ERROR_SCHEMA, ApiError
 from core.throttling import PairAddressThrottle, PairFailureGlobalThrottle, PairUserThrottle, RobotAddressThrottle
 
 from . import selectors, services
 from .errors import InvalidPairingCode
+from .models import Device
 from .serializers import (
     CompatDeviceListOutputSerializer,
     CompatPairOutputSerializer,
+    CompatUnpairInput,
     CompatUnpairInputSerializer,
     CompatUnpairOutputSerializer,
     DeviceOutputSerializer,
+    DeviceRenameInput,
     DeviceRenameInputSerializer,
+    PairInput,
     PairInputSerializer,
     RobotPairingCodeOutputSerializer,
     UnpairOutputSerializer,
@@ -32,40 +40,47 @@ from .serializers import (
 from .signing import verify_device_signature
 
 
-def _pair_input(data) -> tuple[str, str | None]:
+def _pair_input(data: Any) -> tuple[str, str | None]:
     """`(code, name)` from a pair body (`pairing_code` or compat `code`); 400 `pairing_code_required` if no code."""
     body = PairInputSerializer(data=data)
     body.is_valid(raise_exception=True)
-    code = body.validated_data.get("pairing_code") or body.validated_data.get("code")
+    fields: PairInput = body.validated_data
+    code = fields.get("pairing_code") or fields.get("code")
     if not code:
         raise ApiError(
             "A pairing code is required to pair a device; a device_id alone is not enough. "
             "Ask the robot for its pairing code.",
             code="pairing_code_required",
         )
-    return code, body.validated_data.get("name")
+    return code, fields.get("name")
 
 
 PAIR_THROTTLES = [PairUserThrottle, PairAddressThrottle, PairFailureGlobalThrottle]
 
 
-def _pair(request, view):
+def _pair(request: Request, view: APIView) -> Device:
     """Run `device_pair` for a pair body; returns the device with `is_online` set.
 
     A wrong code counts against the cluster-wide failed-guess budget (`PairFailureGlobalThrottle`).
     """
     code, name = _pair_input(request.data)
     try:
-        device = services.device_pair(user=request.user, code=code, name=name)
+        device = services.device_pair(user=request_user(request), code=code, name=name)
     except InvalidPairingCode:
         PairFailureGlobalThrottle().record_failure(request, view)
         raise
     return selectors.device_annotate_online([device])[0]
 
 
-def _unpair(request, device_id: str) -> dict:
-    device = selectors.device_get_for_user(user=request.user, device_id=device_id)
-    services.device_unpair(user=request.user, device=device)
+class _Unpaired(TypedDict):
+    device_id: str
+    status: str
+
+
+def _unpair(request: Request, device_id: str) -> _Unpaired:
+    user = request_user(request)
+    device = selectors.device_get_for_user(user=user, device_id=device_id)
+    services.device_unpair(user=user, device=device)
     return {"device_id": device.device_id, "status": "unpaired"}
 
 
@@ -75,8 +90,8 @@ class DeviceListApi(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(responses={200: DeviceOutputSerializer(many=True)}, summary="List my devices")
-    def get(self, request):
-        devices = selectors.device_list_for_user(user=request.user)
+    def get(self, request: Request) -> Response:
+        devices = selectors.device_list_for_user(user=request_user(request))
         return Response(DeviceOutputSerializer(devices, many=True).data)
 
 
@@ -86,8 +101,8 @@ class DeviceDetailApi(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(responses={200: DeviceOutputSerializer, 404: ERROR_SCHEMA}, summary="One of my devices")
-    def get(self, request, device_id: str):
-        device = selectors.device_get_for_user(user=request.user, device_id=device_id)
+    def get(self, request: Request, device_id: str) -> Response:
+        device = selectors.device_get_for_user(user=request_user(request), device_id=device_id)
         return Response(DeviceOutputSerializer(device).data)
 
     @extend_schema(
@@ -95,11 +110,12 @@ class DeviceDetailApi(APIView):
         responses={200: DeviceOutputSerializer, 400: ERROR_SCHEMA, 404: ERROR_SCHEMA},
         summary="Rename one of my devices",
     )
-    def patch(self, request, device_id: str):
-        device = selectors.device_get_for_user(user=request.user, device_id=device_id)
+    def patch(self, request: Request, device_id: str) -> Response:
+        device = selectors.device_get_for_user(user=request_user(request), device_id=device_id)
         body = DeviceRenameInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        device = services.device_rename(device=device, name=body.validated_data["name"])
+        rename: DeviceRenameInput = body.validated_data
+        device = services.device_rename(device=device, name=rename["name"])
         return Response(DeviceOutputSerializer(device).data)
 
 
@@ -121,7 +137,7 @@ class DevicePairApi(APIView):
         responses={201: DeviceOutputSerializer, 400: ERROR_SCHEMA, 409: ERROR_SCHEMA, 429: ERROR_SCHEMA},
         summary="Pair a robot with a pairing code",
     )
-    def post(self, request):
+    def post(self, request: Request) -> Response:
         return Response(DeviceOutputSerializer(_pair(request, self)).data, status=status.HTTP_201_CREATED)
 
 
@@ -134,7 +150,7 @@ class DeviceUnpairApi(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(request=None, responses={200: UnpairOutputSerializer, 404: ERROR_SCHEMA}, summary="Unpair a device")
-    def post(self, request, device_id: str):
+    def post(self, request: Request, device_id: str) -> Response:
         return Response(UnpairOutputSerializer(_unpair(request, device_id)).data)
 
 
@@ -162,7 +178,7 @@ class RobotPairingCodeApi(APIView):
         responses={201: RobotPairingCodeOutputSerializer, 403: ERROR_SCHEMA, 429: ERROR_SCHEMA},
         summary="Robot: get a pairing code to show to its owner (signed request)",
     )
-    def post(self, request):
+    def post(self, request: Request) -> Response:
         device = verify_device_signature(
             request.headers.get("X-Device-ID"), request.headers.get("X-Timestamp"), request.headers.get("X-Signature")
         )
@@ -182,8 +198,8 @@ class CompatDeviceListApi(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(responses={200: CompatDeviceListOutputSerializer}, summary="List my devices (compat)")
-    def get(self, request):
-        devices = selectors.device_list_for_user(user=request.user)
+    def get(self, request: Request) -> Response:
+        devices = selectors.device_list_for_user(user=request_user(request))
         return Response(CompatDeviceListOutputSerializer({"devices": devices}).data)
 
 
@@ -203,7 +219,7 @@ class CompatPairApi(APIView):
         responses={200: CompatPairOutputSerializer, 400: ERROR_SCHEMA, 409: ERROR_SCHEMA, 429: ERROR_SCHEMA},
         summary="Pair a robot with a pairing code (compat)",
     )
-    def post(self, request):
+    def post(self, request: Request) -> Response:
         device = _pair(request, self)
         return Response(CompatPairOutputSerializer({"success": True, "device": device}).data)
 
@@ -221,8 +237,9 @@ class CompatUnpairApi(APIView):
         responses={200: CompatUnpairOutputSerializer, 404: ERROR_SCHEMA},
         summary="Unpair a device (compat)",
     )
-    def post(self, request):
+    def post(self, request: Request) -> Response:
         body = CompatUnpairInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        result = _unpair(request, body.validated_data["device_id"])
+        unpair: CompatUnpairInput = body.validated_data
+        result = _unpair(request, unpair["device_id"])
         return Response(CompatUnpairOutputSerializer({"success": True, **result}).data)

@@ -173,8 +173,9 @@ class RelayMachine(RuleBasedStateMachine):
         devices = []
         for i, owner in enumerate([0, 1, None]):
             secret = generate_secret()
-            row = DeviceRow.objects.create(device_id=f"{self.prefix}_d{i}", secret=secret,
-                                           owner=users[owner] if owner is not None else None)
+            row = DeviceRow(device_id=f"{self.prefix}_d{i}", owner=users[owner] if owner is not None else None)
+            row.set_secret(secret)  # stored encrypted, as every real path stores it
+            row.save()
             devices.append(Device(row.device_id, row.pk, secret, owner))
         tokens = [str(AccessToken.for_user(u)) for u in users]
         return users, tokens, devices

@@ -6,8 +6,9 @@ closed (4003, docs/protocol.md §16) and the owner's apps no longer list it. The
 """
 
 import logging
+from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from devices.services import device_deactivate
 
@@ -19,10 +20,10 @@ logger = logging.getLogger("devices.operator")
 class Command(BaseCommand):
     help = "Deactivate a robot: refuse its signatures, close its socket, hide it from its owner."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("device_id")
 
-    def handle(self, *args, device_id, **options):
+    def handle(self, *args: Any, device_id: str, **options: Any) -> None:
         device = device_or_error(device_id)
         if not device.is_active:
             self.stdout.write(f"{device.device_id} is already inactive.")

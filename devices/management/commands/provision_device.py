@@ -37,11 +37,13 @@ import csv
 import json
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -49,14 +51,17 @@ from django.utils import timezone
 from accounts.models import User
 from devices import encryption
 from devices.errors import DeviceError
-from devices.models import DEVICE_ID_RULE, Device, PairingCode, is_valid_device_id
+from devices.ids import DEVICE_ID_RULE, is_valid_device_id
+from devices.models import NAME_MAX_LENGTH, Device, PairingCode
 from devices.pairing import generate_code
 from devices.signing import generate_secret
 
 BATCH_SIZE = 1000
-NAME_MAX_LENGTH = Device._meta.get_field("name").max_length
 _LOOKUP_CHUNK = 500  # ids per `__in` lookup: below SQLite's bound-parameter limit
 _SHOW = 5  # offending ids named in an error message
+
+_T = TypeVar("_T")
+_Shown = TypeVar("_Shown", str, int)  # what `_named` lists: device ids, CSV row numbers
 
 
 @dataclass(frozen=True)
@@ -90,15 +95,15 @@ def numbered_ids(prefix: str, count: int) -> list[str]:
     return [f"{prefix}{i:0{width}d}" for i in range(count)]
 
 
-def _chunks(items: list, size: int):
+def _chunks(items: list[_T], size: int) -> Iterator[list[_T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
 
-def _named(values) -> str:
-    values = sorted(values)
-    more = f" and {len(values) - _SHOW} more" if len(values) > _SHOW else ""
-    return ", ".join(repr(v) for v in values[:_SHOW]) + more
+def _named(values: Iterable[_Shown]) -> str:
+    ordered = sorted(values)
+    more = f" and {len(ordered) - _SHOW} more" if len(ordered) > _SHOW else ""
+    return ", ".join(repr(v) for v in ordered[:_SHOW]) + more
 
 
 def validate_specs(specs: list[DeviceSpec]) -> None:
@@ -113,7 +118,8 @@ def validate_specs(specs: list[DeviceSpec]) -> None:
     long_names = [s.device_id for s in specs if len(s.name) > NAME_MAX_LENGTH]
     if long_names:
         raise CommandError(f"Name over {NAME_MAX_LENGTH} characters for {_named(long_names)}.")
-    seen, twice = set(), set()
+    seen: set[str] = set()
+    twice: set[str] = set()
     for s in specs:
         (twice if s.device_id in seen else seen).add(s.device_id)
     if twice:
@@ -121,7 +127,7 @@ def validate_specs(specs: list[DeviceSpec]) -> None:
 
 
 def _existing_ids(ids: list[str]) -> set[str]:
-    found = set()
+    found: set[str] = set()
     for chunk in _chunks(ids, _LOOKUP_CHUNK):
         found.update(Device.objects.filter(device_id__in=chunk).values_list("device_id", flat=True))
     return found
@@ -137,7 +143,7 @@ def _unique_codes(count: int) -> list[str]:
             if code not in taken:
                 taken.add(code)
                 codes.append(code)
-        stored = set()
+        stored: set[str] = set()
         for chunk in _chunks(codes, _LOOKUP_CHUNK):
             stored.update(PairingCode.objects.filter(code__in=chunk).values_list("code", flat=True))
         if not stored:
@@ -178,7 +184,7 @@ def provision_bulk(specs: list[DeviceSpec], *, now: datetime | None = None,
             ]
             created = Device.objects.bulk_create(devices, batch_size=batch_size)
             if any(d.pk is None for d in created):  # a backend without RETURNING: look the keys up
-                pks = {}
+                pks: dict[str, int] = {}
                 for chunk in _chunks(ids, _LOOKUP_CHUNK):
                     pks.update(Device.objects.filter(device_id__in=chunk).values_list("device_id", "pk"))
                 for d in created:
@@ -211,7 +217,7 @@ def read_csv_specs(path: str, default_owner: User | None = None) -> list[DeviceS
     if too_long:
         raise CommandError(f"CSV rows with more than 3 columns (device_id,name,owner_email): {_named(too_long)}")
     emails = {r[2].lower() for r in rows if len(r) > 2 and r[2]}
-    users = {}
+    users: dict[str, User] = {}
     for chunk in _chunks(sorted(emails), _LOOKUP_CHUNK):
         users.update((u.email_lower, u) for u in User.objects.annotate(email_lower=Lower("email"))
                      .filter(email_lower__in=chunk))
@@ -226,7 +232,7 @@ class Command(BaseCommand):
     help = ("Provision robots: create one (DEVICE_ID) or many (--count/--prefix, --csv) with new secrets "
             "(printed once) and provisioning pairing codes.")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("device_id", nargs="?", help="1-64 of A-Z a-z 0-9 _ . -, not . or .. (single device)")
         parser.add_argument("--name", default="", help="display name (in --count mode: of every device)")
         parser.add_argument("--owner", default=None,
@@ -242,8 +248,9 @@ class Command(BaseCommand):
         parser.add_argument("--csv", default=None, dest="csv_path",
                             help="bulk: CSV file (or -) of device_id[,name[,owner_email]] rows")
 
-    def handle(self, *args, device_id, name, owner, as_json: bool = False, count=None, prefix=None,
-               csv_path=None, **options):
+    def handle(self, *args: Any, device_id: str | None, name: str, owner: str | None, as_json: bool = False,
+               count: int | None = None, prefix: str | None = None, csv_path: str | None = None,
+               **options: Any) -> None:
         modes = [m for m, on in (("DEVICE_ID", device_id is not None), ("--count", count is not None),
                                  ("--csv", csv_path is not None)) if on]
         if len(modes) != 1:
@@ -274,12 +281,16 @@ class Command(BaseCommand):
         self.stdout.write(f"Pairing code:  {code}")
         self.stdout.write(self.style.WARNING("The secret is shown only this once: store it on the robot now."))
 
-    def _bulk(self, count, prefix, csv_path, name, owner_user) -> None:
+    def _bulk(self, count: int | None, prefix: str | None, csv_path: str | None, name: str,
+              owner_user: User | None) -> None:
         started = time.perf_counter()
-        if count is not None:
+        # handle() lets through exactly one mode, and --count only with --prefix.
+        if count is not None and prefix is not None:
             specs = [DeviceSpec(i, name, owner_user) for i in numbered_ids(prefix, count)]
-        else:
+        elif csv_path is not None:
             specs = read_csv_specs(csv_path, owner_user)
+        else:
+            raise CommandError("Give exactly one of DEVICE_ID, --count N --prefix P, or --csv PATH.")
         done = provision_bulk(specs)
         self.stdout.write("\n".join(p.as_json() for p in done))
         self.stderr.write(f"provisioned {len(done)} devices in {time.perf_counter() - started:.2f} s "

@@ -5,8 +5,9 @@ Its signatures (with its current secret) are accepted again and its owner's apps
 """
 
 import logging
+from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from devices.services import device_reactivate
 
@@ -18,10 +19,10 @@ logger = logging.getLogger("devices.operator")
 class Command(BaseCommand):
     help = "Reactivate a deactivated robot."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("device_id")
 
-    def handle(self, *args, device_id, **options):
+    def handle(self, *args: Any, device_id: str, **options: Any) -> None:
         device = device_or_error(device_id)
         if device.is_active:
             self.stdout.write(f"{device.device_id} is already active.")

@@ -5,8 +5,9 @@ stdout is exactly one JSON object `{"device_id","secret"}`.
 """
 
 import json
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from devices.errors import DeviceError
 from devices.models import Device
@@ -16,13 +17,13 @@ from devices.services import device_rotate_secret
 class Command(BaseCommand):
     help = "Rotate a robot's secret and print the new one (shown only once)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("device_id")
         parser.add_argument(
             "--json", action="store_true", dest="as_json", help='print one JSON object {"device_id","secret"}'
         )
 
-    def handle(self, *args, device_id, as_json: bool = False, **options):
+    def handle(self, *args: Any, device_id: str, as_json: bool = False, **options: Any) -> None:
         device = Device.objects.filter(device_id=device_id).first()
         if device is None:
             raise CommandError(f"No device {device_id!r}.")

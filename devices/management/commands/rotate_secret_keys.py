@@ -18,7 +18,9 @@ A failed row is a token none of the configured keys opens: its key was dropped a
 robots need the old key back (then run this again) or a new secret (`rotate_device_secret`).
 """
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from devices import encryption
@@ -30,10 +32,10 @@ _SHOW = 10  # failed device ids named in the error
 class Command(BaseCommand):
     help = "Re-encrypt every device secret under the first key of WIMZ_SECRET_KEYS (key rotation)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--batch-size", type=int, default=1000, help="rows per query and transaction")
 
-    def handle(self, *args, batch_size: int = 1000, **options):
+    def handle(self, *args: Any, batch_size: int = 1000, **options: Any) -> None:
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
         try:

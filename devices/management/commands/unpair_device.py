@@ -5,8 +5,9 @@ The owner's apps get `device_status` `unpaired`, the device's sessions end `unpa
 """
 
 import logging
+from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from devices.services import device_unpair
 
@@ -18,10 +19,10 @@ logger = logging.getLogger("devices.operator")
 class Command(BaseCommand):
     help = "Unpair a robot from its owner (ends its sessions)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("device_id")
 
-    def handle(self, *args, device_id, **options):
+    def handle(self, *args: Any, device_id: str, **options: Any) -> None:
         device = device_or_error(device_id)
         if device.owner is None:
             self.stdout.write(f"{device.device_id} has no owner.")
