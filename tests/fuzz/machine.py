@@ -56,6 +56,7 @@ from devices import services as device_services
 from devices.models import Device as DeviceRow
 from devices.signing import generate_secret
 from relay.models import Session
+from relay.protocol import MAX_NESTING
 from tests.relay import flows
 from tests.relay import wsutil as ws
 from tests.support.frames import check_sent
@@ -135,6 +136,17 @@ candidates = st.one_of(
     st.fixed_dictionaries({"candidate": fs.text, "sdpMid": st.none() | fs.text, "sdpMLineIndex": st.integers(0, 3)}),
 )
 bad_payloads = fs.json_values
+
+
+def _nesting(value: object) -> int:
+    """How many dict/list levels `value` nests (a scalar is 0, `{}` is 1), as relay/protocol.py counts."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 class RelayMachine(RuleBasedStateMachine):
@@ -915,7 +927,9 @@ class RelayMachine(RuleBasedStateMachine):
         out = self.pending[0]
         out.label = kind
         self.sender = sock
-        if kind == "command" and not (isinstance(command, str) and command):
+        if _nesting(frame) > MAX_NESTING:  # refused by the parser before anything is routed (§7)
+            out.expect(sock, error("BAD_REQUEST", ABSENT))
+        elif kind == "command" and not (isinstance(command, str) and command):
             out.expect(sock, error("BAD_REQUEST", "command"))
         else:
             failure, d = self._address(sock.user, frame, kind)
@@ -927,8 +941,6 @@ class RelayMachine(RuleBasedStateMachine):
                 if kind == "command" and "data" in frame and "params" not in frame:
                     forwarded["params"] = frame["data"]
                 out.expect(self.robots[d], Match.frame(forwarded))
-        if depth is not None and depth > 40:  # near the recursion limit the parser may refuse it
-            self.pending.append(Outcome(frames={sock: [error("BAD_REQUEST", ABSENT)]}, label="too deep to parse"))
         self.run(self._send(sock, _encode(frame)))
 
     @precondition(lambda self: self._open("robot"))
@@ -959,14 +971,14 @@ class RelayMachine(RuleBasedStateMachine):
         out = self.pending[0]
         out.label = "event"
         self.sender = sock
-        if dev.owner is not None:
+        if _nesting(frame) > MAX_NESTING:  # refused by the parser before anything is routed (§7)
+            out.expect(sock, error("BAD_REQUEST", ABSENT))
+        elif dev.owner is not None:
             forwarded = {**frame, "device_id": dev.device_id}
             if "timestamp" not in frame:
                 forwarded["timestamp"] = ANY
             for app in self._open("app", user=dev.owner):
                 out.expect(app, Match.frame(forwarded))
-        if depth is not None and depth > 40:
-            self.pending.append(Outcome(frames={sock: [error("BAD_REQUEST", ABSENT)]}, label="too deep to parse"))
         self.run(self._send(sock, _encode(frame)))
 
     @precondition(lambda self: self._open("robot"))

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from channels.testing import WebsocketCommunicator
 
+from relay.protocol import MAX_REF_CHARS
+
 ANY = object()  # matcher value: the key is present, any value
 ABSENT = object()  # matcher value: the key is absent
 
@@ -119,7 +121,10 @@ def _short(value, limit: int = 300) -> str:
 
 
 def error(code: str, ref=None) -> Match:
-    """An error frame with `code` (docs/protocol.md §15) and `ref` (ABSENT: none; None: any or none)."""
+    """An error frame with `code` (docs/protocol.md §15) and `ref` (ABSENT: none; None: any or none); a
+    string `ref` is cut to `MAX_REF_CHARS` characters, as the relay cuts it."""
+    if isinstance(ref, str):
+        ref = ref[:MAX_REF_CHARS]
     return Match(type="error", code=code, message=ANY, **({} if ref is None else {"ref": ref}))
 
 

@@ -57,7 +57,9 @@ def test_a_session_closed_twice(monkeypatch):
         await announce(*args, **kwargs)
 
     monkeypatch.setattr(sessions, "announce_end", twice)
-    _fuzz_fails("got a second webrtc_close", "twice: {")
+    # Depending on the example, the second announcement shows as a second close at a party or as a close
+    # at a socket the model no longer counts as a party (the first one ended its part): both are caught.
+    _fuzz_fails("got a second webrtc_close", "twice: {", "for a session it is no party of")
 
 
 def test_a_history_row_with_another_end_reason(monkeypatch):
