@@ -9,6 +9,7 @@
 
 from typing import Any
 
+from django.db import DataError
 from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers, status
@@ -49,6 +50,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """
     if isinstance(exc, DomainError):  # services' errors, translated here once for every view
         exc = ApiError(exc.message, code=exc.code, status_code=exc.http_status)
+    elif isinstance(exc, DataError):
+        # The database refused a client's value that no serializer checked (a NUL character in a query
+        # parameter: PostgreSQL text cannot hold it). The client's input, so 400, not a 500 traceback.
+        exc = ApiError("A value in the request cannot be stored or searched for.", code="invalid")
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -11,7 +11,9 @@ so a client-written `X-Forwarded-For` never picks the bucket.
 """
 
 import hashlib
+from types import SimpleNamespace
 
+from django.http import HttpRequest
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
@@ -116,3 +118,15 @@ class PairFailureGlobalThrottle(SimpleRateThrottle):
         history = [t for t in self.cache.get(key, []) if t > now - duration]
         history.insert(0, now)
         self.cache.set(key, history, duration)
+
+
+def login_wait(request: HttpRequest, email: object) -> float | None:
+    """For a login outside DRF (Django admin's form): None when the attempt may go on, else the seconds
+    to wait. The same two buckets as `POST /api/auth/login` — per account and per client address — so a
+    password cannot be guessed through the admin form faster than through the API."""
+    shim = SimpleNamespace(META=request.META, data={"email": email}, user=None)
+    waits = []
+    for throttle in (LoginAccountThrottle(), LoginAddressThrottle()):
+        if not throttle.allow_request(shim, None):  # type: ignore[arg-type]  # the throttles read META/data only
+            waits.append(throttle.wait() or 1.0)
+    return max(waits) if waits else None
