@@ -67,7 +67,7 @@ demo: $(VENV)/.sim-deps $(VENV)/.run-deps
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 
-## make typecheck: mypy, strict for relay/, devices/ and accounts/ (pyproject.toml lists the modules not strict yet).
+## make typecheck: mypy, strict for core/, relay/, devices/ and accounts/ and the wimz/ modules they import.
 typecheck: $(VENV)/.test-deps
 	$(BIN)/mypy
 

@@ -4,13 +4,18 @@ Thin views: parse with an input serializer, call one function, render with an ou
 Errors answer the project's `{"code", "detail"}` body (core/api.py).
 """
 
-from adrf.views import APIView as AsyncAPIView
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
 from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.authentication import request_user
+from accounts.models import User
 from core.api import ERROR_SCHEMA, ApiError
 from relay.ice import TTL_MAX, TTL_MIN, issue_ice_servers
 from relay.models import Session
@@ -19,6 +24,11 @@ from relay.serializers import (
     TurnCredentialsInputSerializer,
     TurnCredentialsOutputSerializer,
 )
+
+if TYPE_CHECKING:  # adrf ships no types; its APIView is DRF's with async handlers
+    from rest_framework.views import APIView as AsyncAPIView
+else:
+    from adrf.views import APIView as AsyncAPIView
 
 
 class TurnCredentialsApi(AsyncAPIView):
@@ -44,7 +54,7 @@ class TurnCredentialsApi(AsyncAPIView):
         ),
         tags=["webrtc"],
     )
-    async def post(self, request):
+    async def post(self, request: Request) -> Response:
         body = request.data if request.data is not None else {}
         data = TurnCredentialsInputSerializer(data=body)
         if not data.is_valid():
@@ -57,7 +67,7 @@ class TurnCredentialsApi(AsyncAPIView):
         # event loop. A sync view would hold the one thread on which Channels runs every ORM call of
         # this process, stalling all signaling for as long as the provider takes.
         # TURN only for an owner of a device, under a per-user cap; STUN-only otherwise (§14).
-        servers = await issue_ice_servers(user_id=request.user.pk, ttl=data.validated_data.get("ttl"))
+        servers = await issue_ice_servers(user_id=request_user(request).pk, ttl=data.validated_data.get("ttl"))
         output = TurnCredentialsOutputSerializer(
             {"iceServers": servers.ice_servers, "ttl": servers.ttl, "expires_at": servers.expires_at}
         )
@@ -71,7 +81,7 @@ class SessionPagination(LimitOffsetPagination):
     max_limit = 200
 
 
-def session_list(*, user, device_id: str | None = None):
+def session_list(*, user: User, device_id: str | None = None) -> QuerySet[Session]:
     """Selector: `user`'s sessions, newest first, optionally only those of robot `device_id`."""
     sessions = Session.objects.filter(user=user).select_related("device").order_by("-created_at", "-id")
     if device_id:
@@ -80,7 +90,7 @@ def session_list(*, user, device_id: str | None = None):
 
 
 @extend_schema(tags=["sessions"])
-class SessionListApi(generics.ListAPIView):
+class SessionListApi(generics.ListAPIView[Session]):
     """`GET /api/sessions[?device_id=…&limit=…&offset=…]`: the caller's signaling sessions, newest first.
 
     Only sessions opened by the authenticated user are listed (docs/protocol.md §1). 401 without a
@@ -90,8 +100,8 @@ class SessionListApi(generics.ListAPIView):
     serializer_class = SessionSerializer
     pagination_class = SessionPagination
 
-    def get_queryset(self):
-        return session_list(user=self.request.user, device_id=self.request.query_params.get("device_id"))
+    def get_queryset(self) -> QuerySet[Session]:
+        return session_list(user=request_user(self.request), device_id=self.request.query_params.get("device_id"))
 
     @extend_schema(
         summary="List my signaling sessions (newest first)",
@@ -100,12 +110,12 @@ class SessionListApi(generics.ListAPIView):
         ],
         responses={200: SessionSerializer(many=True), 401: ERROR_SCHEMA},
     )
-    def get(self, request, *args, **kwargs):
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
 
 @extend_schema(tags=["sessions"])
-class SessionDetailApi(generics.RetrieveAPIView):
+class SessionDetailApi(generics.RetrieveAPIView[Session]):
     """`GET /api/sessions/<session_id>`: one of the caller's sessions.
 
     Another user's session answers 404 `not_found`, exactly as an id that never existed, so ids
@@ -116,12 +126,12 @@ class SessionDetailApi(generics.RetrieveAPIView):
     lookup_field = "id"
     lookup_url_kwarg = "session_id"
 
-    def get_queryset(self):
-        return session_list(user=self.request.user)
+    def get_queryset(self) -> QuerySet[Session]:
+        return session_list(user=request_user(self.request))
 
     @extend_schema(
         summary="One of my signaling sessions",
         responses={200: SessionSerializer, 401: ERROR_SCHEMA, 404: ERROR_SCHEMA},
     )
-    def get(self, request, *args, **kwargs):
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)

@@ -13,6 +13,9 @@ import contextvars
 import logging
 import time
 import weakref
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import TypeVar, cast
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -26,15 +29,17 @@ from devices.signing import consume_signature
 
 from . import delivery, liveness, presence, session_rows
 from .models import Connection, Session
-from .party import APP, ROBOT, Party
+from .party import APP, ROBOT, Frame, Party
 from .protocol import iso
 
 logger = logging.getLogger(__name__)
 
 EndReason = Session.EndReason
 
+_T = TypeVar("_T")
 
-def device_status_frame(device_id: str, status: str, last_seen) -> dict:
+
+def device_status_frame(device_id: str, status: str, last_seen: datetime | None) -> Frame:
     """`device_status` (docs/protocol.md §11): `status` is `online`, `offline` or `unpaired`."""
     return {
         "type": "device_status",
@@ -64,38 +69,41 @@ def local_parties() -> list[Party]:
 
 
 @database_sync_to_async
-def _robot_connect_db(party: Party, path: str, instance: str, signature: tuple | None):
+def _robot_connect_db(
+    party: Party, path: str, instance: str, signature: tuple[object, str] | None
+) -> tuple[list[str], list[session_rows.SessionRef], int | None, datetime] | None:
     # One transaction under the device row's lock: two handshakes of one device on two instances at
     # once are serialized, so the second always finds (and replaces, 4009) the first — never two live
     # robot sockets for a device. Pairing and unpairing update the same row, so the owner read here is
     # the owner at the moment this socket's row is committed.
+    device_pk, device_id = cast(int, party.device_pk), cast(str, party.device_id)  # set for a robot
     with transaction.atomic():
         owner_id = (
-            Device.objects.select_for_update().filter(pk=party.device_pk, is_active=True)
+            Device.objects.select_for_update().filter(pk=device_pk, is_active=True)
             .values_list("owner_id", flat=True).first()
         )
         # The handshake's signature is spent here, with the acceptance it pays for: a handshake refused
         # earlier (origin, path, an overloaded relay) leaves it unspent for the robot's retry.
-        if signature is not None and not consume_signature(party.device_id, *signature):
+        if signature is not None and not consume_signature(device_id, *signature):
             return None
         previous = list(
             presence.live_connections()
-            .filter(role=Connection.Role.ROBOT, device_id=party.device_pk)
+            .filter(role=Connection.Role.ROBOT, device_id=device_pk)
             .values_list("channel_name", flat=True)
         )
         for channel in previous:
             presence.connection_close(channel, 4009)
-        superseded = []
+        superseded: list[session_rows.SessionRef] = []
         for channel in previous:
             superseded += session_rows.sessions_end_where(reason=EndReason.SUPERSEDED, robot_channel=channel)
         presence.connection_open(role=Connection.Role.ROBOT, channel_name=party.channel_name, path=path,
-                                 device_pk=party.device_pk, instance=instance)
+                                 device_pk=device_pk, instance=instance)
         now = timezone.now()
-        Device.objects.filter(pk=party.device_pk).update(last_seen=now)
+        Device.objects.filter(pk=device_pk).update(last_seen=now)
     return previous, superseded, owner_id, now
 
 
-async def robot_connected(party: Party, *, path: str = "", signature: tuple | None = None) -> bool:
+async def robot_connected(party: Party, *, path: str = "", signature: tuple[object, str] | None = None) -> bool:
     """A robot's handshake was accepted: record presence, replace its previous socket, tell the owner.
 
     docs/protocol.md §4.4: a second connection for the same device replaces the first (closed 4009, its
@@ -119,25 +127,29 @@ async def robot_connected(party: Party, *, path: str = "", signature: tuple | No
     for channel in previous:
         await delivery.control(channel, "replaced")
     if owner_id is not None:
-        frame = None if previous else device_status_frame(party.device_id, "online", now)
+        device_id = cast(str, party.device_id)  # set for a robot
+        frame = None if previous else device_status_frame(device_id, "online", now)
         # Confirmed: once this robot's handshake is accepted, every instance's apps route to this socket.
-        await delivery.device_update(owner_id, device_id=party.device_id, device_pk=party.device_pk,
+        await delivery.device_update(owner_id, device_id=device_id, device_pk=cast(int, party.device_pk),
                                      robot_channel=party.channel_name, frame=frame, confirm=True)
     return True
 
 
 @database_sync_to_async
-def _robot_disconnect_db(party: Party, close_code, reason: str):
+def _robot_disconnect_db(
+    party: Party, close_code: int | None, reason: str
+) -> tuple[list[session_rows.SessionRef], int | None, datetime]:
     _write_ice_counts(party)
+    device_pk, device_id = cast(int, party.device_pk), cast(str, party.device_id)  # set for a robot
     was_current = presence.connection_close(party.channel_name, close_code)
     ended = session_rows.sessions_end_where(reason=reason, robot_channel=party.channel_name)
     now = timezone.now()
-    owner_id = None
+    owner_id: int | None = None
     if was_current:
-        Device.objects.filter(pk=party.device_pk).update(last_seen=now)
-        if presence.robot_channel(party.device_id) is None:
+        Device.objects.filter(pk=device_pk).update(last_seen=now)
+        if presence.robot_channel(device_id) is None:
             # A deactivated robot goes offline for its owner too.
-            owner_id = Device.objects.filter(pk=party.device_pk).values_list("owner_id", flat=True).first()
+            owner_id = Device.objects.filter(pk=device_pk).values_list("owner_id", flat=True).first()
     return ended, owner_id, now
 
 
@@ -157,8 +169,9 @@ async def robot_disconnected(party: Party, close_code: int | None, *,
     for ref in ended:
         await announce_end(ref, reason, skip=party.channel_name)
     if owner_id is not None:
-        await delivery.device_update(owner_id, device_id=party.device_id, device_pk=party.device_pk,
-                                     robot_channel=None, frame=device_status_frame(party.device_id, "offline", now))
+        device_id = cast(str, party.device_id)  # set for a robot
+        await delivery.device_update(owner_id, device_id=device_id, device_pk=cast(int, party.device_pk),
+                                     robot_channel=None, frame=device_status_frame(device_id, "offline", now))
     return ended
 
 
@@ -166,19 +179,20 @@ async def robot_disconnected(party: Party, close_code: int | None, *,
 
 
 @database_sync_to_async
-def _app_connect_db(party: Party, path: str, instance: str) -> list[dict] | None:
+def _app_connect_db(party: Party, path: str, instance: str) -> list[Frame] | None:
     cap = settings.WIMZ_MAX_APP_SOCKETS_PER_USER
+    user_id = cast(int, party.user_id)  # set for an app
     with transaction.atomic():
         if cap > 0:
             # The user's row lock serializes this user's connects on every instance, so the count of
             # open app sockets cannot be raced past the cap (docs/protocol.md §15.1).
-            list(User.objects.select_for_update().filter(pk=party.user_id).values_list("pk", flat=True))
-            if presence.live_connections().filter(role=Connection.Role.APP, user_id=party.user_id).count() >= cap:
+            list(User.objects.select_for_update().filter(pk=user_id).values_list("pk", flat=True))
+            if presence.live_connections().filter(role=Connection.Role.APP, user_id=user_id).count() >= cap:
                 return None
         presence.connection_open(role=Connection.Role.APP, channel_name=party.channel_name, path=path,
-                                 user_id=party.user_id, instance=instance)
+                                 user_id=user_id, instance=instance)
     devices = list(
-        Device.objects.filter(owner_id=party.user_id, is_active=True)
+        Device.objects.filter(owner_id=user_id, is_active=True)
         .order_by("device_id")
         .values_list("device_id", "pk", "last_seen")
     )
@@ -189,7 +203,7 @@ def _app_connect_db(party: Party, path: str, instance: str) -> list[dict] | None
     ]
 
 
-async def app_connected(party: Party, *, path: str = "") -> list[dict] | None:
+async def app_connected(party: Party, *, path: str = "") -> list[Frame] | None:
     """An app's handshake was accepted: join the owner group, record presence, load the facts.
 
     Returns one `device_status` per owned device (docs/protocol.md §11: the snapshot right after the app
@@ -197,7 +211,7 @@ async def app_connected(party: Party, *, path: str = "") -> list[dict] | None:
     Returns None, having recorded nothing, when the user already has `WIMZ_MAX_APP_SOCKETS_PER_USER`
     open app sockets on all instances together (docs/protocol.md §15.1).
     """
-    group = delivery.owner_group(party.user_id)
+    group = delivery.owner_group(cast(int, party.user_id))  # set for an app
     await delivery.join(group, party.channel_name)
     frames = await _app_connect_db(party, path, _instance())
     if frames is None:
@@ -208,7 +222,7 @@ async def app_connected(party: Party, *, path: str = "") -> list[dict] | None:
 
 
 @database_sync_to_async
-def _app_disconnect_db(party: Party, close_code, reason: str):
+def _app_disconnect_db(party: Party, close_code: int | None, reason: str) -> list[session_rows.SessionRef]:
     _write_ice_counts(party)
     presence.connection_close(party.channel_name, close_code)
     return session_rows.sessions_end_where(reason=reason, app_channel=party.channel_name)
@@ -222,7 +236,7 @@ async def app_disconnected(party: Party, close_code: int | None, *,
     from .sessions import announce_end
 
     _local.discard(party)
-    await delivery.leave(delivery.owner_group(party.user_id), party.channel_name)
+    await delivery.leave(delivery.owner_group(cast(int, party.user_id)), party.channel_name)  # set for an app
     ended = await _app_disconnect_db(party, close_code, reason)
     party.sessions.clear()
     for ref in ended:
@@ -238,7 +252,7 @@ def _write_ice_counts(party: Party) -> None:
 
 # --- the per-process heartbeat ------------------------------------------------------------------
 
-_heartbeat_tasks: list[asyncio.Task] = []
+_heartbeat_tasks: list[asyncio.Task[None]] = []
 
 
 def ensure_heartbeat() -> None:
@@ -246,6 +260,8 @@ def ensure_heartbeat() -> None:
     heartbeat (every `WIMZ_PRESENCE_HEARTBEAT` s) and, with Redis, the instance liveness beat (every
     `WIMZ_INSTANCE_BEAT` s). Called when the server starts and by every connecting socket."""
     loop = _running_loop()
+    if loop is None:  # every caller runs on the loop (a consumer, or wimz.serve's call_soon)
+        raise RuntimeError("ensure_heartbeat() needs a running event loop")
     if _heartbeat_tasks and all(not t.done() and t.get_loop() is loop for t in _heartbeat_tasks):
         return
     for task in _heartbeat_tasks:
@@ -258,7 +274,7 @@ def ensure_heartbeat() -> None:
         _heartbeat_tasks.append(loop.create_task(_reaper_forever(), context=contextvars.Context()))
 
 
-def _running_loop():
+def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -283,16 +299,17 @@ def _beat_db(instance: str, robot_pks: list[int], user_ids: list[int],
 
     presence.heartbeat_instance(instance)
     now = timezone.now()
-    inactive, gone_users = set(), set()
+    inactive: set[int] = set()
+    gone_users: set[int] = set()
     for chunk in _chunks(robot_pks, 500):
         Device.objects.filter(pk__in=chunk).update(last_seen=now)
         inactive.update(Device.objects.filter(pk__in=chunk, is_active=False).values_list("pk", flat=True))
     for chunk in _chunks(user_ids, 500):
         active = set(get_user_model().objects.filter(pk__in=chunk, is_active=True).values_list("pk", flat=True))
         gone_users.update(set(chunk) - active)
-    revoked = set()
-    for chunk in _chunks(login_ids, 500):
-        revoked.update(RevokedLogin.objects.filter(login_id__in=chunk).values_list("login_id", flat=True))
+    revoked: set[str] = set()
+    for login_chunk in _chunks(login_ids, 500):
+        revoked.update(RevokedLogin.objects.filter(login_id__in=login_chunk).values_list("login_id", flat=True))
     return inactive, gone_users, revoked
 
 
@@ -363,7 +380,8 @@ async def heartbeat_once() -> None:
     robots = [p for p in parties if p.role == ROBOT]
     apps = [p for p in parties if p.role == APP]
     inactive, gone_users, revoked_logins = await _beat_db(
-        _instance(), [p.device_pk for p in robots], sorted({p.user_id for p in apps}),
+        # A robot's Party has its device_pk, an app's its user_id.
+        _instance(), cast(list[int], [p.device_pk for p in robots]), sorted(cast(set[int], {p.user_id for p in apps})),
         sorted({p.login_id for p in apps if p.login_id}))
     for party in robots:
         if party.device_pk in inactive:
@@ -399,15 +417,16 @@ async def sweep_dead_instances(*, force: bool = False) -> int:
     return closed
 
 
-async def _clean_up_rows(close_rows) -> int:
+async def _clean_up_rows(close_rows: Callable[[], list[Connection]]) -> int:
     """Close presence rows with `close_rows()` (sync ORM), then end and announce what they held."""
     from .sessions import announce_end
 
-    def _db():
+    def _db() -> tuple[list[Connection], list[tuple[session_rows.SessionRef, str]],
+                       list[tuple[int | None, str, int, datetime | None]]]:
         rows = close_rows()
         apps = {r.channel_name for r in rows if r.role == Connection.Role.APP}
         robots = {r.channel_name for r in rows if r.role == Connection.Role.ROBOT}
-        ended = []
+        ended: list[tuple[session_rows.SessionRef, str]] = []
         for chunk in _chunks(sorted(apps | robots), 500):
             live = Session.objects.filter(ended_at__isnull=True).filter(
                 Q(app_channel__in=chunk) | Q(robot_channel__in=chunk)).values_list("pk", "app_channel")
@@ -417,7 +436,7 @@ async def _clean_up_rows(close_rows) -> int:
                 if ref is not None:
                     ended.append((ref, reason))
         devices = {r.device.device_id: r.device for r in rows if r.role == Connection.Role.ROBOT and r.device}
-        still_online = set()
+        still_online: set[str] = set()
         for chunk in _chunks(sorted(devices), 500):
             still_online |= presence.online_device_ids(chunk)
         offline = [(d.owner_id, d.device_id, d.pk, d.last_seen) for d in devices.values()
@@ -434,15 +453,15 @@ async def _clean_up_rows(close_rows) -> int:
     return len(rows)
 
 
-def _chunks(items: list, size: int):
+def _chunks(items: list[_T], size: int) -> Iterator[list[_T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
 
-async def cluster_stats() -> dict:
+async def cluster_stats() -> dict[str, int]:
     """`/stats` for the whole cluster: `robots_online`, `app_sockets`, `users_online`, `active_sessions`."""
 
-    def _db():
+    def _db() -> dict[str, int]:
         counts = presence.stats()
         counts["active_sessions"] = Session.objects.filter(Q(ended_at__isnull=True)).count()
         return counts

@@ -13,8 +13,11 @@ import functools
 import logging
 import time
 import weakref
+from collections.abc import Coroutine
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
+from asgiref.typing import ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCallable
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -27,9 +30,19 @@ from core.logging import client_text, log_unexpected
 
 from . import connections, delivery, dispatch, limits, metrics, sessions
 from .addressing import apply_device_update
+from .delivery import (
+    CloseMessage,
+    DeviceMessage,
+    EventMessage,
+    FrameMessage,
+    OwnerMessage,
+    SessionEndMessage,
+    SessionOpenMessage,
+    ShedMessage,
+)
 from .middleware import AppIdentity, RobotIdentity, authenticate_app, authenticate_robot
 from .models import Session
-from .party import APP, ROBOT, Party
+from .party import APP, ROBOT, Frame, Party
 from .protocol import (
     APP_TYPES,
     RESERVED_TYPES,
@@ -42,7 +55,18 @@ from .protocol import (
     iso,
     parse_text_frame,
 )
+from .session_rows import SessionRef
 from .transport import TRANSPORT_BUFFERED_KEY
+
+if TYPE_CHECKING:
+    from channels.consumer import _ChannelScope  # types-channels only
+
+    from .layer import RelayChannelLayer
+    from .middleware import RelayScope
+
+_T = TypeVar("_T")
+# What the consumer loop waits on: the socket's next ASGI event, or its channel's next message.
+_Awaited: TypeAlias = "asyncio.Future[ASGIReceiveEvent] | asyncio.Future[None]"
 
 logger = logging.getLogger(__name__)
 
@@ -54,26 +78,34 @@ class RelayConsumer(AsyncWebsocketConsumer):
     """A robot or app socket. Subclasses set `route_role` (`robot`, `app`, or None for compat `/ws`)."""
 
     route_role: str | None = None
+    # Narrowed for mypy: RelayAuthMiddleware builds the scope, and wimz/settings.py configures only the
+    # relay's layer (a test's other layer still works at runtime: `__call__` falls back to Channels' loop).
+    scope: "RelayScope"
+    channel_layer: "RelayChannelLayer"
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: "_ChannelScope", receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         """Channels' consumer loop, reordered for routing facts: channel-layer messages already queued
         for this socket (changes of its facts, frames for it) are handled, in order, before its next
         socket frame is routed — Channels' own loop would route the frame first.
         """
-        self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.scope = cast("RelayScope", scope)
+        self.channel_layer = cast("RelayChannelLayer", get_channel_layer(self.channel_layer_alias))
         self.channel_name = await self.channel_layer.new_channel()
-        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        # Channels types its channel receive as an ASGI receive; it yields channel-layer messages.
+        self.channel_receive = cast(ASGIReceiveCallable,
+                                    functools.partial(self.channel_layer.receive, self.channel_name))
         self.base_send = send
         if not hasattr(self.channel_layer, "ready_future"):  # another layer: Channels' loop
             with contextlib.suppress(StopConsumer):
-                await await_many_dispatch([self.channel_receive, receive], self.dispatch)
+                # types-channels types each callable as returning a receive callable, not a message.
+                await await_many_dispatch([self.channel_receive, receive], self.dispatch)  # type: ignore[list-item]
             return
         socket = asyncio.ensure_future(receive())
-        ready = self.channel_layer.ready_future(self.channel_name)
+        ready: asyncio.Future[None] | None = self.channel_layer.ready_future(self.channel_name)
         try:
             while True:
-                await asyncio.wait({socket, ready} if ready else {socket}, return_when=asyncio.FIRST_COMPLETED)
+                waiting: set[_Awaited] = {socket, ready} if ready else {socket}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 await self._apply_queued()
                 if ready is not None and ready.done():
                     # cancelled: the channel was discarded (the socket is closing)
@@ -81,7 +113,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
                 if socket.done():
                     message = socket.result()
                     socket = asyncio.ensure_future(receive())
-                    await self.dispatch(message)
+                    await self.dispatch(cast("dict[str, Any]", message))  # an ASGI event is a message dict
         except StopConsumer:
             pass
         finally:
@@ -94,7 +126,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
                 elif not task.cancelled():
                     task.exception()  # retrieved, so that asyncio does not log it
 
-    async def dispatch(self, message):
+    async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch without its per-message `aclose_old_connections()`: that is a thread hop
         (sync_to_async) for every frame, and this consumer touches the database only through
         `database_sync_to_async`, which closes stale connections itself. Profiled: a fifth of the
@@ -104,11 +136,11 @@ class RelayConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
-    async def connect(self):
+    async def connect(self) -> None:
         """Accept an authenticated handshake; refuse (HTTP 403) anything else, the same way for all."""
         self.party: Party | None = None
         self.token_expires_at: datetime | None = None
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
         self.limiter = limits.FrameLimiter(limits.Limits.from_settings())
         self.unauthenticated_from: str | None = None  # compat `/ws`: the address whose slot it holds
@@ -144,13 +176,13 @@ class RelayConsumer(AsyncWebsocketConsumer):
                 return
             await self.accept()
         elif self.route_role == APP:
-            identity = scope.get("relay_app")
-            if identity is None:
+            app_identity = scope.get("relay_app")
+            if app_identity is None:
                 logger.info("app handshake refused")
                 metrics.handshake_refused(APP, "auth")
                 await self.close()
                 return
-            if not await self._become_app(identity, accept=True):
+            if not await self._become_app(app_identity, accept=True):
                 # Accepted, told why, closed: a 403 would read as a bad token to the app.
                 await self.accept()
                 await self._too_many_sockets()
@@ -182,7 +214,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
         logger.info("robot %s connected", identity.device_id)
         return True
 
-    async def _become_app(self, identity: AppIdentity, *, accept: bool = False, greeting: dict | None = None) -> bool:
+    async def _become_app(self, identity: AppIdentity, *, accept: bool = False, greeting: Frame | None = None) -> bool:
         """Record the app's presence, then send `greeting` (if any) and its snapshot; False (nothing
         recorded or sent) when its user already has `WIMZ_MAX_APP_SOCKETS_PER_USER` open app sockets."""
         bind_log_context(user_id=identity.user_id)  # every later line of this socket's task carries it
@@ -227,7 +259,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
     # --- frames from the socket -----------------------------------------------------------------
 
-    async def receive(self, text_data=None, bytes_data=None):
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Decode one frame and dispatch it; every failure becomes an error frame, the socket stays."""
         if self.closing:
             return
@@ -283,14 +315,15 @@ class RelayConsumer(AsyncWebsocketConsumer):
         while (message := take(self.channel_name)) is not None:
             await self.dispatch(message)
 
-    async def _dispatch(self, kind: str, frame: dict) -> None:
-        allowed = ROBOT_TYPES if self.party.role == ROBOT else APP_TYPES
+    async def _dispatch(self, kind: str, frame: Frame) -> None:
+        party = cast(Party, self.party)  # `receive` hands a frame off only once the socket has a party
+        allowed = ROBOT_TYPES if party.role == ROBOT else APP_TYPES
         if kind in RESERVED_TYPES and kind not in allowed:
             raise RelayError(Code.UNKNOWN_TYPE, f"'{kind}' is not accepted from this side", kind)
-        if self.party.role == ROBOT:
-            outcome = await dispatch.robot_frame(self.party, kind, frame)
+        if party.role == ROBOT:
+            outcome = await dispatch.robot_frame(party, kind, frame)
         else:
-            outcome = await dispatch.app_frame(self.party, kind, frame)
+            outcome = await dispatch.app_frame(party, kind, frame)
         self.routed[kind].inc()  # pre-resolved children: one dict lookup (relay.metrics)
         for reply in outcome.replies:
             await self.send_frame(reply)
@@ -299,12 +332,14 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
     # --- app token lifetime (docs/protocol.md §5, "In-band renewal") ---------------
 
-    async def _renew(self, frame: dict) -> None:
+    async def _renew(self, frame: Frame) -> None:
         identity = await authenticate_app(frame.get("token"))  # missing/invalid alike: NOT_AUTHORIZED
-        if identity is None or identity.user_id != self.party.user_id:
+        # Only an app socket renews: it has its party and its token's expiry (`_become_app`).
+        party = cast(Party, self.party)
+        if identity is None or identity.user_id != party.user_id:
             raise RelayError(Code.NOT_AUTHORIZED, "token refused; the current token stays in force", "auth")
-        self.token_expires_at = max(self.token_expires_at, identity.expires_at)
-        self.party.login_id = identity.login_id  # the socket now runs on this login's token
+        self.token_expires_at = max(cast(datetime, self.token_expires_at), identity.expires_at)
+        party.login_id = identity.login_id  # the socket now runs on this login's token
         await self.send_frame({"type": "auth_result", "success": True, "expires_at": iso(self.token_expires_at)})
 
     async def _token_has_expired(self) -> bool:
@@ -323,7 +358,8 @@ class RelayConsumer(AsyncWebsocketConsumer):
     async def _token_expiry(self) -> None:
         """Close the socket (4001) as soon as its token expires without renewal."""
         while not self.closing:
-            remaining = (self.token_expires_at - datetime.now(UTC)).total_seconds()
+            # Started by `_become_app` once the expiry is set; renewal only moves it later.
+            remaining = (cast(datetime, self.token_expires_at) - datetime.now(UTC)).total_seconds()
             if remaining <= 0:
                 await self._expire()
                 return
@@ -331,7 +367,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
     # --- compat `/ws` in-band auth ---------------------------------------------------------------
 
-    async def _compat_auth(self, kind: str, frame: dict) -> None:
+    async def _compat_auth(self, kind: str, frame: Frame) -> None:
         if kind != "auth":
             raise RelayError(Code.NOT_AUTHORIZED, "authenticate first with an 'auth' frame", kind)
         if "device_id" in frame:
@@ -351,7 +387,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
             app = await authenticate_app(frame.get("token"))
             if app is not None:
                 self._release_address()
-                greeting = {"type": "auth_result", "success": True, "message": "authenticated",
+                greeting: Frame = {"type": "auth_result", "success": True, "message": "authenticated",
                             "expires_at": iso(app.expires_at)}
                 if not await self._become_app(app, greeting=greeting):
                     await self.send_frame({"type": "auth_result", "success": False,
@@ -380,7 +416,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
     # --- timers -----------------------------------------------------------------------------------
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -392,20 +428,20 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
     # --- messages from the channel layer ---------------------------------------------------------
 
-    async def relay_frame(self, message):
+    async def relay_frame(self, message: FrameMessage) -> None:
         """`relay.frame`: write the frame text; a session frame only while this socket is a party."""
         if "sid" in message and (self.party is None or not await sessions.check_party(self.party, message)):
             return
         await self._relay_text(message)
 
-    async def relay_event(self, message):
+    async def relay_event(self, message: EventMessage) -> None:
         """`relay.event`: a robot event, written while this app's user owns the robot."""
         if self.party is not None and message["device_id"] in self.party.devices:
             await self._relay_text(message)
         else:
             logger.debug("event of a device this socket's user no longer owns: not forwarded")
 
-    async def _relay_text(self, message) -> None:
+    async def _relay_text(self, message: FrameMessage | EventMessage) -> None:
         """Write another socket's frame — unless this socket is not draining what it was sent: then the
         sender (`reply_to`) is told RATE_LIMITED instead, so the server's buffer for a client that does
         not read stays bounded (`WIMZ_SOCKET_BUFFER_BYTES`, docs/protocol.md §19.2)."""
@@ -419,48 +455,48 @@ class RelayConsumer(AsyncWebsocketConsumer):
             return
         await self.send_text(message["text"])
 
-    async def relay_device(self, message):
+    async def relay_device(self, message: DeviceMessage) -> None:
         """`relay.device`: a change of one of the user's devices; then its `device_status`, if any."""
         if self.party is not None and self.party.role == APP:
             apply_device_update(self.party, message)
         if "text" in message:
             await self.send_text(message["text"])
 
-    async def relay_owner(self, message):
+    async def relay_owner(self, message: OwnerMessage) -> None:
         """`relay.owner`: this robot's owner changed (None: unpaired)."""
         if self.party is not None and self.party.role == ROBOT:
             self.party.owner_id = message["owner_id"]
 
-    async def relay_session_open(self, message):
+    async def relay_session_open(self, message: SessionOpenMessage) -> None:
         """`relay.session_open`: an app opened a session with this robot; write its `webrtc_request`."""
         if self.party is not None and self.party.role == ROBOT:
             await self.send_text(sessions.opened_by_app(self.party, message))
 
-    async def relay_session_end(self, message):
+    async def relay_session_end(self, message: SessionEndMessage) -> None:
         """`relay.session_end`: a session of this socket ended; write its `webrtc_close`."""
         if self.party is not None:  # None while this instance shuts down: the close is still written
             await sessions.ended_elsewhere(self.party, message)
         await self.send_text(message["text"])
 
-    async def relay_shed(self, message):
+    async def relay_shed(self, message: ShedMessage) -> None:
         """`relay.shed`: frames this socket sent were not delivered (receiver full): RATE_LIMITED."""
         count = message.get("count", 1)
         metrics.REFUSED[Code.RATE_LIMITED].inc()
         await self.send_frame(error_frame(Code.RATE_LIMITED, f"frame not delivered to {count} socket(s): receiver "
                                           "not keeping up", message.get("ref")))
 
-    async def relay_fenced(self, message):
+    async def relay_fenced(self, message: CloseMessage) -> None:
         """`relay.fenced`: this instance was declared dead while paused and its sockets were cleaned up
         after; close with 1012 so the client reconnects (docs/protocol.md §19.3)."""
         self.closing = True
         await self.close(code=1012)
 
-    async def relay_replaced(self, message):
+    async def relay_replaced(self, message: CloseMessage) -> None:
         """`relay.replaced`: a newer socket for this device took over; close with 4009."""
         self.closing = True
         await self.close(code=CloseCode.REPLACED)
 
-    async def relay_revoked(self, message):
+    async def relay_revoked(self, message: CloseMessage) -> None:
         """`relay.revoked`: the device was deactivated or its secret rotated, or the app's user was
         deactivated, or (with `login_id`) the login this app socket runs on was logged out; close with 4003."""
         login_id = message.get("login_id")
@@ -469,7 +505,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
         self.closing = True
         await self.close(code=CloseCode.AUTH_FAILED)
 
-    async def send_frame(self, frame: dict) -> None:
+    async def send_frame(self, frame: Frame) -> None:
         """Send one JSON frame; a socket already gone is not an error (field report F1)."""
         await self.send_text(delivery.encode(frame))  # a frame that cannot be serialised is a bug: let it surface
 
@@ -490,11 +526,11 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
     # --- close -------------------------------------------------------------------------------------
 
-    async def disconnect(self, code):
+    async def disconnect(self, code: int) -> None:
         """Clean up whatever happens: timers cancelled, presence closed, sessions ended and announced."""
         await self._cleanup(code)
 
-    async def _cleanup(self, code, reason: str | None = None) -> list:
+    async def _cleanup(self, code: int, reason: str | None = None) -> list[SessionRef]:
         for task in list(getattr(self, "tasks", ())):
             task.cancel()
         if getattr(self, "unauthenticated_from", None) is not None:
@@ -515,7 +551,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
         finally:
             self._forget_channel(code)
 
-    def _forget_channel(self, code) -> None:
+    def _forget_channel(self, code: int) -> None:
         """After the socket closed (not on shutdown's first step), drop this consumer's channel queue."""
         if code != 1012 and getattr(self, "channel_name", None):
             delivery.forget_channel(self.channel_name)
@@ -541,7 +577,7 @@ class RelayConsumer(AsyncWebsocketConsumer):
             await self.close(code=1012)
 
 
-def _retrieve(task: asyncio.Task) -> None:
+def _retrieve(task: asyncio.Future[_T]) -> None:
     """Done callback: take a finished task's exception so asyncio does not log it as never retrieved."""
     if not task.cancelled():
         task.exception()
@@ -597,7 +633,7 @@ class CompatConsumer(RelayConsumer):
 class UnknownPathConsumer(AsyncWebsocketConsumer):
     """Any other WebSocket path: the handshake is refused (HTTP 403) and nothing else happens."""
 
-    async def connect(self):
+    async def connect(self) -> None:
         logger.info("websocket handshake refused: unknown path")
         metrics.handshake_refused("unknown", "path")
         await self.close()

@@ -11,7 +11,7 @@ Every message a consumer receives from the channel layer is one of these (`type`
 | `relay.session_end` | `sid`, `text` | forgets the session, writes `text` (`webrtc_close`) |
 | `relay.owner` | `owner_id` | a robot updates its owner |
 | `relay.shed` | `ref`, `count` | answers `RATE_LIMITED` to its socket |
-| `relay.replaced` / `relay.revoked` / `relay.fenced` | — | closes 4009 / 4003 / 1012 |
+| `relay.replaced` / `relay.revoked` / `relay.fenced` | `login_id`? (revoked) | closes 4009 / 4003 / 1012 |
 
 Frames are serialised once, by the sender (`encode`), and travel as text: the receiver writes them
 unchanged, and between instances the text is never re-encoded (`relay.layer`).
@@ -116,6 +116,7 @@ class CloseMessage(TypedDict):
     """`relay.replaced` / `relay.revoked` / `relay.fenced`: the receiver closes 4009 / 4003 / 1012."""
 
     type: Literal["relay.replaced", "relay.revoked", "relay.fenced"]
+    login_id: NotRequired[str]  # `relay.revoked` to an owner group: only the app sockets of this login close
 
 
 # Every message a relay consumer receives from the channel layer.

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal, NotRequired, TypedDict, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -62,6 +63,27 @@ _TURN_SCHEMES = ("turn:", "turns:")
 _ICE_SCHEMES = _STUN_SCHEMES + _TURN_SCHEMES
 
 
+class IceServer(TypedDict):
+    """One W3C WebRTC `RTCIceServer` as the relay hands it out: `urls`, plus `username`/`credential`
+    (both present) on TURN entries."""
+
+    urls: list[str]
+    username: NotRequired[str]
+    credential: NotRequired[str]
+
+
+class IceOptions(TypedDict, total=False):
+    """The optional keyword arguments of `get_ice_servers` that `issue_ice_servers` passes through."""
+
+    provider: str | None
+    clock: Callable[[], float] | None
+    client: httpx.AsyncClient | None
+
+
+# The optional string fields of an RTCIceServer a provider's answer may carry.
+_CREDENTIAL_KEYS: tuple[Literal["username"], Literal["credential"]] = ("username", "credential")
+
+
 class IceProviderError(Exception):
     """A provider could not produce ICE servers.
 
@@ -89,7 +111,7 @@ class IceServers:
         failure: the failure kind (see `IceProviderError`) when `fallback` is True, else None.
     """
 
-    ice_servers: list[dict]
+    ice_servers: list[IceServer]
     ttl: int
     expires_at: datetime
     provider: str
@@ -113,13 +135,13 @@ def clamp_ttl(ttl: int | None) -> int:
     return max(TTL_MIN, min(TTL_MAX, ttl))
 
 
-def stun_servers() -> list[dict]:
+def stun_servers() -> list[IceServer]:
     """STUN-only ICE servers from `settings.WIMZ_STUN_URLS`: `[{"urls": [...]}]`, or `[]` when unset."""
     urls = [str(url) for url in getattr(settings, "WIMZ_STUN_URLS", []) if url]
     return [{"urls": urls}] if urls else []
 
 
-def normalize_ice_servers(raw) -> list[dict]:
+def normalize_ice_servers(raw: object) -> list[IceServer]:
     """Validate a provider's `iceServers` value and return a list of RTCIceServer dicts.
 
     `raw` may be one object or a list of objects (Cloudflare docs show both). Each object needs
@@ -133,7 +155,7 @@ def normalize_ice_servers(raw) -> list[dict]:
     entries = [raw] if isinstance(raw, dict) else raw
     if not isinstance(entries, list) or not entries:
         raise IceProviderError("malformed", "iceServers is not a non-empty list or object")
-    servers = []
+    servers: list[IceServer] = []
     for entry in entries:
         if not isinstance(entry, dict):
             raise IceProviderError("malformed", "an iceServers entry is not an object")
@@ -146,8 +168,8 @@ def normalize_ice_servers(raw) -> list[dict]:
             or not all(isinstance(url, str) and url.lower().startswith(_ICE_SCHEMES) for url in urls)
         ):
             raise IceProviderError("malformed", "an iceServers entry has no valid urls")
-        server: dict = {"urls": list(urls)}
-        for key in ("username", "credential"):
+        server: IceServer = {"urls": list(urls)}
+        for key in _CREDENTIAL_KEYS:
             if key in entry:
                 if not isinstance(entry[key], str):
                     raise IceProviderError("malformed", f"an iceServers entry has a non-string {key}")
@@ -163,7 +185,7 @@ async def cloudflare_ice_servers(
     ttl: int,
     deadline: float = DEFAULT_CLOUDFLARE_TIMEOUT,
     client: httpx.AsyncClient | None = None,
-) -> list[dict]:
+) -> list[IceServer]:
     """Ask Cloudflare Realtime TURN for ICE servers valid `ttl` seconds.
 
     `POST https://rtc.live.cloudflare.com/v1/turn/keys/{key_id}/credentials/generate-ice-servers`,
@@ -219,7 +241,7 @@ def turn_rest_credentials(*, secret: str, user_id: int | str, expiry: int) -> tu
 
 def coturn_ice_servers(
     *, secret: str, urls: list[str], stun_urls: list[str], user_id: int | str, expiry: int
-) -> list[dict]:
+) -> list[IceServer]:
     """ICE servers for a coturn deployment: one STUN entry, then one TURN entry with credentials.
 
     `urls` are the operator's `WIMZ_COTURN_URLS`: `turn:`/`turns:` URLs go into the TURN entry,
@@ -242,7 +264,7 @@ def coturn_ice_servers(
     if not turn:
         raise IceProviderError("config", "WIMZ_COTURN_URLS holds no turn:/turns: URL")
     username, credential = turn_rest_credentials(secret=secret, user_id=user_id, expiry=expiry)
-    servers = [{"urls": list(dict.fromkeys(stun))}] if stun else []
+    servers: list[IceServer] = [{"urls": list(dict.fromkeys(stun))}] if stun else []
     servers.append({"urls": turn, "username": username, "credential": credential})
     return servers
 
@@ -314,7 +336,7 @@ async def get_ice_servers(
 
 
 async def issue_ice_servers(*, user_id: int, ttl: int | None = None, owns_device: bool | None = None,
-                            **kwargs) -> IceServers:
+                            **kwargs: Unpack[IceOptions]) -> IceServers:
     """ICE servers for `user_id` under the relay's TURN policy (docs/protocol.md §14, "Who gets TURN").
 
     TURN credentials go only to a user who owns at least one active device (`owns_device`; None: looked
@@ -363,18 +385,18 @@ async def _take_issuance(user_id: int) -> bool:
         return True
 
 
-def _stun_only(ttl: int, clock, *, failure: str) -> IceServers:
+def _stun_only(ttl: int, clock: Callable[[], float] | None, *, failure: str) -> IceServers:
     expiry = int((clock or time.time)()) + ttl
     return IceServers(ice_servers=stun_servers(), ttl=ttl, expires_at=datetime.fromtimestamp(expiry, tz=UTC),
                       provider=PROVIDER_STUN, fallback=True, failure=failure)
 
 
-def get_ice_servers_sync(**kwargs) -> IceServers:
+def get_ice_servers_sync(*, user_id: int | str, ttl: int | None = None, **kwargs: Unpack[IceOptions]) -> IceServers:
     """Synchronous `get_ice_servers` (same keyword arguments and result) for sync code such as DRF views.
 
     Must not be called from a thread running an event loop (use `await get_ice_servers(...)` there).
     """
-    return async_to_sync(get_ice_servers)(**kwargs)
+    return async_to_sync(get_ice_servers)(user_id=user_id, ttl=ttl, **kwargs)
 
 
 def _fallback(provider: str, kind: str, reason: str, ttl: int, expires_at: datetime) -> IceServers:

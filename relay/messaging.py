@@ -5,17 +5,19 @@ owner's app group (`Party.owner_id`, kept current by `relay.owner` messages); a 
 robot socket the app's facts name (`relay.addressing`).
 """
 
+from typing import cast
+
 from channels.db import database_sync_to_async
 
 from devices.models import Device
 
 from . import delivery
 from .addressing import address
-from .party import Outcome, Party
+from .party import Frame, Outcome, Party
 from .protocol import Code, RelayError, optional_device_id, require_str, robot_event
 
 
-async def event(party: Party, frame: dict) -> Outcome:
+async def event(party: Party, frame: Frame) -> Outcome:
     """A robot's event (any non-reserved type, or a legacy `{"event":…}` frame) to every app socket of
     its owner, with `device_id` and `timestamp` set (docs/protocol.md §9). A device with no owner talks
     to nobody. Raises RATE_LIMITED naming how many app sockets on this instance were full; full ones
@@ -24,14 +26,15 @@ async def event(party: Party, frame: dict) -> Outcome:
     if party.owner_id is None:
         return Outcome()
     ref = frame.get("type")
-    shed = await delivery.event_to_owner(party.owner_id, party.device_id, robot_event(frame, party.device_id),
+    device_id = cast(str, party.device_id)  # a robot's Party always names its device (relay.connections)
+    shed = await delivery.event_to_owner(party.owner_id, device_id, robot_event(frame, device_id),
                                          reply_to=party.channel_name, ref=ref)
     if shed:
         raise RelayError(Code.RATE_LIMITED, f"event not delivered to {shed} app socket(s)", ref)
     return Outcome()
 
 
-async def command(party: Party, frame: dict, kind: str) -> Outcome:
+async def command(party: Party, frame: Frame, kind: str) -> Outcome:
     """A `command` or pass-through frame from an app to the addressed (or only) robot of its user
     (docs/protocol.md §10, §12). Compat: a command's `data` is copied to `params` when absent.
     """
@@ -50,8 +53,8 @@ async def command(party: Party, frame: dict, kind: str) -> Outcome:
 
 
 @database_sync_to_async
-def _record_hello(device_pk: int, frame: dict) -> None:
-    updates = {}
+def _record_hello(device_pk: int, frame: Frame) -> None:
+    updates: dict[str, list[str] | str] = {}
     capabilities = frame.get("capabilities")
     # A NUL character cannot be stored (PostgreSQL text refuses it): such a value is ignored like any
     # other value that is not a string (docs/protocol.md §8.1).
@@ -64,12 +67,12 @@ def _record_hello(device_pk: int, frame: dict) -> None:
         Device.objects.filter(pk=device_pk).update(**updates)
 
 
-async def hello(party: Party, frame: dict) -> Outcome:
+async def hello(party: Party, frame: Frame) -> Outcome:
     """A robot's `hello`: record capabilities and firmware (docs/protocol.md §8.1). A `hello` naming
     another device answers BAD_REQUEST and changes nothing.
     """
     claimed = frame.get("device_id")
     if claimed is not None and claimed != party.device_id:
         raise RelayError(Code.BAD_REQUEST, "hello names another device_id", "hello")
-    await _record_hello(party.device_pk, frame)
+    await _record_hello(cast(int, party.device_pk), frame)  # a robot's Party always has its device_pk
     return Outcome()

@@ -13,10 +13,13 @@ Scope keys set:
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypedDict, cast
 from urllib.parse import parse_qs
 
+from asgiref.typing import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, WebSocketScope
 from channels.db import database_sync_to_async
 from django.conf import settings
 from rest_framework_simplejwt.exceptions import TokenError
@@ -24,6 +27,9 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from devices.signing import check_device_signature
+
+if TYPE_CHECKING:
+    from channels.consumer import _ChannelScope  # types-channels only: the scope a consumer sees
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +57,25 @@ class AppIdentity:
     login_id: str | None = None
 
 
-def _headers(scope) -> dict[str, str]:
-    out = {}
+# `relay.transport.TRANSPORT_BUFFERED_KEY` is not an identifier: this part is in TypedDict's functional form.
+_TransportScope = TypedDict("_TransportScope", {"wimz.transport_buffered": Callable[[], int]}, total=False)
+
+if TYPE_CHECKING:
+
+    class RelayScope(_ChannelScope, _TransportScope, total=False):
+        """The scope a relay consumer sees: Channels' WebSocket scope plus the keys of this module's
+        docstring, and `wimz.transport_buffered` when the server provides it (`relay.transport`)."""
+
+        relay_handshake_at: float
+        relay_origin_ok: bool
+        relay_robot: "RobotIdentity | None"
+        relay_robot_refusal: str
+        relay_robot_claimed: object
+        relay_app: "AppIdentity | None"
+
+
+def _headers(scope: WebSocketScope) -> dict[str, str]:
+    out: dict[str, str] = {}
     for name, value in scope.get("headers", []):
         try:
             out[name.decode("latin-1").lower()] = value.decode("latin-1")
@@ -61,7 +84,7 @@ def _headers(scope) -> dict[str, str]:
     return out
 
 
-def _query(scope) -> dict[str, str]:
+def _query(scope: WebSocketScope) -> dict[str, str]:
     raw = scope.get("query_string", b"")
     try:
         parsed = parse_qs(raw.decode("latin-1"), keep_blank_values=True)
@@ -77,7 +100,8 @@ def origin_allowed(headers: dict[str, str]) -> bool:
 
 
 @database_sync_to_async
-def authenticate_robot(device_id, timestamp, signature) -> tuple[RobotIdentity | None, str]:
+def authenticate_robot(device_id: str | None, timestamp: str | None,
+                       signature: str | None) -> tuple[RobotIdentity | None, str]:
     """Verify a robot's signed credentials (see `devices.signing.check_device_signature`).
 
     Returns `(RobotIdentity, "")`, or `(None, reason)` with the failed check for the operator's log
@@ -88,11 +112,12 @@ def authenticate_robot(device_id, timestamp, signature) -> tuple[RobotIdentity |
     device, reason = check_device_signature(device_id, timestamp, signature, consume=False)
     if device is None:
         return None, reason
-    return RobotIdentity(device.pk, device.device_id, timestamp, signature), ""
+    # A signature that verified is a string.
+    return RobotIdentity(device.pk, device.device_id, timestamp, cast(str, signature)), ""
 
 
 @database_sync_to_async
-def authenticate_app(raw_token) -> AppIdentity | None:
+def authenticate_app(raw_token: object) -> AppIdentity | None:
     """Validate an access JWT (simplejwt: signature, expiry, token type) and load its active user.
 
     Returns an `AppIdentity` or None for anything else: expired, garbage, empty, a refresh token, a
@@ -105,7 +130,7 @@ def authenticate_app(raw_token) -> AppIdentity | None:
     if not isinstance(raw_token, str) or not raw_token or len(raw_token) > 4096:
         return None
     try:
-        token = AccessToken(raw_token)
+        token = AccessToken(raw_token)  # type: ignore[arg-type]  # simplejwt annotates the encoded JWT as Token
         user_id = token[jwt_settings.USER_ID_CLAIM]
         expires_at = datetime.fromtimestamp(int(token["exp"]), UTC)
         login_id = token.get(LOGIN_CLAIM)
@@ -126,11 +151,11 @@ def bearer_token(headers: dict[str, str]) -> str | None:
 class RelayAuthMiddleware:
     """ASGI middleware authenticating `/ws/device` (HMAC) and `/ws/app` (JWT) handshakes."""
 
-    def __init__(self, inner):
+    def __init__(self, inner: ASGI3Application) -> None:
         self.inner = inner
 
-    async def __call__(self, scope, receive, send):
-        scope = dict(scope)
+    async def __call__(self, scope: WebSocketScope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        scope = cast("RelayScope", dict(scope))
         scope["relay_handshake_at"] = time.monotonic()  # when the server handed the handshake over
         headers = _headers(scope)
         query = _query(scope)

@@ -9,6 +9,8 @@ facts (and so refuse its events and their own commands for it) before they are t
 """
 
 import logging
+from datetime import datetime
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -17,6 +19,7 @@ from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
+from accounts.models import User
 from accounts.signals import login_revoked
 from devices.models import Device
 from devices.signals import device_paired, device_revoked, device_unpaired
@@ -24,12 +27,14 @@ from devices.signals import device_paired, device_revoked, device_unpaired
 from . import delivery, presence, session_rows
 from .connections import device_status_frame
 from .models import Session
+from .session_rows import SessionRef
 from .sessions import announce_end
 
 logger = logging.getLogger(__name__)
 
 
-def _facts(device_id: str):
+def _facts(device_id: str) -> tuple[datetime | None, str | None]:
+    """`(last_seen, robot channel or None)` of `device_id` (database reads)."""
     last_seen = Device.objects.filter(device_id=device_id).values_list("last_seen", flat=True).first()
     return last_seen, presence.robot_channel(device_id)
 
@@ -56,7 +61,7 @@ async def device_unpaired_async(*, device_id: str, device_pk: int, former_owner_
                                  confirm=True)
 
     @database_sync_to_async
-    def _end():
+    def _end() -> tuple[list[SessionRef], datetime | None, str | None]:
         ended = session_rows.sessions_end_where(reason=Session.EndReason.UNPAIRED, device__device_id=device_id)
         return ended, *_facts(device_id)
 
@@ -81,19 +86,19 @@ async def device_revoked_async(*, device_id: str, device_pk: int, owner_id: int 
 
 
 @receiver(device_paired, dispatch_uid="relay.ownership.paired")
-def on_device_paired(sender, **kwargs):
+def on_device_paired(sender: object, **kwargs: Any) -> None:
     """`devices.signals.device_paired` receiver (synchronous, after commit)."""
     async_to_sync(device_paired_async)(**_fields(kwargs, "device_id", "device_pk", "owner_id"))
 
 
 @receiver(device_unpaired, dispatch_uid="relay.ownership.unpaired")
-def on_device_unpaired(sender, **kwargs):
+def on_device_unpaired(sender: object, **kwargs: Any) -> None:
     """`devices.signals.device_unpaired` receiver (synchronous, after commit)."""
     async_to_sync(device_unpaired_async)(**_fields(kwargs, "device_id", "device_pk", "former_owner_id"))
 
 
 @receiver(device_revoked, dispatch_uid="relay.ownership.revoked")
-def on_device_revoked(sender, **kwargs):
+def on_device_revoked(sender: object, **kwargs: Any) -> None:
     """`devices.signals.device_revoked` receiver (synchronous, after commit)."""
     async_to_sync(device_revoked_async)(**_fields(kwargs, "device_id", "device_pk", "owner_id", "deactivated"))
 
@@ -105,7 +110,7 @@ async def user_deactivated_async(*, user_id: int) -> None:
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="relay.ownership.user_saved")
-def on_user_saved(sender, instance, created, **kwargs):
+def on_user_saved(sender: type[User], instance: User, created: bool, **kwargs: Any) -> None:
     """A saved, inactive user (admin, shell `save()`): close their open app sockets after commit. A bulk
     `update()` sends no signal; each instance's heartbeat catches that within `WIMZ_PRESENCE_HEARTBEAT`."""
     if created or instance.is_active:
@@ -121,11 +126,11 @@ async def login_revoked_async(*, user_id: int, login_id: str) -> None:
 
 
 @receiver(login_revoked, dispatch_uid="relay.ownership.login_revoked")
-def on_login_revoked(sender, **kwargs):
+def on_login_revoked(sender: object, **kwargs: Any) -> None:
     """`accounts.signals.login_revoked` receiver (synchronous, after commit). A lost message is caught by
     the socket's instance at its next heartbeat (`relay.connections.heartbeat_once`)."""
     async_to_sync(login_revoked_async)(**_fields(kwargs, "user_id", "login_id"))
 
 
-def _fields(kwargs: dict, *names: str) -> dict:
+def _fields(kwargs: dict[str, Any], *names: str) -> dict[str, Any]:
     return {name: kwargs[name] for name in names}

@@ -8,8 +8,11 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime
+from typing import NoReturn, overload
 
 from devices.ids import is_valid_device_id
+
+from .party import Frame
 
 # docs/protocol.md §8: relay-reserved types.
 RESERVED_TYPES = frozenset(
@@ -73,7 +76,7 @@ class RelayError(Exception):
         self.message = message
         self.ref = ref
 
-    def frame(self) -> dict:
+    def frame(self) -> Frame:
         """The error frame for this error."""
         return error_frame(self.code, self.message, self.ref)
 
@@ -87,12 +90,12 @@ MAX_REF_CHARS = 64
 MAX_NESTING = 32
 
 
-def error_frame(code: str, message: str, ref: str | None = None) -> dict:
+def error_frame(code: str, message: str, ref: str | None = None) -> Frame:
     """`{"type":"error","code":code,"message":message}` plus `ref` when given (docs/protocol.md §15).
 
     A `ref` that is not a string is left out; a longer one is cut to `MAX_REF_CHARS` characters.
     """
-    frame = {"type": "error", "code": code, "message": message}
+    frame: Frame = {"type": "error", "code": code, "message": message}
     if isinstance(ref, str):
         frame["ref"] = ref[:MAX_REF_CHARS]
     return frame
@@ -103,6 +106,12 @@ def now_iso() -> str:
     return iso(datetime.now(UTC))
 
 
+@overload
+def iso(value: datetime) -> str: ...
+@overload
+def iso(value: None) -> None: ...
+@overload
+def iso(value: datetime | None) -> str | None: ...
 def iso(value: datetime | None) -> str | None:
     """An aware datetime as ISO 8601 UTC (`2026-01-01T00:00:00.123456Z`), or None."""
     if value is None:
@@ -110,7 +119,7 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def parse_text_frame(text: str, *, max_bytes: int) -> dict:
+def parse_text_frame(text: str, *, max_bytes: int) -> Frame:
     """Decode one text frame into a JSON object.
 
     Raises `RelayError` MESSAGE_TOO_LARGE when the UTF-8 size exceeds `max_bytes` (checked before
@@ -148,10 +157,10 @@ def parse_text_frame(text: str, *, max_bytes: int) -> dict:
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def _too_deep(value, limit: int) -> bool:
+def _too_deep(value: Frame, limit: int) -> bool:
     """True when `value` (parsed JSON) nests dicts/lists more than `limit` levels (the top level is 1);
     iterative, and it stops at the first container beyond the limit."""
-    stack = [(value, 1)]
+    stack: list[tuple[Frame | list[object], int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > limit:
@@ -161,7 +170,7 @@ def _too_deep(value, limit: int) -> bool:
     return False
 
 
-def _reject_constant(name: str):
+def _reject_constant(name: str) -> NoReturn:
     """`NaN`, `Infinity`, `-Infinity` are not JSON (RFC 8259 §6); receivers such as Dart's jsonDecode
     refuse them, so the relay does not forward them."""
     raise ValueError(f"{name} is not valid JSON")
@@ -179,7 +188,7 @@ def _finite_float(literal: str) -> float:
 _INF = float("inf")
 
 
-def _encodable(frame: dict) -> bool:
+def _encodable(frame: Frame) -> bool:
     try:
         json.dumps(frame, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
@@ -187,7 +196,7 @@ def _encodable(frame: dict) -> bool:
     return True
 
 
-def frame_type(frame: dict, *, allow_legacy_event: bool) -> str:
+def frame_type(frame: Frame, *, allow_legacy_event: bool) -> str:
     """The frame's `type`; for robots a legacy `{"event":…}` frame without `type` is an event.
 
     Returns the type string, or `"event"` for a legacy robot event. Raises BAD_REQUEST when `type` is
@@ -201,7 +210,7 @@ def frame_type(frame: dict, *, allow_legacy_event: bool) -> str:
     return kind
 
 
-def require_str(frame: dict, key: str, ref: str | None = None) -> str:
+def require_str(frame: Frame, key: str, ref: str | None = None) -> str:
     """`frame[key]` when it is a non-empty string, else BAD_REQUEST naming the field."""
     value = frame.get(key)
     if not isinstance(value, str) or not value:
@@ -209,7 +218,7 @@ def require_str(frame: dict, key: str, ref: str | None = None) -> str:
     return value
 
 
-def optional_device_id(frame: dict) -> str | None:
+def optional_device_id(frame: Frame) -> str | None:
     """A frame's `device_id` when present (validated against the protocol's alphabet), else None.
 
     Raises BAD_REQUEST for a non-string or an id outside `A–Z a–z 0–9 _ . -` (1–64 chars), so that no
@@ -223,7 +232,7 @@ def optional_device_id(frame: dict) -> str | None:
     return value
 
 
-def session_id_of(frame: dict) -> str:
+def session_id_of(frame: Frame) -> str:
     """A frame's `session_id` as a canonical UUID string.
 
     A missing or non-string id is BAD_REQUEST; a string that is not a UUID cannot name any session and
@@ -236,7 +245,7 @@ def session_id_of(frame: dict) -> str:
         raise RelayError(Code.NOT_AUTHORIZED, "unknown session", raw[:64])
 
 
-def require_sdp(frame: dict, expected: str) -> None:
+def require_sdp(frame: Frame, expected: str) -> None:
     """Check `frame["sdp"]` is `{"type": expected, "sdp": str}`; BAD_REQUEST otherwise (docs/protocol.md §8)."""
     sdp = frame.get("sdp")
     if not isinstance(sdp, dict) or sdp.get("type") != expected or not isinstance(sdp.get("sdp"), str):
@@ -246,7 +255,7 @@ def require_sdp(frame: dict, expected: str) -> None:
         )
 
 
-def require_candidate(frame: dict) -> None:
+def require_candidate(frame: Frame) -> None:
     """Check `frame["candidate"]` is an ICE candidate object (or null for end-of-candidates)."""
     if "candidate" not in frame:
         raise RelayError(Code.BAD_REQUEST, "'candidate' is required", frame.get("type"))
@@ -255,7 +264,7 @@ def require_candidate(frame: dict) -> None:
         raise RelayError(Code.BAD_REQUEST, "'candidate' must be an ICE candidate object", frame.get("type"))
 
 
-def robot_event(frame: dict, device_id: str) -> dict:
+def robot_event(frame: Frame, device_id: str) -> Frame:
     """The event as apps receive it: the robot's keys unchanged, `device_id` set to the authenticated
     id (overwriting any other value) and a server `timestamp` added when absent (docs/protocol.md
     §9).

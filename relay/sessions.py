@@ -11,27 +11,38 @@ Handlers take `(party, frame)` and return a `relay.party.Outcome`; errors are `R
 """
 
 import time
+from typing import TypedDict, cast
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
 from . import delivery, metrics, session_rows
 from .addressing import address
+from .delivery import FrameMessage, SessionEndMessage, SessionOpenMessage
 from .models import Session
-from .party import APP, LiveSession, Outcome, Party
+from .party import APP, Frame, LiveSession, Outcome, Party
 from .protocol import Code, RelayError, error_frame, optional_device_id, require_candidate, require_sdp, session_id_of
 
 EndReason = Session.EndReason
 
 
+class _PartyLookup(TypedDict, total=False):
+    """How `session_rows.session_for_party` finds a session of this socket: by user (an app) or by
+    robot socket and device (a robot)."""
+
+    user_id: int | None
+    robot_channel: str | None
+    device_pk: int | None
+
+
 async def announce_end(ref: session_rows.SessionRef, reason: str, *, skip: str | None = None,
-                       frame: dict | None = None) -> None:
+                       frame: Frame | None = None) -> None:
     """Tell every party still connected that a session ended: `webrtc_close` with `reason`.
 
     `skip` is the channel of the party that closed it (docs/protocol.md §13.6: not echoed). `frame` is
     the closer's own `webrtc_close`, forwarded with its keys kept and `reason` set.
     """
-    close = dict(frame) if frame else {"type": "webrtc_close", "session_id": ref.session_id}
+    close: Frame = dict(frame) if frame else {"type": "webrtc_close", "session_id": ref.session_id}
     close["reason"] = reason
     for channel in (ref.app_channel, ref.robot_channel):
         if channel != skip:
@@ -47,6 +58,7 @@ async def _peer(party: Party, session_id: str) -> tuple[str, LiveSession | None]
     live = party.sessions.get(session_id)
     if live is not None:
         return live.peer, live
+    lookup: _PartyLookup
     if party.role == APP:
         lookup = {"user_id": party.user_id}
     else:
@@ -60,14 +72,14 @@ async def _peer(party: Party, session_id: str) -> tuple[str, LiveSession | None]
 # --- forwarded signaling: offer (robot), answer (app), ICE (either) --------------------------------
 
 
-def _canonical(frame: dict, session_id: str) -> dict:
+def _canonical(frame: Frame, session_id: str) -> Frame:
     """`frame` naming its session as `session_id` (the canonical lower-case UUID): a sender that spelled
     it otherwise (upper case, braces, no hyphens) must not make the peer see an id it was never given
     (docs/protocol.md §2). The frame is copied only then; otherwise it is forwarded as it came."""
     return frame if frame.get("session_id") == session_id else {**frame, "session_id": session_id}
 
 
-async def _forward(party: Party, frame: dict, *, state: str | None) -> None:
+async def _forward(party: Party, frame: Frame, *, state: str | None) -> None:
     session_id = session_id_of(frame)
     frame = _canonical(frame, session_id)
     peer, live = await _peer(party, session_id)
@@ -94,21 +106,21 @@ async def _forward(party: Party, frame: dict, *, state: str | None) -> None:
                 metrics.SESSION_SETUP_SECONDS.observe(time.monotonic() - live.requested_at)
 
 
-async def offer(party: Party, frame: dict) -> Outcome:
+async def offer(party: Party, frame: Frame) -> Outcome:
     """`webrtc_offer` from the robot: to the app socket that opened the session (§13.1)."""
     require_sdp(frame, "offer")
     await _forward(party, frame, state=Session.State.OFFERED)
     return Outcome()
 
 
-async def answer(party: Party, frame: dict) -> Outcome:
+async def answer(party: Party, frame: Frame) -> Outcome:
     """`webrtc_answer` from an app of the session's user: to the session's robot (§13.1)."""
     require_sdp(frame, "answer")
     await _forward(party, frame, state=Session.State.ANSWERED)
     return Outcome()
 
 
-async def ice(party: Party, frame: dict) -> Outcome:
+async def ice(party: Party, frame: Frame) -> Outcome:
     """`webrtc_ice` from either party: to the other one, unchanged (§13.1)."""
     require_candidate(frame)
     await _forward(party, frame, state=None)
@@ -118,7 +130,7 @@ async def ice(party: Party, frame: dict) -> Outcome:
 # --- open, close, error, timeout -------------------------------------------------------------------
 
 
-async def request(party: Party, frame: dict) -> Outcome:
+async def request(party: Party, frame: Frame) -> Outcome:
     """`webrtc_request` from an app: open a session (§13.1). The app gets `webrtc_credentials`, the
     robot `webrtc_request`, both with the same `ice_servers`; sessions over the device's limit end
     `superseded` (§13.5). A robot that cannot take the request leaves no session row.
@@ -127,10 +139,11 @@ async def request(party: Party, frame: dict) -> Outcome:
 
     requested_at = time.monotonic()
     target = address(party, optional_device_id(frame), ref="webrtc_request")
+    user_id = cast(int, party.user_id)  # an app's Party always has its user
     # The user owns the target (addressing checked it), so the TURN policy's device rule holds.
-    ice_servers = (await issue_ice_servers(user_id=party.user_id, owns_device=True)).ice_servers
+    ice_servers = (await issue_ice_servers(user_id=user_id, owns_device=True)).ice_servers
     ref, superseded = await database_sync_to_async(session_rows.session_open)(
-        user_id=party.user_id, target=target, app_channel=party.channel_name
+        user_id=user_id, target=target, app_channel=party.channel_name
     )
     for old in superseded:
         await announce_end(old, EndReason.SUPERSEDED)
@@ -147,7 +160,7 @@ async def request(party: Party, frame: dict) -> Outcome:
         raise
     party.sessions[ref.session_id] = LiveSession(device_id=ref.device_id, peer=ref.robot_channel,
                                                  requested_at=requested_at)
-    credentials = {
+    credentials: Frame = {
         "type": "webrtc_credentials",
         "session_id": ref.session_id,
         "device_id": ref.device_id,
@@ -156,14 +169,14 @@ async def request(party: Party, frame: dict) -> Outcome:
     return Outcome(replies=[credentials], opened=ref)
 
 
-def _end_db(party: Party, session_id: str, reason: str, **kwargs):
+def _end_db(party: Party, session_id: str, reason: str) -> session_rows.SessionRef | None:
     live = party.sessions.pop(session_id, None)
     if live is not None:
         session_rows.session_count_ice(session_id=session_id, side=party.role, count=live.ice)
-    return session_rows.session_end(session_id=session_id, reason=reason, **kwargs)
+    return session_rows.session_end(session_id=session_id, reason=reason)
 
 
-async def close(party: Party, frame: dict) -> Outcome:
+async def close(party: Party, frame: Frame) -> Outcome:
     """`webrtc_close` from a party: every other party still connected gets it with `reason`
     `closed_by_app` / `closed_by_robot`; the sender is not echoed (§13.6).
     """
@@ -177,7 +190,7 @@ async def close(party: Party, frame: dict) -> Outcome:
     return Outcome()
 
 
-async def error(party: Party, frame: dict) -> Outcome:
+async def error(party: Party, frame: Frame) -> Outcome:
     """`webrtc_error` from the robot: forwarded to the app, then the session ends `robot_error` and
     both parties get `webrtc_close` (§13.3).
     """
@@ -202,13 +215,14 @@ async def setup_expired(party: Party, session_id: str) -> None:
 # --- what the other side's messages change ----------------------------------------------------------
 
 
-def opened_by_app(party: Party, message: dict) -> str:
+def opened_by_app(party: Party, message: SessionOpenMessage) -> str:
     """A robot receives `relay.session_open`: hold the session; returns the `webrtc_request` text."""
-    party.sessions[message["sid"]] = LiveSession(device_id=party.device_id, peer=message["app_channel"])
+    # A robot's Party always names its device (relay.connections).
+    party.sessions[message["sid"]] = LiveSession(device_id=cast(str, party.device_id), peer=message["app_channel"])
     return message["text"]
 
 
-async def ended_elsewhere(party: Party, message: dict) -> None:
+async def ended_elsewhere(party: Party, message: SessionEndMessage) -> None:
     """`relay.session_end`: forget the session, writing this side's ICE count to its row."""
     session_id = message["sid"]
     live = party.sessions.pop(session_id, None)
@@ -218,7 +232,7 @@ async def ended_elsewhere(party: Party, message: dict) -> None:
         )
 
 
-async def check_party(party: Party, message: dict) -> bool:
+async def check_party(party: Party, message: FrameMessage) -> bool:
     """A session frame arrives for this socket: True when it still holds the session. Otherwise the
     sender (`reply_to`) is told SESSION_NOT_FOUND — the session ended before the frame arrived.
     """

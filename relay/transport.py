@@ -3,8 +3,10 @@
 No Django imports: the server module imports this before Django is set up.
 """
 
+from typing import Final
+
 # Scope key of a callable returning the bytes written to this socket that the kernel has not taken yet.
-TRANSPORT_BUFFERED_KEY = "wimz.transport_buffered"
+TRANSPORT_BUFFERED_KEY: Final = "wimz.transport_buffered"
 
 
 def transport_buffered_bytes(protocol: object) -> int:

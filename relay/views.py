@@ -3,16 +3,21 @@
 import asyncio
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, cast
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from . import connections
+
+if TYPE_CHECKING:
+    from .layer import RelayChannelLayer
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +32,7 @@ def _database_ok() -> None:
 
 async def _channel_layer_ok() -> None:
     """A message round trip through the channel layer, and through Redis when it is configured."""
-    layer = get_channel_layer()
+    layer = cast("RelayChannelLayer", get_channel_layer())  # the only layer wimz/settings.py configures
     channel = await layer.new_channel("health.")
     try:
         await layer.send(channel, {"type": "health.ping"})
@@ -43,7 +48,7 @@ async def _channel_layer_ok() -> None:
             discard(channel)
 
 
-async def _check(name: str, coro_factory) -> str | None:
+async def _check(name: str, coro_factory: Callable[[], Awaitable[None]]) -> str | None:
     try:
         await asyncio.wait_for(coro_factory(), CHECK_TIMEOUT)
     except Exception as exc:  # any failure is reported by name, never raised
@@ -54,7 +59,7 @@ async def _check(name: str, coro_factory) -> str | None:
 
 @csrf_exempt  # so that other methods get 405 from require_safe, not the CSRF page
 @require_safe
-async def health(request):
+async def health(request: HttpRequest) -> JsonResponse:
     """`GET /health` → 200 `{"status":"ok","checks":{"database":"ok","channel_layer":"ok"}}`.
 
     Answers 503 `{"status":"unavailable","failed":[names],"checks":{...}}` naming what failed.
@@ -73,7 +78,7 @@ async def health(request):
     return JsonResponse({"status": "ok", "checks": checks})
 
 
-def _operator_token_ok(request) -> bool:
+def _operator_token_ok(request: HttpRequest) -> bool:
     """`Authorization: Bearer <WIMZ_STATS_TOKEN>`, compared in constant time; never with no token set."""
     expected = settings.WIMZ_STATS_TOKEN
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -83,7 +88,7 @@ def _operator_token_ok(request) -> bool:
 
 @csrf_exempt
 @require_safe
-async def stats(request):
+async def stats(request: HttpRequest) -> JsonResponse:
     """`GET /stats` → `{"robots_online","app_sockets","users_online","active_sessions"}` (ints).
 
     Counted from the shared presence and session rows, so the numbers are the whole cluster's, not

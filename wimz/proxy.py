@@ -17,12 +17,17 @@ rule in the ASGI scope whatever server runs it.
 """
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeAlias
 
+from asgiref.typing import ASGIReceiveCallable, ASGISendCallable
 from django.conf import settings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Any ASGI scope (HTTP, WebSocket, lifespan) as this module copies and rewrites it: a plain dict, since
+# it sets keys of its own that asgiref's scope TypedDicts do not name.
+RawScope: TypeAlias = dict[str, Any]
 
 _FORWARDED_FOR = b"x-forwarded-for"
 _FORWARDED_PROTO = b"x-forwarded-proto"
@@ -92,15 +97,15 @@ def client_address(peer: str | None, forwarded_for: list[str], networks: tuple[N
     return hop
 
 
-def _header_values(headers, name: bytes) -> list[str]:
-    values = []
+def _header_values(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[str]:
+    values: list[str] = []
     for key, value in headers:
         if key.lower() == name:
             values.extend(part.strip() for part in value.decode("latin-1").split(","))
     return [v for v in values if v]
 
 
-def resolve_scope(scope: dict, networks: tuple[Network, ...] | None = None) -> dict:
+def resolve_scope(scope: RawScope, networks: tuple[Network, ...] | None = None) -> RawScope:
     """A copy of an HTTP/WebSocket ASGI `scope` whose `client` (and `scheme`) follow the trusted-proxy
     rule, without `X-Forwarded-For`/`X-Forwarded-Proto` headers. Other scope types come back unchanged.
 
@@ -138,8 +143,8 @@ def resolve_scope(scope: dict, networks: tuple[Network, ...] | None = None) -> d
 class TrustedProxyMiddleware:
     """ASGI middleware applying `resolve_scope` to every HTTP and WebSocket connection."""
 
-    def __init__(self, inner):
+    def __init__(self, inner: Callable[[RawScope, ASGIReceiveCallable, ASGISendCallable], Awaitable[None]]) -> None:
         self.inner = inner
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: RawScope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         return await self.inner(resolve_scope(scope), receive, send)

@@ -17,13 +17,14 @@ Nothing secret leaves the process:
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import sentry_sdk
 from sentry_sdk.integrations.asyncio import enable_asyncio_integration
 from sentry_sdk.integrations.django import DjangoIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.scrubber import DEFAULT_DENYLIST
+from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event, Hint
 
 from core.logging import scrub
 
@@ -53,20 +54,21 @@ def scrub_value(value: Any) -> Any:
     if isinstance(value, dict):
         return {scrub_value(k): FILTERED if is_secret_key(k) else scrub_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
+        sequence = type(value)  # taken before len() narrows `value` to a pair
         if len(value) == 2 and is_secret_key(value[0]):  # a header as a `[name, value]` pair
-            return type(value)((value[0], FILTERED))
-        return type(value)(scrub_value(v) for v in value)
+            return sequence((value[0], FILTERED))
+        return sequence(scrub_value(v) for v in value)
     return value
 
 
-def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+def before_send(event: Event, hint: Hint) -> Event:
     """Sentry `before_send`: the event with every string scrubbed (never drops an event)."""
-    return scrub_value(event)
+    return cast(Event, scrub_value(event))  # the same dict shape, strings scrubbed
 
 
-def before_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+def before_breadcrumb(crumb: Breadcrumb, hint: BreadcrumbHint) -> Breadcrumb:
     """Sentry `before_breadcrumb`: the breadcrumb with every string scrubbed."""
-    return scrub_value(crumb)
+    return cast(Breadcrumb, scrub_value(crumb))  # the same dict shape, strings scrubbed
 
 
 def init(dsn: str, *, environment: str = "", release: str = "", traces_sample_rate: float = 0.0,
