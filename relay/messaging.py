@@ -59,7 +59,7 @@ def _record_hello(device_pk: int, frame: Frame) -> None:
     # A NUL character cannot be stored (PostgreSQL text refuses it): such a value is ignored like any
     # other value that is not a string (docs/protocol.md §8.1).
     if isinstance(capabilities, list) and all(isinstance(c, str) and "\x00" not in c for c in capabilities):
-        updates["capabilities"] = capabilities[:32]
+        updates["capabilities"] = [c[:64] for c in capabilities[:32]]  # a client fills this row: bounded
     firmware = frame.get("firmware_version")
     if isinstance(firmware, str) and "\x00" not in firmware:
         updates["firmware_version"] = firmware[:64]
