@@ -46,6 +46,7 @@ run: migrate
 ## make test: the whole test suite (service tests skip without DATABASE_URL/REDIS_URL, never in CI).
 test: $(VENV)/.test-deps
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -66,6 +67,7 @@ demo: $(VENV)/.sim-deps $(VENV)/.run-deps
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## make typecheck: mypy, strict for core/, relay/, devices/ and accounts/ and the wimz/ modules they import.
 typecheck: $(VENV)/.test-deps

@@ -142,7 +142,7 @@ def auth_logout(*, refresh: str) -> None:
     lifetime = jwt_settings.REFRESH_TOKEN_LIFETIME + jwt_settings.ACCESS_TOKEN_LIFETIME
     with transaction.atomic():
         _, created = RevokedLogin.objects.get_or_create(
-            login_id=login_id, defaults={"user_id": int(user_id), "expires_at": timezone.now() + lifetime})
+            login_id=login_id, defaults={"user_id": int(user_id), "expires_at": timezone.now() + lifetime}
+        )
         if created:
             signals.send_on_commit(signals.login_revoked, user_id=int(user_id), login_id=login_id)
-

@@ -45,8 +45,11 @@ async def one_run(services: Services, pair, ts: int) -> float:
         for relay in relays:
             relay.wait_ready()
         a, b = relays
-        headers = {"X-Device-ID": pair.device_id, "X-Timestamp": str(ts), "X-Signature": sign(pair.secret,
-                                                                                            pair.device_id, ts)}
+        headers = {
+            "X-Device-ID": pair.device_id,
+            "X-Timestamp": str(ts),
+            "X-Signature": sign(pair.secret, pair.device_id, ts),
+        }
         robot = await websockets.connect(f"{a.ws}/ws/device", additional_headers=headers)
         app = await websockets.connect(f"{b.ws}/ws/app?token={pair.token}")
         await _until(app, lambda f: f.get("type") == "device_status")
@@ -75,8 +78,12 @@ def _count_commands(redis_url: str, prefix: str, seconds: float) -> dict:
     (`redis-cli monitor`, stopped by `timeout`)."""
     import subprocess
 
-    result = subprocess.run(["timeout", str(seconds), "redis-cli", "-u", redis_url, "monitor"],  # noqa: S603,S607
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["timeout", str(seconds), "redis-cli", "-u", redis_url, "monitor"],  # noqa: S603,S607
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     counts: dict[str, int] = {}
     for line in result.stdout.splitlines():
         if prefix not in line or "] " not in line:
@@ -113,10 +120,13 @@ def idle_load(services: Services, seconds: float) -> dict:
         for relay in relays:
             relay.stop()
     per_s = {k: round(v / elapsed / 2, 3) for k, v in sorted(counts.items())}
-    return {"instances": 2, "seconds": round(elapsed, 1), "redis_commands_per_s_per_instance": per_s,
-            "postgres_transactions_per_s_per_instance": round((after_p - before_p) / elapsed / 2, 3),
-            "note": "idle instances, no sockets; PostgreSQL includes the 30 s presence heartbeat if it falls in "
-                    "the window"}
+    return {
+        "instances": 2,
+        "seconds": round(elapsed, 1),
+        "redis_commands_per_s_per_instance": per_s,
+        "postgres_transactions_per_s_per_instance": round((after_p - before_p) / elapsed / 2, 3),
+        "note": "idle instances, no sockets; PostgreSQL includes the 30 s presence heartbeat if it falls in the window",
+    }
 
 
 def main(argv=None) -> int:
@@ -134,11 +144,21 @@ def main(argv=None) -> int:
         for _ in range(max(1, min(args.runs, 50))):
             times.append(round(asyncio.run(one_run(services, pair, pair.next_timestamp())), 2))
         load = idle_load(services, min(args.idle, 120.0))
-    print(json.dumps({
-        "kill_9_detection_s": {"runs": len(times), "min": min(times), "median": statistics.median(times),
-                               "max": max(times), "all": times},
-        "idle_load": load,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "kill_9_detection_s": {
+                    "runs": len(times),
+                    "min": min(times),
+                    "median": statistics.median(times),
+                    "max": max(times),
+                    "all": times,
+                },
+                "idle_load": load,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -49,8 +49,10 @@ def robot_frame(seq: int, k: int) -> str:
 
 def app_frame(device_id: str, seq: int, k: int) -> str:
     """An app command (~1 KB) to `device_id` carrying its sequence number, phase tag and send time."""
-    return (f'{{"type":"command","device_id":"{device_id}","command":"bench",'
-            f'"data":{{"seq":{seq},"t":{now():.7f},"k":{k},"pad":"{PAD}"}}}}')
+    return (
+        f'{{"type":"command","device_id":"{device_id}","command":"bench",'
+        f'"data":{{"seq":{seq},"t":{now():.7f},"k":{k},"pad":"{PAD}"}}}}'
+    )
 
 
 def shed_count(error: dict) -> int:
@@ -82,11 +84,19 @@ class Phase:
         for d in (R2A, A2R):
             if self.expected[d] or self.delivered[d] or self.rate_limited[d] or self.errored[d]:
                 lost = self.expected[d] - self.delivered[d] - self.rate_limited[d] - self.errored[d]
-                out[d] = {"sent": self.sent[d], "expected": self.expected[d], "delivered": self.delivered[d],
-                          "rate_limited": self.rate_limited[d], "other_errors": self.errored[d], "lost": lost,
-                          "send_failed": self.send_failed[d]}
-        total = {key: sum(v[key] for v in out.values())
-                 for key in ("sent", "expected", "delivered", "rate_limited", "other_errors", "lost", "send_failed")}
+                out[d] = {
+                    "sent": self.sent[d],
+                    "expected": self.expected[d],
+                    "delivered": self.delivered[d],
+                    "rate_limited": self.rate_limited[d],
+                    "other_errors": self.errored[d],
+                    "lost": lost,
+                    "send_failed": self.send_failed[d],
+                }
+        total = {
+            key: sum(v[key] for v in out.values())
+            for key in ("sent", "expected", "delivered", "rate_limited", "other_errors", "lost", "send_failed")
+        }
         total["duplicates"] = self.duplicates
         total["misordered"] = self.misordered
         total["adds_up"] = all(v["lost"] >= 0 for v in out.values()) and not self.duplicates
@@ -226,8 +236,14 @@ class Client:
         self._task.cancel()
 
 
-_CONNECT = {"compression": None, "open_timeout": OPEN_TIMEOUT, "max_size": 2 ** 20, "ping_interval": None,
-            "close_timeout": 5, "max_queue": 1024}
+_CONNECT = {
+    "compression": None,
+    "open_timeout": OPEN_TIMEOUT,
+    "max_size": 2**20,
+    "ping_interval": None,
+    "close_timeout": 5,
+    "max_queue": 1024,
+}
 
 
 async def open_robot(target: Target, pair: Pair, recorder: Recorder, base: str | None = None) -> Client:
@@ -237,8 +253,11 @@ async def open_robot(target: Target, pair: Pair, recorder: Recorder, base: str |
         from devices.signing import sign  # after django.setup() (Services)
 
         ts = pair.next_timestamp()
-        headers = {"X-Device-ID": pair.device_id, "X-Timestamp": str(ts),
-                   "X-Signature": sign(pair.secret, pair.device_id, ts)}
+        headers = {
+            "X-Device-ID": pair.device_id,
+            "X-Timestamp": str(ts),
+            "X-Signature": sign(pair.secret, pair.device_id, ts),
+        }
         ws = await connect(base + "/ws/device", additional_headers=headers, **_CONNECT)
     else:
         ws = await connect(f"{base}/r/{pair.device_id}", **_CONNECT)
@@ -335,8 +354,12 @@ async def offered_load(senders: list[Sender], phase: Phase, rate: float, duratio
             sent += 1
         await asyncio.sleep(0.002)
     elapsed = now() - started
-    return {"offered_per_s": rate, "sent": sent, "send_seconds": round(elapsed, 3),
-            "achieved_per_s": round(sent / elapsed, 1) if elapsed > 0 else None}
+    return {
+        "offered_per_s": rate,
+        "sent": sent,
+        "send_seconds": round(elapsed, 3),
+        "achieved_per_s": round(sent / elapsed, 1) if elapsed > 0 else None,
+    }
 
 
 async def drain(recorder: Recorder, phase: Phase, *, idle: float = 2.0, cap: float = 15.0) -> float:

@@ -27,7 +27,9 @@ def main() -> None:
         "routed[reserved type].inc()": ("routed[kind].inc()", {"routed": routed, "kind": "webrtc_ice"}),
         "routed[client type].inc() (fallback: event)": ("routed[kind].inc()", {"routed": routed, "kind": "telemetry"}),
         "FRAMES.labels(type, direction).inc() (not used)": (
-            "frames.labels(kind, 'robot_to_app').inc()", {"frames": frames, "kind": "webrtc_ice"}),
+            "frames.labels(kind, 'robot_to_app').inc()",
+            {"frames": frames, "kind": "webrtc_ice"},
+        ),
     }
     base = None
     for name, (stmt, names) in cases.items():

@@ -84,8 +84,9 @@ class ServerProcess(RelayProcess):
     polls `health_path` over HTTP (200 wanted) or, when it is None, a TCP connect (`RelayProcess`).
     """
 
-    def __init__(self, name: str, argv: list[str], *, cwd: Path, env: dict, log_path: Path,
-                 health_path: str | None = None):
+    def __init__(
+        self, name: str, argv: list[str], *, cwd: Path, env: dict, log_path: Path, health_path: str | None = None
+    ):
         self.name = name
         self.health_path = health_path
         super().__init__(env, log_path, argv=argv, cwd=cwd)
@@ -96,4 +97,3 @@ class ServerProcess(RelayProcess):
 
     def rss(self) -> int:
         return rss_kib(self.pid)
-

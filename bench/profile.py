@@ -87,31 +87,55 @@ def summarize(text: str, top: int = 40) -> dict:
     total, inclusive, self_, pkg_incl, pkg_self = parse_collapsed(text)
     if not total:
         return {"samples": 0, "inclusive": [], "by_package": []}
-    rows = [{"function": f, "inclusive_pct": round(100 * c / total, 2), "self_pct": round(100 * self_[f] / total, 2)}
-            for f, c in inclusive.most_common(top)]
+    rows = [
+        {"function": f, "inclusive_pct": round(100 * c / total, 2), "self_pct": round(100 * self_[f] / total, 2)}
+        for f, c in inclusive.most_common(top)
+    ]
     self_rows = [{"function": f, "self_pct": round(100 * c / total, 2)} for f, c in self_.most_common(top)]
-    packages = [{"package": p, "inclusive_pct": round(100 * c / total, 2),
-                 "self_pct": round(100 * pkg_self[p] / total, 2)} for p, c in pkg_incl.most_common()]
-    return {"samples": total, "inclusive": rows, "self": self_rows, "by_package": packages,
-            "hot_paths": hot_paths(text)}
+    packages = [
+        {"package": p, "inclusive_pct": round(100 * c / total, 2), "self_pct": round(100 * pkg_self[p] / total, 2)}
+        for p, c in pkg_incl.most_common()
+    ]
+    return {
+        "samples": total,
+        "inclusive": rows,
+        "self": self_rows,
+        "by_package": packages,
+        "hot_paths": hot_paths(text),
+    }
 
 
 async def profile_run(target, args) -> dict:
     rec = Recorder()
     deadline = time.perf_counter() + args.seconds + 120
-    robots, apps, info = await open_pairs(target, target.people.pairs[:args.pairs], rec, deadline)
+    robots, apps, info = await open_pairs(target, target.people.pairs[: args.pairs], rec, deadline)
     await asyncio.sleep(1.0)
     phase = rec.start(1)
     raw_path = Path(args.out) / f"profile-{args.tag}.txt"
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     window = Window(target)
-    load = asyncio.create_task(offered_load(interleaved(robots, apps), phase, args.rate * len(robots),
-                                            args.seconds + 2, deadline))
+    load = asyncio.create_task(
+        offered_load(interleaved(robots, apps), phase, args.rate * len(robots), args.seconds + 2, deadline)
+    )
     await asyncio.sleep(1.0)
-    cmd = [spy, "record", "--pid", str(target.pids[0]), "--duration", str(int(args.seconds)), "--rate",
-           str(args.rate_hz), "--format", "raw", "--output", str(raw_path), "--nonblocking"]
-    result = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True,
-                                     timeout=args.seconds + 60, check=False)
+    cmd = [
+        spy,
+        "record",
+        "--pid",
+        str(target.pids[0]),
+        "--duration",
+        str(int(args.seconds)),
+        "--rate",
+        str(args.rate_hz),
+        "--format",
+        "raw",
+        "--output",
+        str(raw_path),
+        "--nonblocking",
+    ]
+    result = await asyncio.to_thread(
+        subprocess.run, cmd, capture_output=True, text=True, timeout=args.seconds + 60, check=False
+    )
     sent = await load
     await drain(rec, phase, idle=3.0, cap=30.0)
     acc = phase.accounting()
@@ -119,14 +143,24 @@ async def profile_run(target, args) -> dict:
     for c in [*robots, *apps]:
         await c.close()
     if result.returncode or not raw_path.exists():
-        raise RuntimeError(f"py-spy could not sample the relay (exit {result.returncode}): "
-                           f"{(result.stderr or result.stdout)[-1500:]}")
+        raise RuntimeError(
+            f"py-spy could not sample the relay (exit {result.returncode}): {(result.stderr or result.stdout)[-1500:]}"
+        )
     out = summarize(raw_path.read_text())
-    out.update(sampler="py-spy", rate_hz=args.rate_hz, seconds=args.seconds, raw=str(raw_path),
-               load=f"{len(robots)} pairs × {args.rate:g} frames/s", pairs=info["pairs_open"], sent=sent,
-               accounting={k: v for k, v in acc.items() if k != "by_direction"},
-               latency_ms=phase.latency_summary()["both"], server_cpu_pct=cpu["server_cpu_pct"],
-               server_us_per_frame=cpu.get("server_us_per_frame"), cpu=cpu)
+    out.update(
+        sampler="py-spy",
+        rate_hz=args.rate_hz,
+        seconds=args.seconds,
+        raw=str(raw_path),
+        load=f"{len(robots)} pairs × {args.rate:g} frames/s",
+        pairs=info["pairs_open"],
+        sent=sent,
+        accounting={k: v for k, v in acc.items() if k != "by_direction"},
+        latency_ms=phase.latency_summary()["both"],
+        server_cpu_pct=cpu["server_cpu_pct"],
+        server_us_per_frame=cpu.get("server_us_per_frame"),
+        cpu=cpu,
+    )
     return out
 
 
@@ -161,11 +195,13 @@ def main(argv=None) -> int:
     result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     path = Path(args.json) if args.json else Path(args.out) / f"profile-{args.tag}.json"
     path.write_text(json.dumps(result, indent=1))
-    print(f"{result['label']}: {result['samples']} samples, relay CPU {result['server_cpu_pct']} % of a core, "
-          f"{result['server_us_per_frame']} µs per relayed frame, load {result['load']}, accounting "
-          f"{result['accounting']}")
+    print(
+        f"{result['label']}: {result['samples']} samples, relay CPU {result['server_cpu_pct']} % of a core, "
+        f"{result['server_us_per_frame']} µs per relayed frame, load {result['load']}, accounting "
+        f"{result['accounting']}"
+    )
     print(f"\n{'incl %':>7} {'self %':>7}  function")
-    for row in result["inclusive"][:args.top]:
+    for row in result["inclusive"][: args.top]:
         print(f"{row['inclusive_pct']:7.1f} {row['self_pct']:7.1f}  {row['function']}")
     print(f"\n{'self %':>7}  function (top self)")
     for row in result["self"][:15]:

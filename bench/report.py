@@ -16,8 +16,14 @@ from .stack import ROOT, TARGET_LABELS, TARGETS
 
 DOCS = ROOT / "docs" / "performance.md"
 DOCS_IMG = ROOT / "docs" / "performance"
-COLUMNS = ["figure", *(TARGET_LABELS[t] for t in TARGETS), "relay/raw floor (1 inst; 2 inst)",
-           "relay/channels floor (1; 2)", "target", "met?"]
+COLUMNS = [
+    "figure",
+    *(TARGET_LABELS[t] for t in TARGETS),
+    "relay/raw floor (1 inst; 2 inst)",
+    "relay/channels floor (1; 2)",
+    "target",
+    "met?",
+]
 
 
 def dig(data, *path):
@@ -73,19 +79,23 @@ OPS = {LE: "≤", LT: "<", GE: "≥", EQ: "="}
 
 def floor_times(floor, direction, factor):
     """A bound of `factor` × that floor's 1-pair p50 in `direction`."""
+
     def bound(per):
         v = dig(per, floor, "latency", "latency_ms", direction, "p50")
         return None if v is None else factor * v
+
     return bound
 
 
 def latency_targets(direction):
     """'1 pair one-way p50 ≤ 3 × floor (1 instance), ≤ 4 × floor (2 instances)', against each floor: the raw floor
     says what the whole stack costs, the channels floor what our code adds to it."""
-    return [("relay1", LE, floor_times("raw", direction, 3), "≤ 3 × raw floor"),
-            ("relay1", LE, floor_times("channels", direction, 3), "≤ 3 × channels floor"),
-            ("relay2", LE, floor_times("raw", direction, 4), "≤ 4 × raw floor (2 inst)"),
-            ("relay2", LE, floor_times("channels", direction, 4), "≤ 4 × channels floor (2 inst)")]
+    return [
+        ("relay1", LE, floor_times("raw", direction, 3), "≤ 3 × raw floor"),
+        ("relay1", LE, floor_times("channels", direction, 3), "≤ 3 × channels floor"),
+        ("relay2", LE, floor_times("raw", direction, 4), "≤ 4 × raw floor (2 inst)"),
+        ("relay2", LE, floor_times("channels", direction, 4), "≤ 4 × channels floor (2 inst)"),
+    ]
 
 
 def _kib(n):
@@ -93,15 +103,24 @@ def _kib(n):
 
 
 ROWS = [
-    Row("1 pair robot→app one-way p50 ms", lambda r: dig(r, "latency", "latency_ms", "r2a", "p50"),
-        latency_targets("r2a")),
+    Row(
+        "1 pair robot→app one-way p50 ms",
+        lambda r: dig(r, "latency", "latency_ms", "r2a", "p50"),
+        latency_targets("r2a"),
+    ),
     Row("1 pair robot→app p90 / p99 ms", lambda r: _pair(dig(r, "latency", "latency_ms", "r2a"), "p90", "p99")),
-    Row("1 pair app→robot one-way p50 ms", lambda r: dig(r, "latency", "latency_ms", "a2r", "p50"),
-        latency_targets("a2r")),
+    Row(
+        "1 pair app→robot one-way p50 ms",
+        lambda r: dig(r, "latency", "latency_ms", "a2r", "p50"),
+        latency_targets("a2r"),
+    ),
     Row("1 pair app→robot p90 / p99 ms", lambda r: _pair(dig(r, "latency", "latency_ms", "a2r"), "p90", "p99")),
     Row("100 pairs × 20/s: p50 ms", lambda r: dig(r, "pairs100", "latency_ms", "both", "p50")),
-    Row("100 pairs × 20/s: p99 ms", lambda r: dig(r, "pairs100", "latency_ms", "both", "p99"),
-        [("relay1", LE, 10, "≤ 10 ms")]),
+    Row(
+        "100 pairs × 20/s: p99 ms",
+        lambda r: dig(r, "pairs100", "latency_ms", "both", "p99"),
+        [("relay1", LE, 10, "≤ 10 ms")],
+    ),
     Row("100 pairs × 20/s: delivered / RATE_LIMITED / lost", lambda r: _counts(dig(r, "pairs100")), ratio=False),
     Row("100 pairs × 20/s: lost", lambda r: _lost(dig(r, "pairs100")), [("relay1", EQ, 0, "0 lost")], ratio=False),
     Row("1,000 pairs × 2/s: p50 / p99 ms", lambda r: _pair(dig(r, "pairs1000", "latency_ms", "both"), "p50", "p99")),
@@ -109,36 +128,65 @@ ROWS = [
     Row("1,000 pairs × 2/s: lost", lambda r: _lost(dig(r, "pairs1000")), [("relay1", EQ, 0, "0 lost")], ratio=False),
     Row("1,000 pairs × 2/s: pairs opened", lambda r: dig(r, "pairs1000", "pairs"), ratio=False),
     Row("max sustained relayed frames/s", lambda r: dig(r, "max", "max_sustained_per_s")),
-    Row("server CPU µs per frame at that rate", lambda r: dig(r, "max", "server_us_per_frame"),
-        [("relay1", LE, 200, "≤ 200 µs"), ("relay2", LE, 400, "≤ 400 µs (2 inst)")]),
-    Row("relayed frames/s per server core", lambda r: dig(r, "max", "frames_per_core_s"),
-        [("relay1", GE, 5000, "≥ 5,000"), ("relay2", GE, 2500, "≥ 2,500 (2 inst)")]),
-    Row("lowest ramp step: offered/s, server µs per frame, p99 ms", lambda r: _first_step(dig(r, "max")),
-        ratio=False),
+    Row(
+        "server CPU µs per frame at that rate",
+        lambda r: dig(r, "max", "server_us_per_frame"),
+        [("relay1", LE, 200, "≤ 200 µs"), ("relay2", LE, 400, "≤ 400 µs (2 inst)")],
+    ),
+    Row(
+        "relayed frames/s per server core",
+        lambda r: dig(r, "max", "frames_per_core_s"),
+        [("relay1", GE, 5000, "≥ 5,000"), ("relay2", GE, 2500, "≥ 2,500 (2 inst)")],
+    ),
+    Row("lowest ramp step: offered/s, server µs per frame, p99 ms", lambda r: _first_step(dig(r, "max")), ratio=False),
     Row("client CPU % at max (≥ 90: client-bound)", lambda r: dig(r, "max", "client_cpu_pct_at_max"), ratio=False),
-    Row("session setup ×100 concurrent: request→credentials p50 ms",
-        lambda r: dig(r, "setup", "request_to_credentials_ms", "p50"), [("relay1", LE, 3, "≤ 3 ms")]),
-    Row("session setup: request→credentials p99 ms", lambda r: dig(r, "setup", "request_to_credentials_ms", "p99"),
-        [("relay1", LE, 10, "≤ 10 ms")]),
-    Row("session setup: request→answer at robot p50 / p99 ms",
-        lambda r: _pair(dig(r, "setup", "request_to_answer_at_robot_ms"), "p50", "p99")),
+    Row(
+        "session setup ×100 concurrent: request→credentials p50 ms",
+        lambda r: dig(r, "setup", "request_to_credentials_ms", "p50"),
+        [("relay1", LE, 3, "≤ 3 ms")],
+    ),
+    Row(
+        "session setup: request→credentials p99 ms",
+        lambda r: dig(r, "setup", "request_to_credentials_ms", "p99"),
+        [("relay1", LE, 10, "≤ 10 ms")],
+    ),
+    Row(
+        "session setup: request→answer at robot p50 / p99 ms",
+        lambda r: _pair(dig(r, "setup", "request_to_answer_at_robot_ms"), "p50", "p99"),
+    ),
     Row("idle robot socket KiB RSS at 1,000", _kib(1000), [("relay1", LE, 25, "≤ 25 KiB")]),
     Row("idle robot socket KiB RSS at 5,000", _kib(5000), [("relay1", LE, 25, "≤ 25 KiB")]),
     Row("idle robot socket KiB RSS at 10,000", _kib(10000), [("relay1", LE, 25, "≤ 25 KiB")]),
     Row("idle robot socket KiB RSS at the largest level", lambda r: _last_level(dig(r, "memory"))),
-    Row("idle robot sockets held (most)", lambda r: max((x["sockets"] for x in dig(r, "memory", "levels") or []),
-                                                         default=None),
-        [("relay1", GE, 10000, "10,000 on 1 instance")], ratio=False),
-    Row("fan-out 1 event → 10 apps: server µs per event",
-        lambda r: dig(r, "fanout", "phases", "to_10", "cpu", "server_us_per_event")),
-    Row("fan-out 1 event → 1 app: server µs per event",
-        lambda r: dig(r, "fanout", "phases", "to_1", "cpu", "server_us_per_event")),
-    Row("fan-out cost 10 apps / 1 app (server CPU)", lambda r: dig(r, "fanout", "cpu_ratio_many_to_one"),
-        [("relay1", LT, 3, "< 3 single sends"), ("relay2", LT, 3, "< 3 (2 inst)")], ratio=False),
-    Row("fan-out latency p50 10 apps / 1 app", lambda r: dig(r, "fanout", "latency_p50_ratio_many_to_one"),
-        ratio=False),
-    Row("fan-out: frames a stranger received", lambda r: dig(r, "fanout", "stranger_received"),
-        [("relay1", EQ, 0, "0"), ("relay2", EQ, 0, "0")], ratio=False),
+    Row(
+        "idle robot sockets held (most)",
+        lambda r: max((x["sockets"] for x in dig(r, "memory", "levels") or []), default=None),
+        [("relay1", GE, 10000, "10,000 on 1 instance")],
+        ratio=False,
+    ),
+    Row(
+        "fan-out 1 event → 10 apps: server µs per event",
+        lambda r: dig(r, "fanout", "phases", "to_10", "cpu", "server_us_per_event"),
+    ),
+    Row(
+        "fan-out 1 event → 1 app: server µs per event",
+        lambda r: dig(r, "fanout", "phases", "to_1", "cpu", "server_us_per_event"),
+    ),
+    Row(
+        "fan-out cost 10 apps / 1 app (server CPU)",
+        lambda r: dig(r, "fanout", "cpu_ratio_many_to_one"),
+        [("relay1", LT, 3, "< 3 single sends"), ("relay2", LT, 3, "< 3 (2 inst)")],
+        ratio=False,
+    ),
+    Row(
+        "fan-out latency p50 10 apps / 1 app", lambda r: dig(r, "fanout", "latency_p50_ratio_many_to_one"), ratio=False
+    ),
+    Row(
+        "fan-out: frames a stranger received",
+        lambda r: dig(r, "fanout", "stranger_received"),
+        [("relay1", EQ, 0, "0"), ("relay2", EQ, 0, "0")],
+        ratio=False,
+    ),
 ]
 
 
@@ -262,8 +310,13 @@ def plots(per: dict, out_dir: Path, prefix: str = "") -> list[Path]:
         for d, style in (("r2a", "-"), ("a2r", "--")):
             pts = dig(per, t, "latency", "cdf", d)
             if pts:
-                axes[0].plot([p[0] for p in pts], [p[1] for p in pts], style, color=colors[t],
-                             label=f"{TARGET_LABELS[t]} {'robot→app' if d == 'r2a' else 'app→robot'}")
+                axes[0].plot(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    style,
+                    color=colors[t],
+                    label=f"{TARGET_LABELS[t]} {'robot→app' if d == 'r2a' else 'app→robot'}",
+                )
         pts = dig(per, t, "pairs100", "cdf")
         if pts:
             axes[1].plot([p[0] for p in pts], [p[1] for p in pts], color=colors[t], label=TARGET_LABELS[t])
@@ -285,10 +338,17 @@ def plots(per: dict, out_dir: Path, prefix: str = "") -> list[Path]:
         steps = dig(per, t, "max", "steps") or []
         if steps:
             x = [s["offered_per_s"] for s in steps]
-            ax.plot(x, [s["latency_ms"].get("p50") for s in steps], "-o", color=colors[t], ms=3,
-                    label=f"{TARGET_LABELS[t]} p50")
-            ax.plot(x, [s["latency_ms"].get("p99") for s in steps], ":", color=colors[t],
-                    label=f"{TARGET_LABELS[t]} p99")
+            ax.plot(
+                x,
+                [s["latency_ms"].get("p50") for s in steps],
+                "-o",
+                color=colors[t],
+                ms=3,
+                label=f"{TARGET_LABELS[t]} p50",
+            )
+            ax.plot(
+                x, [s["latency_ms"].get("p99") for s in steps], ":", color=colors[t], label=f"{TARGET_LABELS[t]} p99"
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("offered frames/s (all pairs, both directions)")
@@ -306,9 +366,14 @@ def plots(per: dict, out_dir: Path, prefix: str = "") -> list[Path]:
     for t in TARGETS:
         levels = dig(per, t, "memory", "levels") or []
         if levels:
-            ax.plot([0] + [lv["sockets"] for lv in levels],
-                    [0] + [lv["rss_growth_kib"] / 1024 for lv in levels], "-o", color=colors[t], ms=3,
-                    label=TARGET_LABELS[t])
+            ax.plot(
+                [0] + [lv["sockets"] for lv in levels],
+                [0] + [lv["rss_growth_kib"] / 1024 for lv in levels],
+                "-o",
+                color=colors[t],
+                ms=3,
+                label=TARGET_LABELS[t],
+            )
     ax.set_xlabel("idle robot sockets")
     ax.set_ylabel("server RSS growth (MiB, all instances)")
     ax.set_title("Memory vs idle sockets")
@@ -345,20 +410,27 @@ def _block(section: str, body: str) -> str:
 
 def section_text(results: dict, per: dict, images: list[Path], label: str, profile: dict | None) -> str:
     meta = results.get("meta", {})
-    lines = [f"## {label}", "",
-             f"Run {meta.get('date', '?')} ({'quick' if meta.get('quick') else 'full'} sizes), mode "
-             f"**{meta.get('mode', '?')}** ({meta.get('description', '')}); relay checkout "
-             f"`{meta.get('relay_commit', '?')}`.",
-             f"Machine: {meta.get('nproc', '?')} cores ({meta.get('cpu_model', '?')}), Python "
-             f"{meta.get('python', '?')}, load average at start {meta.get('loadavg', '?')}; bench took "
-             f"{meta.get('total_seconds', '?')} s.", ""]
+    lines = [
+        f"## {label}",
+        "",
+        f"Run {meta.get('date', '?')} ({'quick' if meta.get('quick') else 'full'} sizes), mode "
+        f"**{meta.get('mode', '?')}** ({meta.get('description', '')}); relay checkout "
+        f"`{meta.get('relay_commit', '?')}`.",
+        f"Machine: {meta.get('nproc', '?')} cores ({meta.get('cpu_model', '?')}), Python "
+        f"{meta.get('python', '?')}, load average at start {meta.get('loadavg', '?')}; bench took "
+        f"{meta.get('total_seconds', '?')} s.",
+        "",
+    ]
     if meta.get("overrides"):
         lines += [f"Sizes changed with `--set`: `{meta['overrides']}`.", ""]
     if results.get("skipped"):
         lines += ["Skipped: " + "; ".join(f"{k}: {v}" for k, v in results["skipped"].items()), ""]
     lines += [markdown(table_rows(per)), ""]
-    lines += [f"Correctness: {'OK' if not results.get('failures') else 'FAILED'}"
-              + ("" if not results.get("failures") else " — " + "; ".join(results["failures"][:8])), ""]
+    lines += [
+        f"Correctness: {'OK' if not results.get('failures') else 'FAILED'}"
+        + ("" if not results.get("failures") else " — " + "; ".join(results["failures"][:8])),
+        "",
+    ]
     if results.get("notes"):
         lines += ["Notes: " + "; ".join(results["notes"]), ""]
     for img in images:
@@ -372,13 +444,18 @@ def section_text(results: dict, per: dict, images: list[Path], label: str, profi
 
 def profile_text(profile: dict, top: int = 20) -> list[str]:
     """'Where the time goes': the profile's top inclusive and self functions as Markdown."""
-    lines = [f"### Where the time goes ({profile.get('label', 'profile')})", "",
-             f"{profile.get('sampler', 'py-spy')} at {profile.get('rate_hz', '?')} Hz for "
-             f"{profile.get('seconds', '?')} s against one relay process under {profile.get('load', '?')}; "
-             f"{profile.get('samples', 0)} samples of active (GIL-holding or running) threads. Relay CPU "
-             f"{profile.get('server_cpu_pct', '?')} % of a core, "
-             f"{profile.get('server_us_per_frame', '?')} µs per relayed frame.", "",
-             "| inclusive % | self % | function |", "|---:|---:|---|"]
+    lines = [
+        f"### Where the time goes ({profile.get('label', 'profile')})",
+        "",
+        f"{profile.get('sampler', 'py-spy')} at {profile.get('rate_hz', '?')} Hz for "
+        f"{profile.get('seconds', '?')} s against one relay process under {profile.get('load', '?')}; "
+        f"{profile.get('samples', 0)} samples of active (GIL-holding or running) threads. Relay CPU "
+        f"{profile.get('server_cpu_pct', '?')} % of a core, "
+        f"{profile.get('server_us_per_frame', '?')} µs per relayed frame.",
+        "",
+        "| inclusive % | self % | function |",
+        "|---:|---:|---|",
+    ]
     for row in profile.get("inclusive", [])[:top]:
         lines.append(f"| {row['inclusive_pct']:.1f} | {row['self_pct']:.1f} | `{row['function']}` |")
     lines.append("")
@@ -389,14 +466,21 @@ def profile_text(profile: dict, top: int = 20) -> list[str]:
     if profile.get("by_package"):
         lines += ["Inclusive share by package (a sample counts once per package on its stack):", ""]
         lines += ["| package | inclusive % | self % |", "|---|---:|---:|"]
-        lines += [f"| {p['package']} | {p['inclusive_pct']:.1f} | {p['self_pct']:.1f} |"
-                  for p in profile["by_package"][:15]]
+        lines += [
+            f"| {p['package']} | {p['inclusive_pct']:.1f} | {p['self_pct']:.1f} |" for p in profile["by_package"][:15]
+        ]
         lines.append("")
     return lines
 
 
-def write_docs(results: dict, section: str = "latest", label: str | None = None, profile: dict | None = None,
-               images: list[Path] | None = None, docs: Path = DOCS) -> Path:
+def write_docs(
+    results: dict,
+    section: str = "latest",
+    label: str | None = None,
+    profile: dict | None = None,
+    images: list[Path] | None = None,
+    docs: Path = DOCS,
+) -> Path:
     """Rewrite the `section` block of docs/performance.md (creating the file if needed); copies the plots."""
     per = results.get("targets", {})
     DOCS_IMG.mkdir(parents=True, exist_ok=True)

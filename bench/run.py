@@ -26,42 +26,66 @@ from .stack import LOCAL, ROOT, TARGETS, Services, detect_mode, start_target
 
 QUICK = {
     "latency_frames": 200,
-    "p100_pairs": 100, "p100_rate": 20.0, "p100_seconds": 4.0,
-    "p1000_pairs": 300, "p1000_rate": 2.0, "p1000_seconds": 4.0,
-    "max_pairs": 20, "max_steps": [100, 250, 500, 1000, 2000, 4000, 6000, 8000, 12000], "max_step_seconds": 1.5,
-    "max_p99_ms": 50.0, "max_rate_cap": 1e9,
-    "setup_concurrent": 100, "setup_rounds": 2,
-    "fanout_apps": 10, "fanout_events": 200, "fanout_rate": 100.0,
-    "memory_levels": [250, 500, 1000], "memory_concurrency": 50,
-    "scenario_seconds": 90.0, "memory_seconds": 120.0,
+    "p100_pairs": 100,
+    "p100_rate": 20.0,
+    "p100_seconds": 4.0,
+    "p1000_pairs": 300,
+    "p1000_rate": 2.0,
+    "p1000_seconds": 4.0,
+    "max_pairs": 20,
+    "max_steps": [100, 250, 500, 1000, 2000, 4000, 6000, 8000, 12000],
+    "max_step_seconds": 1.5,
+    "max_p99_ms": 50.0,
+    "max_rate_cap": 1e9,
+    "setup_concurrent": 100,
+    "setup_rounds": 2,
+    "fanout_apps": 10,
+    "fanout_events": 200,
+    "fanout_rate": 100.0,
+    "memory_levels": [250, 500, 1000],
+    "memory_concurrency": 50,
+    "scenario_seconds": 90.0,
+    "memory_seconds": 120.0,
 }
 FULL = {
     **QUICK,
     "latency_frames": 1000,
     "p100_seconds": 20.0,
-    "p1000_pairs": 1000, "p1000_seconds": 20.0,
+    "p1000_pairs": 1000,
+    "p1000_seconds": 20.0,
     "max_pairs": 50,
     "max_steps": [100, 250, 500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12500, 15000, 20000],
     "max_step_seconds": 4.0,
     "setup_rounds": 10,
     "fanout_events": 1000,
-    "memory_levels": [1000, 5000, 10000], "memory_concurrency": 100,
-    "scenario_seconds": 240.0, "memory_seconds": 420.0,
+    "memory_levels": [1000, 5000, 10000],
+    "memory_concurrency": 100,
+    "scenario_seconds": 240.0,
+    "memory_seconds": 420.0,
 }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of about 2-3 minutes")
-    parser.add_argument("--scenario", action="append", choices=SCENARIOS,
-                        help="run only this scenario (repeatable); default all")
+    parser.add_argument(
+        "--scenario", action="append", choices=SCENARIOS, help="run only this scenario (repeatable); default all"
+    )
     parser.add_argument("--target", action="append", choices=TARGETS, help="run only this target (repeatable)")
     parser.add_argument("--json", metavar="PATH", help="write every figure here (default OUT/bench-<mode>.json)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="directory for JSON, table, plots")
-    parser.add_argument("--relay-root", default=str(ROOT),
-                        help="checkout whose relay to measure (e.g. a git worktree of an older commit)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a size, e.g. --set max_rate_cap=1000 --set memory_levels=500,1000")
+    parser.add_argument(
+        "--relay-root",
+        default=str(ROOT),
+        help="checkout whose relay to measure (e.g. a git worktree of an older commit)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a size, e.g. --set max_rate_cap=1000 --set memory_levels=500,1000",
+    )
     parser.add_argument("--write-docs", action="store_true", help="rewrite a section of docs/performance.md")
     parser.add_argument("--section", default="latest", help="docs section for --write-docs (latest, before, …)")
     parser.add_argument("--label", default=None, help="heading of that docs section")
@@ -92,16 +116,31 @@ def machine(relay_root: Path) -> dict:
     except OSError:
         pass
     try:
-        commit = subprocess.run(["git", "-C", str(relay_root), "log", "-1", "--format=%h %s"],  # noqa: S607
-                                capture_output=True, text=True, timeout=10, check=False).stdout.strip()[:90]
-        dirty = subprocess.run(["git", "-C", str(relay_root), "status", "--porcelain", "--", "relay", "wimz"],  # noqa: S607
-                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(relay_root), "log", "-1", "--format=%h %s"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()[:90]
+        dirty = subprocess.run(
+            ["git", "-C", str(relay_root), "status", "--porcelain", "--", "relay", "wimz"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
         commit += " (+ uncommitted relay changes)" if dirty else ""
     except (OSError, subprocess.SubprocessError):
         commit = "?"
-    return {"nproc": os.cpu_count(), "cpu_model": cpu, "python": platform.python_version(),
-            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "relay_commit": commit,
-            "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3])}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu,
+        "python": platform.python_version(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "relay_commit": commit,
+        "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+    }
 
 
 async def run_target(target, scenarios: list[str], n: dict) -> dict:
@@ -121,8 +160,10 @@ async def run_target(target, scenarios: list[str], n: dict) -> dict:
         result["seconds"] = round(time.perf_counter() - started, 1)
         result["settle_seconds"] = waited
         out[name] = result
-        print(f" {result['seconds']} s" + (f"  [{len(result['failures'])} failure(s)]" if result["failures"] else ""),
-              flush=True)
+        print(
+            f" {result['seconds']} s" + (f"  [{len(result['failures'])} failure(s)]" if result["failures"] else ""),
+            flush=True,
+        )
     return out
 
 
@@ -147,18 +188,29 @@ def main(argv=None) -> int:
         notes.append(f"open-file limit {nofile} < {need}: memory levels capped to {capped}")
         n["memory_levels"] = capped
     pinned = procs.pin(0, procs.CLIENT_CORE)
-    meta = {"mode": mode, "quick": args.quick, "sizes": n, "overrides": " ".join(args.set), **machine(relay_root),
-            "client_pinned_to_core": procs.CLIENT_CORE if pinned else None,
-            "server_core": procs.SERVER_CORE if pinned else None, "nofile": nofile}
-    print(f"WIM-Z relay bench ({'quick' if args.quick else 'full'}), {meta['nproc']} cores, Python {meta['python']}, "
-          f"relay {meta['relay_commit']}", flush=True)
+    meta = {
+        "mode": mode,
+        "quick": args.quick,
+        "sizes": n,
+        "overrides": " ".join(args.set),
+        **machine(relay_root),
+        "client_pinned_to_core": procs.CLIENT_CORE if pinned else None,
+        "server_core": procs.SERVER_CORE if pinned else None,
+        "nofile": nofile,
+    }
+    print(
+        f"WIM-Z relay bench ({'quick' if args.quick else 'full'}), {meta['nproc']} cores, Python {meta['python']}, "
+        f"relay {meta['relay_commit']}",
+        flush=True,
+    )
     if not pinned:
         notes.append("not pinned (one core): servers and load generator share it")
     started = time.perf_counter()
     per, failures = {}, []
     max_idle = max(n["memory_levels"]) if "memory" in scenarios else 0
-    pairs = max(n["p1000_pairs"] if "pairs1000" in scenarios else 0, n["p100_pairs"], n["setup_concurrent"],
-                n["max_pairs"], 1)
+    pairs = max(
+        n["p1000_pairs"] if "pairs1000" in scenarios else 0, n["p100_pairs"], n["setup_concurrent"], n["max_pairs"], 1
+    )
     try:
         with Services(mode, relay_root) as services:
             meta["description"] = services.describe()
@@ -181,8 +233,9 @@ def main(argv=None) -> int:
                 logs = target.logs()
                 tracebacks = logs.count("Traceback")
                 per[name]["server_log"] = {"tracebacks": tracebacks, "error_lines": logs.count(" ERROR ")}
-                found = [f"{name}/{msg}" for r in per[name].values() if isinstance(r, dict)
-                         for msg in r.get("failures", [])]
+                found = [
+                    f"{name}/{msg}" for r in per[name].values() if isinstance(r, dict) for msg in r.get("failures", [])
+                ]
                 if tracebacks:
                     found.append(f"{name}: {tracebacks} traceback(s) in the server log ({services.tmp})")
                     services.failed = True

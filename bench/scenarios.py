@@ -56,11 +56,14 @@ class Window:
     def close(self, frames: int | None = None) -> dict:
         wall = now() - self.wall
         server = self.target.cpu() - self.server
-        out = {"wall_s": round(wall, 3), "server_cpu_s": round(server, 3),
-               "server_cpu_pct": round(100 * server / wall, 1) if wall > 0 else None,
-               "client_cpu_s": round(time.process_time() - self.client, 3),
-               "client_cpu_pct": round(100 * (time.process_time() - self.client) / wall, 1) if wall > 0 else None,
-               "services_cpu_s": round(services_cpu_seconds() - self.services, 3)}
+        out = {
+            "wall_s": round(wall, 3),
+            "server_cpu_s": round(server, 3),
+            "server_cpu_pct": round(100 * server / wall, 1) if wall > 0 else None,
+            "client_cpu_s": round(time.process_time() - self.client, 3),
+            "client_cpu_pct": round(100 * (time.process_time() - self.client) / wall, 1) if wall > 0 else None,
+            "services_cpu_s": round(services_cpu_seconds() - self.services, 3),
+        }
         if frames:
             out["server_us_per_frame"] = round(1e6 * server / frames, 1)
             out["services_us_per_frame"] = round(1e6 * out["services_cpu_s"] / frames, 1)
@@ -70,10 +73,12 @@ class Window:
 def check_phase(name: str, acc: dict, failures: list, errors=None) -> None:
     """Append a failure when a phase lost frames, its counts do not add up, or frames came twice/out of order."""
     if acc["lost"] > 0 or not acc["adds_up"] or acc["misordered"] or acc["other_errors"] or acc["send_failed"]:
-        failures.append(f"{name}: sent {acc['sent']}, expected {acc['expected']} deliveries, delivered "
-                        f"{acc['delivered']}, RATE_LIMITED {acc['rate_limited']}, other errors {acc['other_errors']}, "
-                        f"lost {acc['lost']}, duplicates {acc['duplicates']}, misordered {acc['misordered']}, "
-                        f"sends on closed sockets {acc['send_failed']}")
+        failures.append(
+            f"{name}: sent {acc['sent']}, expected {acc['expected']} deliveries, delivered "
+            f"{acc['delivered']}, RATE_LIMITED {acc['rate_limited']}, other errors {acc['other_errors']}, "
+            f"lost {acc['lost']}, duplicates {acc['duplicates']}, misordered {acc['misordered']}, "
+            f"sends on closed sockets {acc['send_failed']}"
+        )
     if errors:
         failures.append(f"{name}: error frames {dict(errors)}")
 
@@ -82,17 +87,24 @@ async def open_pairs(target: Target, pairs: list[Pair], rec: Recorder, deadline:
     """Robot then app socket for each pair (robots on instance A, apps on B), bounded; returns complete pairs."""
     started = now()
     robots, robot_ms, robot_failed = await open_bounded(
-        [partial(open_robot, target, p, rec) for p in pairs], OPEN_CONCURRENCY, deadline)
+        [partial(open_robot, target, p, rec) for p in pairs], OPEN_CONCURRENCY, deadline
+    )
     have = {c.pair.device_id for c in robots}
     apps, app_ms, app_failed = await open_bounded(
-        [partial(open_app, target, p, rec) for p in pairs if p.device_id in have], OPEN_CONCURRENCY, deadline)
+        [partial(open_app, target, p, rec) for p in pairs if p.device_id in have], OPEN_CONCURRENCY, deadline
+    )
     by_id = {c.pair.device_id: c for c in apps}
     robots_ok = [r for r in robots if r.pair.device_id in by_id]
     apps_ok = [by_id[r.pair.device_id] for r in robots_ok]
     await close_bounded([r for r in robots if r.pair.device_id not in by_id])
-    info = {"pairs_wanted": len(pairs), "pairs_open": len(robots_ok), "open_seconds": round(now() - started, 2),
-            "robot_handshake_ms": summary(robot_ms), "app_handshake_ms": summary(app_ms),
-            "handshakes_failed": robot_failed + app_failed}
+    info = {
+        "pairs_wanted": len(pairs),
+        "pairs_open": len(robots_ok),
+        "open_seconds": round(now() - started, 2),
+        "robot_handshake_ms": summary(robot_ms),
+        "app_handshake_ms": summary(app_ms),
+        "handshakes_failed": robot_failed + app_failed,
+    }
     return robots_ok, apps_ok, info
 
 
@@ -146,23 +158,28 @@ async def latency(target: Target, n: dict, deadline: float) -> dict:
     cpu = window.close(acc["delivered"])
     check_phase("latency", acc, failures, rec.errors)
     await close_bounded([robot, app])
-    return {"frames_per_direction": n["latency_frames"], "latency_ms": phase.latency_summary(),
-            "cdf": {d: cdf_points(phase.latency[d]) for d in (R2A, A2R)}, "accounting": acc, "cpu": cpu,
-            "failures": failures}
+    return {
+        "frames_per_direction": n["latency_frames"],
+        "latency_ms": phase.latency_summary(),
+        "cdf": {d: cdf_points(phase.latency[d]) for d in (R2A, A2R)},
+        "accounting": acc,
+        "cpu": cpu,
+        "failures": failures,
+    }
 
 
 # --- 2./3. many pairs at a fixed rate ---------------------------------------------------------------
 
 
-async def pairs_at_rate(target: Target, pairs: int, rate: float, seconds: float, deadline: float,
-                        name: str) -> dict:
+async def pairs_at_rate(target: Target, pairs: int, rate: float, seconds: float, deadline: float, name: str) -> dict:
     """`pairs` pairs, each sending `rate` frames/s (half robot → app, half app → robot) for `seconds`."""
     rec = Recorder()
     failures = []
     robots, apps, info = await open_pairs(target, target.people.pairs[:pairs], rec, deadline)
     if info["pairs_open"] < pairs:
-        failures.append(f"{name}: only {info['pairs_open']} of {pairs} pairs opened "
-                        f"({info['handshakes_failed']} handshakes failed)")
+        failures.append(
+            f"{name}: only {info['pairs_open']} of {pairs} pairs opened ({info['handshakes_failed']} handshakes failed)"
+        )
     await asyncio.sleep(1.0)  # snapshots and online pushes settle before the clock starts
     phase = rec.start(1)
     window = Window(target)
@@ -172,10 +189,19 @@ async def pairs_at_rate(target: Target, pairs: int, rate: float, seconds: float,
     cpu = window.close(acc["delivered"])
     check_phase(name, acc, failures, rec.errors)
     await close_bounded([*robots, *apps])
-    return {"pairs": len(robots), "rate_per_pair": rate, "seconds": seconds, **info, "load": load,
-            "drain_s": round(drained, 2), "latency_ms": phase.latency_summary(),
-            "cdf": cdf_points(phase.latency[R2A] + phase.latency[A2R]), "accounting": acc, "cpu": cpu,
-            "failures": failures}
+    return {
+        "pairs": len(robots),
+        "rate_per_pair": rate,
+        "seconds": seconds,
+        **info,
+        "load": load,
+        "drain_s": round(drained, 2),
+        "latency_ms": phase.latency_summary(),
+        "cdf": cdf_points(phase.latency[R2A] + phase.latency[A2R]),
+        "accounting": acc,
+        "cpu": cpu,
+        "failures": failures,
+    }
 
 
 async def pairs100(target: Target, n: dict, deadline: float) -> dict:
@@ -183,8 +209,7 @@ async def pairs100(target: Target, n: dict, deadline: float) -> dict:
 
 
 async def pairs1000(target: Target, n: dict, deadline: float) -> dict:
-    return await pairs_at_rate(target, n["p1000_pairs"], n["p1000_rate"], n["p1000_seconds"], deadline,
-                               "pairs1000")
+    return await pairs_at_rate(target, n["p1000_pairs"], n["p1000_rate"], n["p1000_seconds"], deadline, "pairs1000")
 
 
 # --- 4. max sustained frames/s ---------------------------------------------------------------------
@@ -199,7 +224,7 @@ async def max_rate(target: Target, n: dict, deadline: float) -> dict:
     """
     rec = Recorder()
     failures = []
-    robots, apps, info = await open_pairs(target, target.people.pairs[:n["max_pairs"]], rec, deadline)
+    robots, apps, info = await open_pairs(target, target.people.pairs[: n["max_pairs"]], rec, deadline)
     senders = interleaved(robots, apps)
     await asyncio.sleep(1.0)
     steps = []
@@ -215,13 +240,23 @@ async def max_rate(target: Target, n: dict, deadline: float) -> dict:
         acc = phase.accounting()
         cpu = window.close(acc["delivered"])
         lat = phase.latency_summary()["both"]
-        sustained = (acc["lost"] == 0 and acc["rate_limited"] == 0 and acc["adds_up"]
-                     and (lat.get("p99") or 0) <= n["max_p99_ms"]
-                     and (load["achieved_per_s"] or 0) >= 0.9 * rate)
-        step = {"offered_per_s": rate, "achieved_per_s": load["achieved_per_s"],
-                "delivered_per_s": round(acc["delivered"] / load["send_seconds"], 1) if load["send_seconds"] else None,
-                "latency_ms": lat, "accounting": {k2: v for k2, v in acc.items() if k2 != "by_direction"},
-                "cpu": cpu, "drain_s": round(drained, 2), "sustained": sustained}
+        sustained = (
+            acc["lost"] == 0
+            and acc["rate_limited"] == 0
+            and acc["adds_up"]
+            and (lat.get("p99") or 0) <= n["max_p99_ms"]
+            and (load["achieved_per_s"] or 0) >= 0.9 * rate
+        )
+        step = {
+            "offered_per_s": rate,
+            "achieved_per_s": load["achieved_per_s"],
+            "delivered_per_s": round(acc["delivered"] / load["send_seconds"], 1) if load["send_seconds"] else None,
+            "latency_ms": lat,
+            "accounting": {k2: v for k2, v in acc.items() if k2 != "by_direction"},
+            "cpu": cpu,
+            "drain_s": round(drained, 2),
+            "sustained": sustained,
+        }
         steps.append(step)
         check_phase(f"max step {rate}/s", acc, failures)
         if not sustained:
@@ -231,21 +266,32 @@ async def max_rate(target: Target, n: dict, deadline: float) -> dict:
     if rec.errors:
         failures.append(f"max: error frames {dict(rec.errors)}")
     await close_bounded([*robots, *apps])
-    out = {"pairs": len(robots), **info, "p99_bound_ms": n["max_p99_ms"], "step_seconds": n["max_step_seconds"],
-           "steps": steps, "failures": failures}
+    out = {
+        "pairs": len(robots),
+        **info,
+        "p99_bound_ms": n["max_p99_ms"],
+        "step_seconds": n["max_step_seconds"],
+        "steps": steps,
+        "failures": failures,
+    }
     if best:
         us = best["cpu"].get("server_us_per_frame")
-        out.update(max_sustained_per_s=best["offered_per_s"], server_us_per_frame=us,
-                   frames_per_core_s=round(1e6 / us) if us else None,
-                   client_cpu_pct_at_max=best["cpu"]["client_cpu_pct"],
-                   client_bound=(best["cpu"]["client_cpu_pct"] or 0) >= 90,
-                   ramp_capped=best is steps[-1])
+        out.update(
+            max_sustained_per_s=best["offered_per_s"],
+            server_us_per_frame=us,
+            frames_per_core_s=round(1e6 / us) if us else None,
+            client_cpu_pct_at_max=best["cpu"]["client_cpu_pct"],
+            client_bound=(best["cpu"]["client_cpu_pct"] or 0) >= 90,
+            ramp_capped=best is steps[-1],
+        )
     else:
         out.update(max_sustained_per_s=0, server_us_per_frame=None, frames_per_core_s=None)
     if steps:  # the cost at the lowest step, sustained or not (the one figure an overloaded server still gives)
-        out["first_step"] = {"offered_per_s": steps[0]["offered_per_s"],
-                             "server_us_per_frame": steps[0]["cpu"].get("server_us_per_frame"),
-                             "p99_ms": steps[0]["latency_ms"].get("p99")}
+        out["first_step"] = {
+            "offered_per_s": steps[0]["offered_per_s"],
+            "server_us_per_frame": steps[0]["cpu"].get("server_us_per_frame"),
+            "p99_ms": steps[0]["latency_ms"].get("p99"),
+        }
     return out
 
 
@@ -262,7 +308,7 @@ async def setup(target: Target, n: dict, deadline: float) -> dict:
         return {"skipped": "floors have no signaling", "failures": []}
     rec = Recorder()
     failures = []
-    robots, apps, info = await open_pairs(target, target.people.pairs[:n["setup_concurrent"]], rec, deadline)
+    robots, apps, info = await open_pairs(target, target.people.pairs[: n["setup_concurrent"]], rec, deadline)
     await asyncio.sleep(1.0)
     to_cred, to_robot, to_answer, problems = [], [], [], []
 
@@ -313,9 +359,17 @@ async def setup(target: Target, n: dict, deadline: float) -> dict:
     if rec.errors:
         failures.append(f"setup: error frames {dict(rec.errors)}")
     await close_bounded([*robots, *apps])
-    return {"concurrent": len(robots), "rounds": rounds, **info, "completed": len(to_answer),
-            "request_to_credentials_ms": summary(to_cred), "request_to_robot_request_ms": summary(to_robot),
-            "request_to_answer_at_robot_ms": summary(to_answer), "cpu": cpu, "failures": failures}
+    return {
+        "concurrent": len(robots),
+        "rounds": rounds,
+        **info,
+        "completed": len(to_answer),
+        "request_to_credentials_ms": summary(to_cred),
+        "request_to_robot_request_ms": summary(to_robot),
+        "request_to_answer_at_robot_ms": summary(to_answer),
+        "cpu": cpu,
+        "failures": failures,
+    }
 
 
 # --- 6. fan-out ----------------------------------------------------------------------------------------
@@ -328,8 +382,7 @@ async def fanout(target: Target, n: dict, deadline: float) -> dict:
     failures = []
     people = target.people
     robot = await open_robot(target, people.fan, rec)
-    apps, _, refused = await open_bounded([partial(open_app, target, people.fan, rec)] * n["fanout_apps"],
-                                          10, deadline)
+    apps, _, refused = await open_bounded([partial(open_app, target, people.fan, rec)] * n["fanout_apps"], 10, deadline)
     if refused or len(apps) < n["fanout_apps"]:
         failures.append(f"fanout: {refused} app handshakes failed")
     stranger = await open_app(target, people.stranger, stranger_rec)  # a user with no device / another key
@@ -349,8 +402,14 @@ async def fanout(target: Target, n: dict, deadline: float) -> dict:
         events = max(1, phase.sent[R2A])
         cpu["server_us_per_event"] = round(1e6 * cpu["server_cpu_s"] / events, 1)
         check_phase(f"fanout to {receivers}", acc, failures)
-        results[f"to_{receivers}"] = {"receivers": receivers, "events": phase.sent[R2A], "load": load,
-                                      "latency_ms": summary(phase.latency[R2A]), "accounting": acc, "cpu": cpu}
+        results[f"to_{receivers}"] = {
+            "receivers": receivers,
+            "events": phase.sent[R2A],
+            "load": load,
+            "latency_ms": summary(phase.latency[R2A]),
+            "accounting": acc,
+            "cpu": cpu,
+        }
     leaked = sum(sum(p.delivered.values()) for p in stranger_rec.phases.values())
     if leaked:
         failures.append(f"fanout: a stranger's socket received {leaked} frames of another user's robot")
@@ -358,14 +417,21 @@ async def fanout(target: Target, n: dict, deadline: float) -> dict:
         failures.append(f"fanout: error frames {dict(rec.errors)}")
     await close_bounded([robot, apps[0] if apps else robot, stranger])
     many, one = results[f"to_{len(apps)}"], results["to_1"]
-    cpu_ratio = (many["cpu"]["server_us_per_event"] / one["cpu"]["server_us_per_event"]
-                 if one["cpu"]["server_us_per_event"] else None)
-    lat_ratio = (many["latency_ms"].get("p50", 0) / one["latency_ms"]["p50"]
-                 if one["latency_ms"].get("p50") else None)
-    return {"apps": len(apps), "rate_per_s": n["fanout_rate"], "phases": results,
-            "cpu_ratio_many_to_one": round(cpu_ratio, 2) if cpu_ratio else None,
-            "latency_p50_ratio_many_to_one": round(lat_ratio, 2) if lat_ratio else None,
-            "stranger_received": leaked, "failures": failures}
+    cpu_ratio = (
+        many["cpu"]["server_us_per_event"] / one["cpu"]["server_us_per_event"]
+        if one["cpu"]["server_us_per_event"]
+        else None
+    )
+    lat_ratio = many["latency_ms"].get("p50", 0) / one["latency_ms"]["p50"] if one["latency_ms"].get("p50") else None
+    return {
+        "apps": len(apps),
+        "rate_per_s": n["fanout_rate"],
+        "phases": results,
+        "cpu_ratio_many_to_one": round(cpu_ratio, 2) if cpu_ratio else None,
+        "latency_p50_ratio_many_to_one": round(lat_ratio, 2) if lat_ratio else None,
+        "stranger_received": leaked,
+        "failures": failures,
+    }
 
 
 # --- 7. memory per idle robot socket ----------------------------------------------------------------
@@ -380,8 +446,11 @@ async def memory(target: Target, n: dict, deadline: float) -> dict:
     bases = [s.ws for s in target.servers]
     warm = min(20, len(idle) - max(levels, default=0))
     if warm > 0:  # the first connections import and allocate what every later one reuses
-        got, _, _ = await open_bounded([partial(open_robot, target, p, rec, bases[i % len(bases)])
-                                        for i, p in enumerate(idle[-warm:])], 10, deadline)
+        got, _, _ = await open_bounded(
+            [partial(open_robot, target, p, rec, bases[i % len(bases)]) for i, p in enumerate(idle[-warm:])],
+            10,
+            deadline,
+        )
         await close_bounded(got)
     await asyncio.sleep(1.0)
     base_rss = target.rss()
@@ -390,9 +459,10 @@ async def memory(target: Target, n: dict, deadline: float) -> dict:
     capped = None
     started = now()
     for level in levels:
-        want = idle[len(opened):level]
-        factories = [partial(open_robot, target, p, rec, bases[(len(opened) + i) % len(bases)])
-                     for i, p in enumerate(want)]
+        want = idle[len(opened) : level]
+        factories = [
+            partial(open_robot, target, p, rec, bases[(len(opened) + i) % len(bases)]) for i, p in enumerate(want)
+        ]
         level_started = now()
         got, ms, failed = await open_bounded(factories, n["memory_concurrency"], deadline)
         opened += got
@@ -403,17 +473,36 @@ async def memory(target: Target, n: dict, deadline: float) -> dict:
             break
         await asyncio.sleep(2.0)
         rss = target.rss()
-        rows.append({"sockets": len(opened), "rss_kib": rss, "rss_growth_kib": rss - base_rss,
-                     "kib_per_socket": round((rss - base_rss) / len(opened), 2),
-                     "open_seconds": round(now() - level_started, 2), "handshake_ms": summary(ms)})
+        rows.append(
+            {
+                "sockets": len(opened),
+                "rss_kib": rss,
+                "rss_growth_kib": rss - base_rss,
+                "kib_per_socket": round((rss - base_rss) / len(opened), 2),
+                "open_seconds": round(now() - level_started, 2),
+                "handshake_ms": summary(ms),
+            }
+        )
     if rec.errors:
         failures.append(f"memory: error frames {dict(rec.errors)}")
     close_started = now()
     await close_bounded(opened)
-    return {"base_rss_kib": base_rss, "levels": rows, "capped": capped,
-            "open_all_seconds": round(close_started - started, 1), "close_seconds": round(now() - close_started, 1),
-            "failures": failures}
+    return {
+        "base_rss_kib": base_rss,
+        "levels": rows,
+        "capped": capped,
+        "open_all_seconds": round(close_started - started, 1),
+        "close_seconds": round(now() - close_started, 1),
+        "failures": failures,
+    }
 
 
-RUNNERS = {"latency": latency, "pairs100": pairs100, "pairs1000": pairs1000, "max": max_rate, "setup": setup,
-           "fanout": fanout, "memory": memory}
+RUNNERS = {
+    "latency": latency,
+    "pairs100": pairs100,
+    "pairs1000": pairs1000,
+    "max": max_rate,
+    "setup": setup,
+    "fanout": fanout,
+    "memory": memory,
+}

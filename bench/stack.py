@@ -40,8 +40,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVICES = "services"
 LOCAL = "local"
 TARGETS = ("raw", "channels", "relay1", "relay2")
-TARGET_LABELS = {"raw": "raw floor", "channels": "channels floor", "relay1": "relay 1 instance",
-                 "relay2": "relay 2 instances"}
+TARGET_LABELS = {
+    "raw": "raw floor",
+    "channels": "channels floor",
+    "relay1": "relay 1 instance",
+    "relay2": "relay 2 instances",
+}
 
 
 def detect_mode(environ=os.environ) -> str:
@@ -81,8 +85,12 @@ class People:
 
 def synthetic_people(tag: str, pairs: int, idle: int) -> People:
     """Keys only, for the floors (no database)."""
-    return People([Pair(f"{tag}p{i}") for i in range(pairs)], Pair(f"{tag}fan"), Pair(f"{tag}stranger"),
-                  [Pair(f"{tag}idle{i}") for i in range(idle + 20)])  # + warm-up sockets
+    return People(
+        [Pair(f"{tag}p{i}") for i in range(pairs)],
+        Pair(f"{tag}fan"),
+        Pair(f"{tag}stranger"),
+        [Pair(f"{tag}idle{i}") for i in range(idle + 20)],
+    )  # + warm-up sockets
 
 
 class Services:
@@ -123,8 +131,10 @@ class Services:
 
     def describe(self) -> str:
         if self.mode == SERVICES:
-            return (f"services: PostgreSQL (throwaway database {self._db_name}) + Redis channel layer "
-                    f"(prefix {self.prefix}); relay from {self.relay_root}")
+            return (
+                f"services: PostgreSQL (throwaway database {self._db_name}) + Redis channel layer "
+                f"(prefix {self.prefix}); relay from {self.relay_root}"
+            )
         return f"local: SQLite temp file + in-memory channel layer; relay from {self.relay_root}"
 
     def _create_database(self) -> str:
@@ -162,7 +172,7 @@ class Services:
             client = redis.Redis.from_url(self.redis_url)
             keys = list(client.scan_iter(match=f"{self.prefix}*", count=1000))
             for start in range(0, len(keys), 1000):
-                client.delete(*keys[start:start + 1000])
+                client.delete(*keys[start : start + 1000])
             client.close()
         except Exception as exc:  # noqa: BLE001 - cleanup only: the keys expire anyway
             print(f"note: could not delete Redis keys {self.prefix}*: {exc}", file=sys.stderr)
@@ -171,15 +181,32 @@ class Services:
         """Environment of a server process: bench database, channel layer, secret key, stun only."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
         env.update(
-            DEBUG="1", DJANGO_SECRET_KEY=self.secret_key, DATABASE_URL=self.db_url, REDIS_URL=self.redis_url,
-            WIMZ_CHANNEL_PREFIX=self.prefix, WIMZ_ICE_PROVIDER="stun", LOG_LEVEL="WARNING",
-            PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="wimz.settings",
+            DEBUG="1",
+            DJANGO_SECRET_KEY=self.secret_key,
+            DATABASE_URL=self.db_url,
+            REDIS_URL=self.redis_url,
+            WIMZ_CHANNEL_PREFIX=self.prefix,
+            WIMZ_ICE_PROVIDER="stun",
+            LOG_LEVEL="WARNING",
+            PYTHONUNBUFFERED="1",
+            DJANGO_SETTINGS_MODULE="wimz.settings",
             # The bench measures the relay's own speed, beyond what one client may send
             # (docs/operations.md "WebSocket limits"): buckets too big to refuse anything, so each
             # frame still pays for its bucket arithmetic; no socket caps.
-            **{name: "1e9" for name in ("WIMZ_FRAME_RATE", "WIMZ_FRAME_BURST", "WIMZ_SDP_RATE", "WIMZ_SDP_BURST",
-                                        "WIMZ_ICE_RATE", "WIMZ_ICE_BURST")},
-            WIMZ_MAX_ICE_PER_SESSION="0", WIMZ_MAX_APP_SOCKETS_PER_USER="0", WIMZ_MAX_UNAUTHENTICATED_PER_ADDRESS="0",
+            **{
+                name: "1e9"
+                for name in (
+                    "WIMZ_FRAME_RATE",
+                    "WIMZ_FRAME_BURST",
+                    "WIMZ_SDP_RATE",
+                    "WIMZ_SDP_BURST",
+                    "WIMZ_ICE_RATE",
+                    "WIMZ_ICE_BURST",
+                )
+            },
+            WIMZ_MAX_ICE_PER_SESSION="0",
+            WIMZ_MAX_APP_SOCKETS_PER_USER="0",
+            WIMZ_MAX_UNAUTHENTICATED_PER_ADDRESS="0",
         )
         env.pop("PYTHONPATH", None)
         env.update(extra)
@@ -188,8 +215,13 @@ class Services:
     def _setup_django(self) -> None:
         started = time.perf_counter()
         result = subprocess.run(  # noqa: S603 - our interpreter, the relay checkout's manage.py
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=self.relay_root,
-            env=self.env(), capture_output=True, text=True, timeout=300, check=False,
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+            cwd=self.relay_root,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         if result.returncode:
             raise RuntimeError(f"migrate failed in {self.relay_root}:\n{result.stdout[-2000:]}{result.stderr[-3000:]}")
@@ -214,20 +246,31 @@ class Services:
         tag = f"{tag}{self._seq}"
         password = make_password(None)  # unusable; the apps authenticate with minted access tokens
         users = User.objects.bulk_create(
-            [User(email=f"{tag}-{i}@bench.invalid", password=password) for i in range(pairs + 2)], batch_size=1000)
+            [User(email=f"{tag}-{i}@bench.invalid", password=password) for i in range(pairs + 2)], batch_size=1000
+        )
         if any(u.pk is None for u in users):
-            by_email = dict(User.objects.filter(email__endswith="@bench.invalid", email__startswith=f"{tag}-")
-                            .values_list("email", "pk"))
+            by_email = dict(
+                User.objects.filter(email__endswith="@bench.invalid", email__startswith=f"{tag}-").values_list(
+                    "email", "pk"
+                )
+            )
             for u in users:
                 u.pk = by_email[u.email]
         specs = [DeviceSpec(f"b{tag}_{i}", "", users[i]) for i in range(pairs + 1)]
         specs += [DeviceSpec(f"b{tag}_idle{i}", "") for i in range(idle + 20)]  # + warm-up sockets
         done = provision_bulk(specs)
-        out = [Pair(p.device_id, p.secret, str(AccessToken.for_user(users[i])) if i <= pairs else "",
-                    users[i].pk if i <= pairs else 0) for i, p in enumerate(done)]
+        out = [
+            Pair(
+                p.device_id,
+                p.secret,
+                str(AccessToken.for_user(users[i])) if i <= pairs else "",
+                users[i].pk if i <= pairs else 0,
+            )
+            for i, p in enumerate(done)
+        ]
         stranger = Pair(f"b{tag}_nodevice", "", str(AccessToken.for_user(users[pairs + 1])), users[pairs + 1].pk)
         connection.close()
-        return People(out[:pairs], out[pairs], stranger, out[pairs + 1:])
+        return People(out[:pairs], out[pairs], stranger, out[pairs + 1 :])
 
     def open_presence_rows(self) -> int | None:
         """Presence rows still open (the relay's `Connection` model); None if it cannot be read."""
@@ -292,8 +335,11 @@ def start_target(name: str, services: Services, *, pairs: int, idle: int) -> Tar
     tmp = services.tmp
     if name == "raw":
         argv = [sys.executable, "-m", "bench.floors.raw_ws", "--port", "{port}"]
-        servers = [ServerProcess("raw floor", argv, cwd=ROOT, env=services.env(), log_path=tmp / "raw.log",
-                                 health_path="/health")]
+        servers = [
+            ServerProcess(
+                "raw floor", argv, cwd=ROOT, env=services.env(), log_path=tmp / "raw.log", health_path="/health"
+            )
+        ]
         people = synthetic_people("raw", pairs, idle)
         cls = Target
     elif name == "channels":
@@ -309,9 +355,17 @@ def start_target(name: str, services: Services, *, pairs: int, idle: int) -> Tar
     else:
         count = 2 if name == "relay2" else 1
         argv = [sys.executable, "-m", "wimz.serve", "--host", "127.0.0.1", "--port", "{port}"]
-        servers = [ServerProcess(f"relay {'AB'[i]}", argv, cwd=services.relay_root, env=services.env(),
-                                 log_path=tmp / f"{name}-{'ab'[i]}.log", health_path="/health")
-                   for i in range(count)]
+        servers = [
+            ServerProcess(
+                f"relay {'AB'[i]}",
+                argv,
+                cwd=services.relay_root,
+                env=services.env(),
+                log_path=tmp / f"{name}-{'ab'[i]}.log",
+                health_path="/health",
+            )
+            for i in range(count)
+        ]
         people = services.provision(name, pairs, idle)
         cls = RelayTarget
     try:

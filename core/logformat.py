@@ -131,8 +131,10 @@ def _clean(value: Any, *, multiline: bool = False) -> Any:
 def _scrub(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """Scrub every value: secrets become `***`, control characters are escaped (one line per record),
     except the line breaks of `exception`."""
-    return {key: _clean(value, multiline=key == "exception") if not key.startswith("_") else value
-            for key, value in event_dict.items()}
+    return {
+        key: _clean(value, multiline=key == "exception") if not key.startswith("_") else value
+        for key, value in event_dict.items()
+    }
 
 
 def _ordered(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:

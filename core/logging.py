@@ -23,8 +23,10 @@ _SECRET_WORDS = (
 _SECRET_NAME = rf"(?:[A-Za-z0-9]+[_-])*(?:{_SECRET_WORDS})(?:[_-][A-Za-z0-9]+)*"
 # Path segments whose NEXT segment is a secret (`/token/<value>`). Narrower than the names above: `auth`
 # is also the REST namespace (`/api/auth/login`, `/api/auth/me`), whose next segment is an endpoint.
-_SECRET_PATH_NAME = (r"(?:[A-Za-z0-9]+[_-])*(?:secret|token|sig|signature|password|pairing[_-]?code"
-                     r"|claim[_-]?code|provisioning[_-]?code|api[_-]?key)")
+_SECRET_PATH_NAME = (
+    r"(?:[A-Za-z0-9]+[_-])*(?:secret|token|sig|signature|password|pairing[_-]?code"
+    r"|claim[_-]?code|provisioning[_-]?code|api[_-]?key)"
+)
 _PATTERNS = [
     # JSON or Python-repr pairs: `"device_secret": "…"`, `'token': '…'` (escaped quotes inside kept).
     (re.compile(rf'(?i)(")({_SECRET_NAME})("\s*:\s*)"(?:[^"\\]|\\.)*"'), r'\1\2\3"***"'),
@@ -32,8 +34,7 @@ _PATTERNS = [
     # `name=value` in query strings, form bodies and key=value text (`?token=`, `device_secret=`).
     (re.compile(rf"(?i)(?<![A-Za-z0-9])({_SECRET_NAME})=([^&\s\"',;]+)"), r"\1=***"),
     # Header-style `Name: value` (`X-Signature: …`, `Authorization: Bearer …` keeps its scheme word).
-    (re.compile(rf"(?i)(?<![A-Za-z0-9\"'])({_SECRET_NAME})(:[ \t]*)(?!Bearer\b|Basic\b)([^\s\"',;]+)"),
-     r"\1\2***"),
+    (re.compile(rf"(?i)(?<![A-Za-z0-9\"'])({_SECRET_NAME})(:[ \t]*)(?!Bearer\b|Basic\b)([^\s\"',;]+)"), r"\1\2***"),
     # A secret as a path segment after its name: `/token/<value>`, `/pairing-code/<value>`.
     (re.compile(rf"(?i)(/(?:{_SECRET_PATH_NAME})/)([^/?#\s]+)"), r"\1***"),
     (re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]+"), r"\1\2***"),
@@ -112,8 +113,9 @@ _MAX_SITES = 256
 _last_traceback: dict[tuple[type[BaseException], str, int], float] = {}
 
 
-def log_unexpected(logger: logging.Logger, message: str, *args: object,
-                   clock: Callable[[], float] = time.monotonic) -> None:
+def log_unexpected(
+    logger: logging.Logger, message: str, *args: object, clock: Callable[[], float] = time.monotonic
+) -> None:
     """Log the exception being handled (call from an `except` block) at ERROR.
 
     The first time a raise site (exception class, file and line of the innermost frame) is seen, and
@@ -139,5 +141,10 @@ def log_unexpected(logger: logging.Logger, message: str, *args: object,
         _last_traceback[site] = now
         logger.error(message, *args, exc_info=True)
         return
-    logger.error(message + " (%s at %s:%d; traceback logged at most once a minute)", *args,
-                 exc_type.__name__, site[1].rsplit("/", 1)[-1], site[2])
+    logger.error(
+        message + " (%s at %s:%d; traceback logged at most once a minute)",
+        *args,
+        exc_type.__name__,
+        site[1].rsplit("/", 1)[-1],
+        site[2],
+    )

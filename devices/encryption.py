@@ -29,7 +29,7 @@ class SecretKeysUnavailable(DeviceError):
     code = "secret_keys_unavailable"
     default_message = (
         "WIMZ_SECRET_KEYS is missing or not a list of Fernet keys, so device secrets cannot be encrypted or "
-        "decrypted. Set it (docs/operations.md \"Secrets at rest\")."
+        'decrypted. Set it (docs/operations.md "Secrets at rest").'
     )
 
 

@@ -44,7 +44,10 @@ def device_provision(*, device_id: str, name: str = "", owner: User | None = Non
             if Device.objects.filter(device_id=device_id).exists():
                 raise DeviceAlreadyExists()
             device = Device.objects.create(
-                device_id=device_id, name=name or "", owner=owner, secret_encrypted=token,
+                device_id=device_id,
+                name=name or "",
+                owner=owner,
+                secret_encrypted=token,
                 paired_at=now if owner else None,
             )
             code = pairing.pairing_code_issue(device=device, kind=PairingCode.Kind.PROVISIONING, now=now)
@@ -125,8 +128,9 @@ def device_unpair(*, user: User, device: Device) -> None:
             raise DeviceNotFound()
         device.owner, device.paired_at = None, None
         pairing.pairing_codes_expire(device=device)
-        signals.send_on_commit(signals.device_unpaired, device_id=device.device_id, device_pk=device.pk,
-                               former_owner_id=user.pk)
+        signals.send_on_commit(
+            signals.device_unpaired, device_id=device.device_id, device_pk=device.pk, former_owner_id=user.pk
+        )
 
 
 def device_rename(*, device: Device, name: str) -> Device:
@@ -177,8 +181,13 @@ def _check_name(name: str) -> None:
 
 
 def _notify_revoked(device: Device, *, deactivated: bool) -> None:
-    signals.send_on_commit(signals.device_revoked, device_id=device.device_id, device_pk=device.pk,
-                           owner_id=device.owner_id, deactivated=deactivated)
+    signals.send_on_commit(
+        signals.device_revoked,
+        device_id=device.device_id,
+        device_pk=device.pk,
+        owner_id=device.owner_id,
+        deactivated=deactivated,
+    )
 
 
 def _notify_paired(device: Device, owner_id: int) -> None:

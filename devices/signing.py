@@ -49,8 +49,12 @@ def _parse_timestamp(value: object) -> int | None:
 
 
 def verify_device_signature(
-    device_id: object, timestamp: object, signature: object, *,
-    now: Callable[[], float] = time.time, consume: bool = True,
+    device_id: object,
+    timestamp: object,
+    signature: object,
+    *,
+    now: Callable[[], float] = time.time,
+    consume: bool = True,
 ) -> Device | None:
     """Check a robot's signed credentials; return the active `Device`, or None on any failure.
 
@@ -65,13 +69,25 @@ def verify_device_signature(
 
 
 # Why a signature check failed, for the operator's log (never for the client, docs/protocol.md §4.3).
-REFUSAL_REASONS = ("malformed_device_id", "malformed_signature", "malformed_timestamp", "timestamp_out_of_window",
-                   "unknown_or_inactive_device", "secret_undecryptable", "bad_signature", "replayed")
+REFUSAL_REASONS = (
+    "malformed_device_id",
+    "malformed_signature",
+    "malformed_timestamp",
+    "timestamp_out_of_window",
+    "unknown_or_inactive_device",
+    "secret_undecryptable",
+    "bad_signature",
+    "replayed",
+)
 
 
 def check_device_signature(
-    device_id: object, timestamp: object, signature: object, *,
-    now: Callable[[], float] = time.time, consume: bool = True,
+    device_id: object,
+    timestamp: object,
+    signature: object,
+    *,
+    now: Callable[[], float] = time.time,
+    consume: bool = True,
 ) -> tuple[Device | None, str]:
     """`verify_device_signature` that also says why it refused: `(device, "")` on success, else
     `(None, reason)` with `reason` one of `REFUSAL_REASONS`. The reason goes to logs only; it never
@@ -94,8 +110,9 @@ def check_device_signature(
     try:
         secret = device.reveal_secret()  # the one decryption of this check (docs/operations.md "Secrets at rest")
     except encryption.SecretUndecryptable:
-        logger.error("device %s: stored secret opens with none of WIMZ_SECRET_KEYS (dropped key?); signature "
-                     "refused", device_id)
+        logger.error(
+            "device %s: stored secret opens with none of WIMZ_SECRET_KEYS (dropped key?); signature refused", device_id
+        )
         return None, "secret_undecryptable"
     if not hmac.compare_digest(sign(secret, device_id, ts), signature.lower()):
         return None, "bad_signature"

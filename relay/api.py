@@ -48,7 +48,7 @@ class TurnCredentialsApi(AsyncAPIView):
         responses={200: TurnCredentialsOutputSerializer, 400: ERROR_SCHEMA, 401: ERROR_SCHEMA},
         summary="Get ICE servers (STUN, and TURN credentials when a TURN provider is configured)",
         description=(
-            "Body `{\"ttl\": seconds}` is optional; `ttl` must be an integer in "
+            'Body `{"ttl": seconds}` is optional; `ttl` must be an integer in '
             f"[{TTL_MIN}, {TTL_MAX}] (400 `invalid_ttl` otherwise). If the TURN provider fails the "
             "answer is still 200 with STUN-only `iceServers` (no `username`/`credential`)."
         ),
@@ -62,7 +62,7 @@ class TurnCredentialsApi(AsyncAPIView):
                 raise ApiError(
                     f"ttl must be an integer number of seconds between {TTL_MIN} and {TTL_MAX}.", code="invalid_ttl"
                 )
-            raise ApiError("The body must be a JSON object such as {\"ttl\": 3600}.", code="invalid")
+            raise ApiError('The body must be a JSON object such as {"ttl": 3600}.', code="invalid")
         # An async view (adrf): the Cloudflare round trip (up to WIMZ_CLOUDFLARE_TIMEOUT) runs on the
         # event loop. A sync view would hold the one thread on which Channels runs every ORM call of
         # this process, stalling all signaling for as long as the provider takes.

@@ -79,8 +79,10 @@ def _robot_connect_db(
     device_pk, device_id = cast(int, party.device_pk), cast(str, party.device_id)  # set for a robot
     with transaction.atomic():
         owner_id = (
-            Device.objects.select_for_update().filter(pk=device_pk, is_active=True)
-            .values_list("owner_id", flat=True).first()
+            Device.objects.select_for_update()
+            .filter(pk=device_pk, is_active=True)
+            .values_list("owner_id", flat=True)
+            .first()
         )
         # The handshake's signature is spent here, with the acceptance it pays for: a handshake refused
         # earlier (origin, path, an overloaded relay) leaves it unspent for the robot's retry.
@@ -96,8 +98,13 @@ def _robot_connect_db(
         superseded: list[session_rows.SessionRef] = []
         for channel in previous:
             superseded += session_rows.sessions_end_where(reason=EndReason.SUPERSEDED, robot_channel=channel)
-        presence.connection_open(role=Connection.Role.ROBOT, channel_name=party.channel_name, path=path,
-                                 device_pk=device_pk, instance=instance)
+        presence.connection_open(
+            role=Connection.Role.ROBOT,
+            channel_name=party.channel_name,
+            path=path,
+            device_pk=device_pk,
+            instance=instance,
+        )
         now = timezone.now()
         Device.objects.filter(pk=device_pk).update(last_seen=now)
     return previous, superseded, owner_id, now
@@ -130,8 +137,14 @@ async def robot_connected(party: Party, *, path: str = "", signature: tuple[obje
         device_id = cast(str, party.device_id)  # set for a robot
         frame = None if previous else device_status_frame(device_id, "online", now)
         # Confirmed: once this robot's handshake is accepted, every instance's apps route to this socket.
-        await delivery.device_update(owner_id, device_id=device_id, device_pk=cast(int, party.device_pk),
-                                     robot_channel=party.channel_name, frame=frame, confirm=True)
+        await delivery.device_update(
+            owner_id,
+            device_id=device_id,
+            device_pk=cast(int, party.device_pk),
+            robot_channel=party.channel_name,
+            frame=frame,
+            confirm=True,
+        )
     return True
 
 
@@ -153,8 +166,9 @@ def _robot_disconnect_db(
     return ended, owner_id, now
 
 
-async def robot_disconnected(party: Party, close_code: int | None, *,
-                             reason: str = EndReason.ROBOT_DISCONNECTED) -> list[session_rows.SessionRef]:
+async def robot_disconnected(
+    party: Party, close_code: int | None, *, reason: str = EndReason.ROBOT_DISCONNECTED
+) -> list[session_rows.SessionRef]:
     """A robot socket closed: end its sessions with `reason` and tell the owner it is offline.
 
     `reason` is `robot_disconnected`, or `server_shutdown` when this instance stops. A socket closed
@@ -170,8 +184,13 @@ async def robot_disconnected(party: Party, close_code: int | None, *,
         await announce_end(ref, reason, skip=party.channel_name)
     if owner_id is not None:
         device_id = cast(str, party.device_id)  # set for a robot
-        await delivery.device_update(owner_id, device_id=device_id, device_pk=cast(int, party.device_pk),
-                                     robot_channel=None, frame=device_status_frame(device_id, "offline", now))
+        await delivery.device_update(
+            owner_id,
+            device_id=device_id,
+            device_pk=cast(int, party.device_pk),
+            robot_channel=None,
+            frame=device_status_frame(device_id, "offline", now),
+        )
     return ended
 
 
@@ -189,8 +208,9 @@ def _app_connect_db(party: Party, path: str, instance: str) -> list[Frame] | Non
             list(User.objects.select_for_update().filter(pk=user_id).values_list("pk", flat=True))
             if presence.live_connections().filter(role=Connection.Role.APP, user_id=user_id).count() >= cap:
                 return None
-        presence.connection_open(role=Connection.Role.APP, channel_name=party.channel_name, path=path,
-                                 user_id=user_id, instance=instance)
+        presence.connection_open(
+            role=Connection.Role.APP, channel_name=party.channel_name, path=path, user_id=user_id, instance=instance
+        )
     devices = list(
         Device.objects.filter(owner_id=user_id, is_active=True)
         .order_by("device_id")
@@ -198,9 +218,7 @@ def _app_connect_db(party: Party, path: str, instance: str) -> list[Frame] | Non
     )
     party.devices = {device_id: pk for device_id, pk, _ in devices}
     party.robots = presence.robot_channels(party.devices) if devices else {}
-    return [
-        device_status_frame(d, "online" if d in party.robots else "offline", seen) for d, _, seen in devices
-    ]
+    return [device_status_frame(d, "online" if d in party.robots else "offline", seen) for d, _, seen in devices]
 
 
 async def app_connected(party: Party, *, path: str = "") -> list[Frame] | None:
@@ -228,8 +246,9 @@ def _app_disconnect_db(party: Party, close_code: int | None, reason: str) -> lis
     return session_rows.sessions_end_where(reason=reason, app_channel=party.channel_name)
 
 
-async def app_disconnected(party: Party, close_code: int | None, *,
-                           reason: str = EndReason.APP_DISCONNECTED) -> list[session_rows.SessionRef]:
+async def app_disconnected(
+    party: Party, close_code: int | None, *, reason: str = EndReason.APP_DISCONNECTED
+) -> list[session_rows.SessionRef]:
     """An app socket closed: the sessions it opened end with `reason` (`app_disconnected`, or
     `server_shutdown` when this instance stops) and the robot is told. Returns the sessions it ended.
     """
@@ -291,8 +310,9 @@ async def _heartbeat_forever() -> None:
 
 
 @database_sync_to_async
-def _beat_db(instance: str, robot_pks: list[int], user_ids: list[int],
-             login_ids: list[str]) -> tuple[set[int], set[int], set[str]]:
+def _beat_db(
+    instance: str, robot_pks: list[int], user_ids: list[int], login_ids: list[str]
+) -> tuple[set[int], set[int], set[str]]:
     from django.contrib.auth import get_user_model
 
     from accounts.models import RevokedLogin
@@ -381,8 +401,11 @@ async def heartbeat_once() -> None:
     apps = [p for p in parties if p.role == APP]
     inactive, gone_users, revoked_logins = await _beat_db(
         # A robot's Party has its device_pk, an app's its user_id.
-        _instance(), cast(list[int], [p.device_pk for p in robots]), sorted(cast(set[int], {p.user_id for p in apps})),
-        sorted({p.login_id for p in apps if p.login_id}))
+        _instance(),
+        cast(list[int], [p.device_pk for p in robots]),
+        sorted(cast(set[int], {p.user_id for p in apps})),
+        sorted({p.login_id for p in apps if p.login_id}),
+    )
     for party in robots:
         if party.device_pk in inactive:
             await delivery.control(party.channel_name, "revoked")
@@ -421,15 +444,19 @@ async def _clean_up_rows(close_rows: Callable[[], list[Connection]]) -> int:
     """Close presence rows with `close_rows()` (sync ORM), then end and announce what they held."""
     from .sessions import announce_end
 
-    def _db() -> tuple[list[Connection], list[tuple[session_rows.SessionRef, str]],
-                       list[tuple[int | None, str, int, datetime | None]]]:
+    def _db() -> tuple[
+        list[Connection], list[tuple[session_rows.SessionRef, str]], list[tuple[int | None, str, int, datetime | None]]
+    ]:
         rows = close_rows()
         apps = {r.channel_name for r in rows if r.role == Connection.Role.APP}
         robots = {r.channel_name for r in rows if r.role == Connection.Role.ROBOT}
         ended: list[tuple[session_rows.SessionRef, str]] = []
         for chunk in _chunks(sorted(apps | robots), 500):
-            live = Session.objects.filter(ended_at__isnull=True).filter(
-                Q(app_channel__in=chunk) | Q(robot_channel__in=chunk)).values_list("pk", "app_channel")
+            live = (
+                Session.objects.filter(ended_at__isnull=True)
+                .filter(Q(app_channel__in=chunk) | Q(robot_channel__in=chunk))
+                .values_list("pk", "app_channel")
+            )
             for session_id, app_channel in list(live):
                 reason = EndReason.APP_DISCONNECTED if app_channel in apps else EndReason.ROBOT_DISCONNECTED
                 ref = session_rows.session_end(session_id=str(session_id), reason=reason)
@@ -439,8 +466,9 @@ async def _clean_up_rows(close_rows: Callable[[], list[Connection]]) -> int:
         still_online: set[str] = set()
         for chunk in _chunks(sorted(devices), 500):
             still_online |= presence.online_device_ids(chunk)
-        offline = [(d.owner_id, d.device_id, d.pk, d.last_seen) for d in devices.values()
-                   if d.device_id not in still_online]
+        offline = [
+            (d.owner_id, d.device_id, d.pk, d.last_seen) for d in devices.values() if d.device_id not in still_online
+        ]
         return rows, ended, offline
 
     rows, ended, offline = await database_sync_to_async(_db)()
@@ -448,14 +476,19 @@ async def _clean_up_rows(close_rows: Callable[[], list[Connection]]) -> int:
         await announce_end(ref, reason)
     for owner_id, device_id, device_pk, last_seen in offline:
         if owner_id is not None:
-            await delivery.device_update(owner_id, device_id=device_id, device_pk=device_pk, robot_channel=None,
-                                         frame=device_status_frame(device_id, "offline", last_seen))
+            await delivery.device_update(
+                owner_id,
+                device_id=device_id,
+                device_pk=device_pk,
+                robot_channel=None,
+                frame=device_status_frame(device_id, "offline", last_seen),
+            )
     return len(rows)
 
 
 def _chunks(items: list[_T], size: int) -> Iterator[list[_T]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 async def cluster_stats() -> dict[str, int]:
@@ -469,6 +502,17 @@ async def cluster_stats() -> dict[str, int]:
     return await database_sync_to_async(_db)()
 
 
-__all__ = ["APP", "ROBOT", "app_connected", "app_disconnected", "cluster_stats", "device_status_frame",
-           "ensure_heartbeat", "heartbeat_once", "local_parties", "robot_connected", "robot_disconnected",
-           "sweep_dead_instances"]
+__all__ = [
+    "APP",
+    "ROBOT",
+    "app_connected",
+    "app_disconnected",
+    "cluster_stats",
+    "device_status_frame",
+    "ensure_heartbeat",
+    "heartbeat_once",
+    "local_parties",
+    "robot_connected",
+    "robot_disconnected",
+    "sweep_dead_instances",
+]

@@ -92,8 +92,9 @@ class RelayConsumer(AsyncWebsocketConsumer):
         self.channel_layer = cast("RelayChannelLayer", get_channel_layer(self.channel_layer_alias))
         self.channel_name = await self.channel_layer.new_channel()
         # Channels types its channel receive as an ASGI receive; it yields channel-layer messages.
-        self.channel_receive = cast(ASGIReceiveCallable,
-                                    functools.partial(self.channel_layer.receive, self.channel_name))
+        self.channel_receive = cast(
+            ASGIReceiveCallable, functools.partial(self.channel_layer.receive, self.channel_name)
+        )
         self.base_send = send
         if not hasattr(self.channel_layer, "ready_future"):  # another layer: Channels' loop
             with contextlib.suppress(StopConsumer):
@@ -163,8 +164,11 @@ class RelayConsumer(AsyncWebsocketConsumer):
             identity = scope.get("relay_robot")
             if identity is None:
                 # The device id and the failed check, for the operator; the robot only gets a bare 403.
-                logger.info("robot handshake refused: device %s, %s", client_text(scope.get("relay_robot_claimed")),
-                            scope.get("relay_robot_refusal") or "no credentials")
+                logger.info(
+                    "robot handshake refused: device %s, %s",
+                    client_text(scope.get("relay_robot_claimed")),
+                    scope.get("relay_robot_refusal") or "no credentials",
+                )
                 metrics.handshake_refused(ROBOT, "auth")
                 await self.close()
                 return
@@ -189,8 +193,9 @@ class RelayConsumer(AsyncWebsocketConsumer):
         else:
             address = (scope.get("client") or ("?",))[0]
             if not limits.unauthenticated.acquire(address):
-                logger.info("websocket handshake refused: too many unauthenticated sockets from %s",
-                            client_text(address))
+                logger.info(
+                    "websocket handshake refused: too many unauthenticated sockets from %s", client_text(address)
+                )
                 metrics.handshake_refused(None, "too_many_unauthenticated")
                 await self.close()
                 return
@@ -204,8 +209,9 @@ class RelayConsumer(AsyncWebsocketConsumer):
         """Record the robot's presence, spending its signature; False (nothing recorded) on a replay."""
         bind_log_context(device_id=identity.device_id)  # every later line of this socket's task carries it
         party = Party(ROBOT, self.channel_name, device_pk=identity.device_pk, device_id=identity.device_id)
-        if not await connections.robot_connected(party, path=self.scope.get("path", ""),
-                                                 signature=(identity.timestamp, identity.signature)):
+        if not await connections.robot_connected(
+            party, path=self.scope.get("path", ""), signature=(identity.timestamp, identity.signature)
+        ):
             return False
         self.party = party
         self.routed = metrics.ROUTED[ROBOT]
@@ -241,8 +247,13 @@ class RelayConsumer(AsyncWebsocketConsumer):
         logger.info("app socket refused: its user has %d open app sockets", settings.WIMZ_MAX_APP_SOCKETS_PER_USER)
         metrics.handshake_refused(APP, "too_many_sockets")
         self.closing = True
-        await self.send_frame(error_frame(Code.RATE_LIMITED, "too many open app sockets for this user "
-                                          f"(at most {settings.WIMZ_MAX_APP_SOCKETS_PER_USER}); close one"))
+        await self.send_frame(
+            error_frame(
+                Code.RATE_LIMITED,
+                "too many open app sockets for this user "
+                f"(at most {settings.WIMZ_MAX_APP_SOCKETS_PER_USER}); close one",
+            )
+        )
         await self.close(code=CloseCode.NOT_DRAINING)
 
     async def _rate_limited(self, kind: str | None) -> None:
@@ -250,8 +261,10 @@ class RelayConsumer(AsyncWebsocketConsumer):
         `WIMZ_RATE_LIMIT_CLOSE_AFTER` refusals within the window, close 4008."""
         metrics.REFUSED[Code.RATE_LIMITED].inc()
         if self.limiter.refused():
-            logger.warning("closing a %s socket that keeps sending over its rate limit (4008)",
-                           self.party.role if self.party else "unauthenticated")
+            logger.warning(
+                "closing a %s socket that keeps sending over its rate limit (4008)",
+                self.party.role if self.party else "unauthenticated",
+            )
             self.closing = True
             await self.close(code=CloseCode.NOT_DRAINING)
             return
@@ -371,11 +384,13 @@ class RelayConsumer(AsyncWebsocketConsumer):
         if kind != "auth":
             raise RelayError(Code.NOT_AUTHORIZED, "authenticate first with an 'auth' frame", kind)
         if "device_id" in frame:
-            robot, refusal = await authenticate_robot(frame.get("device_id"), frame.get("timestamp"),
-                                                      frame.get("token"))
+            robot, refusal = await authenticate_robot(
+                frame.get("device_id"), frame.get("timestamp"), frame.get("token")
+            )
             if robot is None:
-                logger.info("in-band robot auth refused on /ws: device %s, %s", client_text(frame.get("device_id")),
-                            refusal)
+                logger.info(
+                    "in-band robot auth refused on /ws: device %s, %s", client_text(frame.get("device_id")), refusal
+                )
             # The socket becomes the robot's (signature spent) before it is told so; frames routed to it
             # wait in its queue until this frame is handled, so `auth_result` still comes first.
             if robot is not None and await self._become_robot(robot):
@@ -387,11 +402,16 @@ class RelayConsumer(AsyncWebsocketConsumer):
             app = await authenticate_app(frame.get("token"))
             if app is not None:
                 self._release_address()
-                greeting: Frame = {"type": "auth_result", "success": True, "message": "authenticated",
-                            "expires_at": iso(app.expires_at)}
+                greeting: Frame = {
+                    "type": "auth_result",
+                    "success": True,
+                    "message": "authenticated",
+                    "expires_at": iso(app.expires_at),
+                }
                 if not await self._become_app(app, greeting=greeting):
-                    await self.send_frame({"type": "auth_result", "success": False,
-                                           "message": "too many open app sockets for this user"})
+                    await self.send_frame(
+                        {"type": "auth_result", "success": False, "message": "too many open app sockets for this user"}
+                    )
                     await self._too_many_sockets()
                 return
             metrics.handshake_refused(APP, "auth")
@@ -482,8 +502,13 @@ class RelayConsumer(AsyncWebsocketConsumer):
         """`relay.shed`: frames this socket sent were not delivered (receiver full): RATE_LIMITED."""
         count = message.get("count", 1)
         metrics.REFUSED[Code.RATE_LIMITED].inc()
-        await self.send_frame(error_frame(Code.RATE_LIMITED, f"frame not delivered to {count} socket(s): receiver "
-                                          "not keeping up", message.get("ref")))
+        await self.send_frame(
+            error_frame(
+                Code.RATE_LIMITED,
+                f"frame not delivered to {count} socket(s): receiver not keeping up",
+                message.get("ref"),
+            )
+        )
 
     async def relay_fenced(self, message: CloseMessage) -> None:
         """`relay.fenced`: this instance was declared dead while paused and its sockets were cleaned up

@@ -121,8 +121,14 @@ class CloseMessage(TypedDict):
 
 # Every message a relay consumer receives from the channel layer.
 RelayMessage: TypeAlias = (
-    FrameMessage | EventMessage | DeviceMessage | SessionOpenMessage | SessionEndMessage | OwnerMessage
-    | ShedMessage | CloseMessage
+    FrameMessage
+    | EventMessage
+    | DeviceMessage
+    | SessionOpenMessage
+    | SessionEndMessage
+    | OwnerMessage
+    | ShedMessage
+    | CloseMessage
 )
 
 
@@ -185,8 +191,9 @@ async def _send(channel: str, message: Message, ref: Ref) -> None:
         raise RelayError(Code.RATE_LIMITED, "receiver is not keeping up; frame dropped", ref)
 
 
-async def frame_to(channel: str, frame: Frame, *, ref: Ref = None, sid: str | None = None,
-                   reply_to: str | None = None) -> None:
+async def frame_to(
+    channel: str, frame: Frame, *, ref: Ref = None, sid: str | None = None, reply_to: str | None = None
+) -> None:
     """Send `frame` to one socket. Raises `RelayError` RATE_LIMITED (full) / `Undeliverable` (gone).
 
     `sid`: the frame belongs to that session (the receiver drops it unless it is a party, and tells
@@ -216,8 +223,13 @@ async def event_to_owner(owner_id: int, device_id: str, frame: Frame, *, reply_t
 
     Full sockets on other instances are reported later to `reply_to` as `relay.shed`.
     """
-    message: EventMessage = {"type": "relay.event", "text": encode(frame), "device_id": device_id,
-                             "reply_to": reply_to, "ref": _short(ref)}
+    message: EventMessage = {
+        "type": "relay.event",
+        "text": encode(frame),
+        "device_id": device_id,
+        "reply_to": reply_to,
+        "ref": _short(ref),
+    }
     try:
         await layer().group_send(owner_group(owner_id), message)
     except GroupSendShed as exc:
@@ -227,8 +239,15 @@ async def event_to_owner(owner_id: int, device_id: str, frame: Frame, *, reply_t
     return 0
 
 
-async def device_update(owner_id: int, *, device_id: str, device_pk: int, frame: Frame | None = None,
-                        confirm: bool = False, **facts: Unpack[DeviceFacts]) -> None:
+async def device_update(
+    owner_id: int,
+    *,
+    device_id: str,
+    device_pk: int,
+    frame: Frame | None = None,
+    confirm: bool = False,
+    **facts: Unpack[DeviceFacts],
+) -> None:
     """Tell every app socket of `owner_id` about a change of one of its devices (`relay.device`).
 
     `facts`: `owned` (bool: the user owns the active device now) and/or `robot_channel` (str, or None
@@ -237,8 +256,7 @@ async def device_update(owner_id: int, *, device_id: str, device_pk: int, frame:
     """
     # The ignore: strict mode wants every optional key (`text`) spelled out in a literal that unpacks
     # `**`; `text` is set just below, and `facts` (keyword arguments) cannot carry keys of its own.
-    message: DeviceMessage = {"type": "relay.device", "device_id": device_id, "device_pk": device_pk,
-                              **facts}  # type: ignore[typeddict-item]
+    message: DeviceMessage = {"type": "relay.device", "device_id": device_id, "device_pk": device_pk, **facts}  # type: ignore[typeddict-item]
     if frame is not None:
         message["text"] = encode(frame)
     await _to_group(owner_group(owner_id), message, confirm=confirm)
@@ -246,8 +264,12 @@ async def device_update(owner_id: int, *, device_id: str, device_pk: int, frame:
 
 async def session_open(robot_channel: str, *, sid: str, app_channel: str, frame: Frame) -> None:
     """Give a robot a new session (`relay.session_open`) and its `webrtc_request`. Raises like `frame_to`."""
-    message: SessionOpenMessage = {"type": "relay.session_open", "sid": sid, "app_channel": app_channel,
-                                   "text": encode(frame)}
+    message: SessionOpenMessage = {
+        "type": "relay.session_open",
+        "sid": sid,
+        "app_channel": app_channel,
+        "text": encode(frame),
+    }
     await _send(robot_channel, message, "webrtc_request")
 
 

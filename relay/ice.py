@@ -335,8 +335,9 @@ async def get_ice_servers(
     return IceServers(ice_servers=servers, ttl=ttl, expires_at=expires_at, provider=name)
 
 
-async def issue_ice_servers(*, user_id: int, ttl: int | None = None, owns_device: bool | None = None,
-                            **kwargs: Unpack[IceOptions]) -> IceServers:
+async def issue_ice_servers(
+    *, user_id: int, ttl: int | None = None, owns_device: bool | None = None, **kwargs: Unpack[IceOptions]
+) -> IceServers:
     """ICE servers for `user_id` under the relay's TURN policy (docs/protocol.md §14, "Who gets TURN").
 
     TURN credentials go only to a user who owns at least one active device (`owns_device`; None: looked
@@ -357,8 +358,9 @@ async def issue_ice_servers(*, user_id: int, ttl: int | None = None, owns_device
         logger.debug("ICE servers for user %s: STUN only (no device)", user_id)
         return _stun_only(clamp_ttl(ttl), kwargs.get("clock"), failure="no_device")
     if not await _take_issuance(user_id):
-        logger.warning("TURN credentials for user %s over WIMZ_TURN_ISSUE_LIMIT; serving STUN-only ice_servers",
-                       user_id)
+        logger.warning(
+            "TURN credentials for user %s over WIMZ_TURN_ISSUE_LIMIT; serving STUN-only ice_servers", user_id
+        )
         return _stun_only(clamp_ttl(ttl), kwargs.get("clock"), failure="rate_limited")
     return await get_ice_servers(user_id=user_id, ttl=ttl, **kwargs)
 
@@ -387,8 +389,14 @@ async def _take_issuance(user_id: int) -> bool:
 
 def _stun_only(ttl: int, clock: Callable[[], float] | None, *, failure: str) -> IceServers:
     expiry = int((clock or time.time)()) + ttl
-    return IceServers(ice_servers=stun_servers(), ttl=ttl, expires_at=datetime.fromtimestamp(expiry, tz=UTC),
-                      provider=PROVIDER_STUN, fallback=True, failure=failure)
+    return IceServers(
+        ice_servers=stun_servers(),
+        ttl=ttl,
+        expires_at=datetime.fromtimestamp(expiry, tz=UTC),
+        provider=PROVIDER_STUN,
+        fallback=True,
+        failure=failure,
+    )
 
 
 def get_ice_servers_sync(*, user_id: int | str, ttl: int | None = None, **kwargs: Unpack[IceOptions]) -> IceServers:

@@ -120,9 +120,16 @@ class RelayChannelLayer(BaseChannelLayer):
 
     extensions = ["groups", "flush"]
 
-    def __init__(self, redis_url: str | None = None, prefix: str = "wimz", capacity: int = 2000,
-                 capacity_bytes: int = 8 * 1024 * 1024, expiry: int = 60, socket_timeout: float = 15.0,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        prefix: str = "wimz",
+        capacity: int = 2000,
+        capacity_bytes: int = 8 * 1024 * 1024,
+        expiry: int = 60,
+        socket_timeout: float = 15.0,
+        **kwargs: Any,
+    ):
         super().__init__(expiry=expiry, capacity=capacity)
         self.redis_url = redis_url
         self.prefix = prefix
@@ -206,7 +213,7 @@ class RelayChannelLayer(BaseChannelLayer):
             return
         if not self.redis_url:
             raise ChannelGone(channel)
-        instance = channel[len("specific."):].partition("!")[0]
+        instance = channel[len("specific.") :].partition("!")[0]
         receivers = await self._publish(self._process_key(instance), encode_envelope(channel, self.instance, message))
         if not receivers:
             raise ChannelGone(channel)
@@ -274,8 +281,9 @@ class RelayChannelLayer(BaseChannelLayer):
         if first and self.redis_url:
             await self._subscribe(self._group_key(group))
             # Tell the instances that already have members that this one has some now.
-            others = await self._publish(self._group_key(group), encode_envelope(group, self.instance,
-                                                                                 {"type": "__interest"}))
+            others = await self._publish(
+                self._group_key(group), encode_envelope(group, self.instance, {"type": "__interest"})
+            )
             if others > 1:
                 self.remote_interest.add(group)
 
@@ -363,9 +371,10 @@ class RelayChannelLayer(BaseChannelLayer):
             await self.send(channel, message)
             return True
         ack = f"{self.prefix}:ack:{secrets.token_hex(8)}"
-        instance = channel[len("specific."):].partition("!")[0]
-        receivers = await self._publish(self._process_key(instance),
-                                        encode_envelope(channel, self.instance, message, ack))
+        instance = channel[len("specific.") :].partition("!")[0]
+        receivers = await self._publish(
+            self._process_key(instance), encode_envelope(channel, self.instance, message, ack)
+        )
         if not receivers:
             raise ChannelGone(channel)
         try:
@@ -417,8 +426,9 @@ class RelayChannelLayer(BaseChannelLayer):
         entry = self._clients.get(loop)
         if entry is None:
             # `cast`: every caller runs only with `redis_url` set.
-            client = redis.Redis.from_url(cast(str, self.redis_url), socket_timeout=self.socket_timeout,
-                                          socket_connect_timeout=5)
+            client = redis.Redis.from_url(
+                cast(str, self.redis_url), socket_timeout=self.socket_timeout, socket_connect_timeout=5
+            )
             entry = (client, _Publisher(client))
             self._clients[loop] = entry
         return entry
@@ -485,8 +495,12 @@ class RelayChannelLayer(BaseChannelLayer):
         reconnected = False
         while True:
             # `cast`: the reader is started only with `redis_url` set (`_ensure_reader`'s callers).
-            client = redis.Redis.from_url(cast(str, self.redis_url), socket_timeout=None, socket_connect_timeout=5,
-                                          client_name=f"{self.prefix}-reader-{self.instance}")
+            client = redis.Redis.from_url(
+                cast(str, self.redis_url),
+                socket_timeout=None,
+                socket_connect_timeout=5,
+                client_name=f"{self.prefix}-reader-{self.instance}",
+            )
             pubsub = client.pubsub()
             try:
                 own = self._process_key(self.instance)

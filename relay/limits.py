@@ -70,8 +70,12 @@ class Limits:
         return cls(
             frame_rate=settings.WIMZ_FRAME_RATE,
             frame_burst=settings.WIMZ_FRAME_BURST,
-            types={"webrtc_request": sdp, "webrtc_offer": sdp, "webrtc_answer": sdp,
-                   "webrtc_ice": (settings.WIMZ_ICE_RATE, settings.WIMZ_ICE_BURST)},
+            types={
+                "webrtc_request": sdp,
+                "webrtc_offer": sdp,
+                "webrtc_answer": sdp,
+                "webrtc_ice": (settings.WIMZ_ICE_RATE, settings.WIMZ_ICE_BURST),
+            },
             close_after=settings.WIMZ_RATE_LIMIT_CLOSE_AFTER,
             window=settings.WIMZ_RATE_LIMIT_WINDOW,
         )

@@ -27,8 +27,9 @@ async def event(party: Party, frame: Frame) -> Outcome:
         return Outcome()
     ref = frame.get("type")
     device_id = cast(str, party.device_id)  # a robot's Party always names its device (relay.connections)
-    shed = await delivery.event_to_owner(party.owner_id, device_id, robot_event(frame, device_id),
-                                         reply_to=party.channel_name, ref=ref)
+    shed = await delivery.event_to_owner(
+        party.owner_id, device_id, robot_event(frame, device_id), reply_to=party.channel_name, ref=ref
+    )
     if shed:
         raise RelayError(Code.RATE_LIMITED, f"event not delivered to {shed} app socket(s)", ref)
     return Outcome()

@@ -41,6 +41,7 @@ PASSTHROUGH = "passthrough"
 # `command` is the protocol's own app → robot frame (docs/protocol.md §10), so it keeps its name.
 COMMAND = "command"
 
+
 class Children(dict[str, Counter]):
     """Labelled counter children pre-resolved by label value; a key not in the table answers `fallback`
     and is not stored (so no client-chosen value ever becomes a label)."""
@@ -56,32 +57,38 @@ class Children(dict[str, Counter]):
 
 
 FRAMES = Counter(
-    f"{PREFIX}_frames", "Frames from a socket that the relay routed (handled without an error), by frame type "
+    f"{PREFIX}_frames",
+    "Frames from a socket that the relay routed (handled without an error), by frame type "
     "(reserved protocol types and command by name; any other type as event or passthrough) and direction.",
     ["type", "direction"],
 )
 FRAMES_REFUSED = Counter(
-    f"{PREFIX}_frames_refused", "Frames from a socket answered with an error frame instead of being routed "
+    f"{PREFIX}_frames_refused",
+    "Frames from a socket answered with an error frame instead of being routed "
     "(or, RATE_LIMITED, not delivered to a receiver that was full), by error code (docs/protocol.md §15).",
     ["code"],
 )
 HANDSHAKES_REFUSED = Counter(
-    f"{PREFIX}_handshakes_refused", "WebSocket handshakes (and compat /ws in-band authentications) refused, by "
+    f"{PREFIX}_handshakes_refused",
+    "WebSocket handshakes (and compat /ws in-band authentications) refused, by "
     "role (robot, app, compat, unknown) and reason.",
     ["role", "reason"],
 )
 SESSIONS_ENDED = Counter(
-    f"{PREFIX}_sessions_ended", "Signaling sessions this instance ended, by end reason (docs/protocol.md §13); "
+    f"{PREFIX}_sessions_ended",
+    "Signaling sessions this instance ended, by end reason (docs/protocol.md §13); "
     "each session is counted once, by the instance whose row update ended it.",
     ["reason"],
 )
 SESSION_SETUP_SECONDS = Histogram(
-    f"{PREFIX}_session_setup_seconds", "Seconds from an app's webrtc_request reaching this instance to that app "
+    f"{PREFIX}_session_setup_seconds",
+    "Seconds from an app's webrtc_request reaching this instance to that app "
     "socket's first webrtc_answer (sessions answered by another app socket of the user are not observed).",
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0),
 )
 ICE_PROVIDER_SECONDS = Histogram(
-    f"{PREFIX}_ice_provider_seconds", "Seconds one ICE provider call took, by provider (stun, cloudflare, coturn, "
+    f"{PREFIX}_ice_provider_seconds",
+    "Seconds one ICE provider call took, by provider (stun, cloudflare, coturn, "
     "unknown) and outcome (ok, or the failure kind: config, timeout, network, http_status, malformed, "
     "unknown_provider, internal).",
     ["provider", "outcome"],
@@ -102,8 +109,9 @@ ROUTED: dict[str, Children] = {
 }
 ERROR_CODES = tuple(value for name, value in vars(Code).items() if name.isupper() and isinstance(value, str))
 # REFUSED[error code].inc(): a frame was answered with that error.
-REFUSED: Children = Children({code: FRAMES_REFUSED.labels(code) for code in ERROR_CODES},
-                                      FRAMES_REFUSED.labels("other"))
+REFUSED: Children = Children(
+    {code: FRAMES_REFUSED.labels(code) for code in ERROR_CODES}, FRAMES_REFUSED.labels("other")
+)
 
 # Handshake refusals: role × reason, every pair the relay uses declared here (and so exported at 0). The
 # compat `/ws` route counts as `compat` until its in-band `auth` frame names a robot or an app.
@@ -113,8 +121,11 @@ HANDSHAKE_REASONS: dict[str, tuple[str, ...]] = {
     "compat": ("origin", "overloaded", "too_many_unauthenticated", "auth_timeout"),
     "unknown": ("path",),
 }
-_HANDSHAKES = {(role, reason): HANDSHAKES_REFUSED.labels(role, reason)
-               for role, reasons in HANDSHAKE_REASONS.items() for reason in reasons}
+_HANDSHAKES = {
+    (role, reason): HANDSHAKES_REFUSED.labels(role, reason)
+    for role, reasons in HANDSHAKE_REASONS.items()
+    for reason in reasons
+}
 
 
 def handshake_refused(role: str | None, reason: str) -> None:
@@ -160,10 +171,14 @@ class LiveStateCollector(Collector):
             GaugeMetricFamily(f"{PREFIX}_robot_sockets", "Open robot sockets on this instance."),
             GaugeMetricFamily(f"{PREFIX}_app_sockets", "Open (authenticated) app sockets on this instance."),
             GaugeMetricFamily(f"{PREFIX}_users_online", "Distinct users with an open app socket on this instance."),
-            GaugeMetricFamily(f"{PREFIX}_live_sessions", "Live signaling sessions whose app socket is on this "
-                              "instance (each session once: summed over instances, the cluster's total)."),
-            GaugeMetricFamily(f"{PREFIX}_info", "1, labelled with this process's channel-layer instance id.",
-                              labels=["instance_id"]),
+            GaugeMetricFamily(
+                f"{PREFIX}_live_sessions",
+                "Live signaling sessions whose app socket is on this "
+                "instance (each session once: summed over instances, the cluster's total).",
+            ),
+            GaugeMetricFamily(
+                f"{PREFIX}_info", "1, labelled with this process's channel-layer instance id.", labels=["instance_id"]
+            ),
         )
 
     def collect(self) -> Iterator[Metric]:

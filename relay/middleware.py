@@ -100,8 +100,9 @@ def origin_allowed(headers: dict[str, str]) -> bool:
 
 
 @database_sync_to_async
-def authenticate_robot(device_id: str | None, timestamp: str | None,
-                       signature: str | None) -> tuple[RobotIdentity | None, str]:
+def authenticate_robot(
+    device_id: str | None, timestamp: str | None, signature: str | None
+) -> tuple[RobotIdentity | None, str]:
     """Verify a robot's signed credentials (see `devices.signing.check_device_signature`).
 
     Returns `(RobotIdentity, "")`, or `(None, reason)` with the failed check for the operator's log

@@ -49,16 +49,21 @@ async def device_paired_async(*, device_id: str, device_pk: int, owner_id: int) 
     if robot_channel is not None:
         await delivery.control(robot_channel, "owner", owner_id=owner_id, confirm=True)
     status = "online" if robot_channel else "offline"
-    await delivery.device_update(owner_id, device_id=device_id, device_pk=device_pk, owned=True,
-                                 robot_channel=robot_channel, frame=device_status_frame(device_id, status, last_seen),
-                                 confirm=True)
+    await delivery.device_update(
+        owner_id,
+        device_id=device_id,
+        device_pk=device_pk,
+        owned=True,
+        robot_channel=robot_channel,
+        frame=device_status_frame(device_id, status, last_seen),
+        confirm=True,
+    )
 
 
 async def device_unpaired_async(*, device_id: str, device_pk: int, former_owner_id: int) -> None:
     """The device has no owner now: the former owner's apps drop it, its sessions end `unpaired` on
     both sides, the apps get `device_status` `unpaired`, and its robot talks to nobody (docs/protocol.md §17.4)."""
-    await delivery.device_update(former_owner_id, device_id=device_id, device_pk=device_pk, owned=False,
-                                 confirm=True)
+    await delivery.device_update(former_owner_id, device_id=device_id, device_pk=device_pk, owned=False, confirm=True)
 
     @database_sync_to_async
     def _end() -> tuple[list[SessionRef], datetime | None, str | None]:
@@ -70,8 +75,12 @@ async def device_unpaired_async(*, device_id: str, device_pk: int, former_owner_
         await delivery.control(robot_channel, "owner", owner_id=None, confirm=True)
     for ref in ended:
         await announce_end(ref, Session.EndReason.UNPAIRED)
-    await delivery.device_update(former_owner_id, device_id=device_id, device_pk=device_pk,
-                                 frame=device_status_frame(device_id, "unpaired", last_seen))
+    await delivery.device_update(
+        former_owner_id,
+        device_id=device_id,
+        device_pk=device_pk,
+        frame=device_status_frame(device_id, "unpaired", last_seen),
+    )
 
 
 async def device_revoked_async(*, device_id: str, device_pk: int, owner_id: int | None, deactivated: bool) -> None:

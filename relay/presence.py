@@ -28,12 +28,24 @@ def live_connections() -> QuerySet[Connection]:
     return Connection.objects.filter(disconnected_at__isnull=True, heartbeat_at__gte=_fresh_since())
 
 
-def connection_open(*, role: str, channel_name: str, path: str = "", user_id: int | None = None,
-                    device_pk: int | None = None, instance: str = "") -> Connection:
+def connection_open(
+    *,
+    role: str,
+    channel_name: str,
+    path: str = "",
+    user_id: int | None = None,
+    device_pk: int | None = None,
+    instance: str = "",
+) -> Connection:
     """Record an accepted socket of relay process `instance`; returns its row (history and presence)."""
     now = timezone.now()
     return Connection.objects.create(
-        role=role, channel_name=channel_name, path=path, user_id=user_id, device_id=device_pk, heartbeat_at=now,
+        role=role,
+        channel_name=channel_name,
+        path=path,
+        user_id=user_id,
+        device_id=device_pk,
+        heartbeat_at=now,
         instance=instance,
     )
 
@@ -114,9 +126,9 @@ def close_instance(instance: str) -> list[Connection]:
     rows = list(Connection.objects.select_related("device").filter(instance=instance, disconnected_at__isnull=True))
     now = timezone.now()
     for start in range(0, len(rows), 500):
-        Connection.objects.filter(pk__in=[r.pk for r in rows[start:start + 500]], disconnected_at__isnull=True).update(
-            disconnected_at=now, close_code=1006
-        )
+        Connection.objects.filter(
+            pk__in=[r.pk for r in rows[start : start + 500]], disconnected_at__isnull=True
+        ).update(disconnected_at=now, close_code=1006)
     return rows
 
 
@@ -138,5 +150,6 @@ def close_stale() -> list[Connection]:
     heartbeat), so instances sweeping at the same time close each row once. Returns the rows this
     call closed, with `device` loaded.
     """
-    return _close_rows(Connection.objects.filter(disconnected_at__isnull=True, heartbeat_at__lt=_fresh_since()),
-                       now=False)
+    return _close_rows(
+        Connection.objects.filter(disconnected_at__isnull=True, heartbeat_at__lt=_fresh_since()), now=False
+    )

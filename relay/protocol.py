@@ -250,7 +250,8 @@ def require_sdp(frame: Frame, expected: str) -> None:
     sdp = frame.get("sdp")
     if not isinstance(sdp, dict) or sdp.get("type") != expected or not isinstance(sdp.get("sdp"), str):
         raise RelayError(
-            Code.BAD_REQUEST, f"'sdp' must be a session description {{\"type\":\"{expected}\",\"sdp\":…}}",
+            Code.BAD_REQUEST,
+            f'\'sdp\' must be a session description {{"type":"{expected}","sdp":…}}',
             frame.get("type"),
         )
 

@@ -94,8 +94,9 @@ def session_open(*, user_id: int, target: Target, app_channel: str) -> tuple[Ses
         )
     session.device = Device(pk=target.device_pk, device_id=target.device_id)
     ref = SessionRef.of(session)
-    logger.info("session opened", extra={"session_id": ref.session_id, "device_id": ref.device_id,
-                                         "user_id": ref.user_id})
+    logger.info(
+        "session opened", extra={"session_id": ref.session_id, "device_id": ref.device_id, "user_id": ref.user_id}
+    )
     return ref, superseded
 
 
@@ -181,8 +182,10 @@ def session_end(*, session_id: str, reason: str, unless_answered: bool = False) 
     # Counted once the end is committed (at once outside a transaction): a rolled-back end never counts.
     transaction.on_commit(metrics.SESSIONS_ENDED.labels(reason).inc)
     ref = SessionRef.of(Session.objects.select_related("device").get(pk=session_id))
-    logger.info("session ended", extra={"session_id": ref.session_id, "device_id": ref.device_id,
-                                        "user_id": ref.user_id, "reason": reason})
+    logger.info(
+        "session ended",
+        extra={"session_id": ref.session_id, "device_id": ref.device_id, "user_id": ref.user_id, "reason": reason},
+    )
     return ref
 
 

@@ -35,8 +35,9 @@ class _PartyLookup(TypedDict, total=False):
     device_pk: int | None
 
 
-async def announce_end(ref: session_rows.SessionRef, reason: str, *, skip: str | None = None,
-                       frame: Frame | None = None) -> None:
+async def announce_end(
+    ref: session_rows.SessionRef, reason: str, *, skip: str | None = None, frame: Frame | None = None
+) -> None:
     """Tell every party still connected that a session ended: `webrtc_close` with `reason`.
 
     `skip` is the channel of the party that closed it (docs/protocol.md §13.6: not echoed). `frame` is
@@ -63,9 +64,7 @@ async def _peer(party: Party, session_id: str) -> tuple[str, LiveSession | None]
         lookup = {"user_id": party.user_id}
     else:
         lookup = {"robot_channel": party.channel_name, "device_pk": party.device_pk}
-    ref = await database_sync_to_async(session_rows.session_for_party)(
-        session_id=session_id, side=party.role, **lookup
-    )
+    ref = await database_sync_to_async(session_rows.session_for_party)(session_id=session_id, side=party.role, **lookup)
     return (ref.robot_channel if party.role == APP else ref.app_channel), None
 
 
@@ -149,7 +148,9 @@ async def request(party: Party, frame: Frame) -> Outcome:
         await announce_end(old, EndReason.SUPERSEDED)
     try:
         await delivery.session_open(
-            ref.robot_channel, sid=ref.session_id, app_channel=party.channel_name,
+            ref.robot_channel,
+            sid=ref.session_id,
+            app_channel=party.channel_name,
             frame={"type": "webrtc_request", "session_id": ref.session_id, "ice_servers": ice_servers},
         )
     except RelayError as exc:
@@ -158,8 +159,9 @@ async def request(party: Party, frame: Frame) -> Outcome:
         if isinstance(exc, delivery.Undeliverable):
             raise RelayError(Code.DEVICE_OFFLINE, "device is offline", "webrtc_request") from exc
         raise
-    party.sessions[ref.session_id] = LiveSession(device_id=ref.device_id, peer=ref.robot_channel,
-                                                 requested_at=requested_at)
+    party.sessions[ref.session_id] = LiveSession(
+        device_id=ref.device_id, peer=ref.robot_channel, requested_at=requested_at
+    )
     credentials: Frame = {
         "type": "webrtc_credentials",
         "session_id": ref.session_id,

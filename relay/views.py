@@ -82,8 +82,9 @@ def _operator_token_ok(request: HttpRequest) -> bool:
     """`Authorization: Bearer <WIMZ_STATS_TOKEN>`, compared in constant time; never with no token set."""
     expected = settings.WIMZ_STATS_TOKEN
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                                                  expected.encode())
+    return (
+        bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())
+    )
 
 
 @csrf_exempt
@@ -99,6 +100,7 @@ async def stats(request: HttpRequest) -> JsonResponse:
     if not _operator_token_ok(request):
         user = await request.auser()
         if not (user.is_active and user.is_staff):
-            return JsonResponse({"code": "permission_denied", "detail": "Staff or the operator token only."},
-                                status=403)
+            return JsonResponse(
+                {"code": "permission_denied", "detail": "Staff or the operator token only."}, status=403
+            )
     return JsonResponse(await connections.cluster_stats())

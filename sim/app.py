@@ -191,9 +191,7 @@ class AppSim:
     async def connect(self, open_timeout: float = 10.0) -> None:
         """Open `/ws/app?token=<access JWT>` and start reading frames."""
         try:
-            connection = await connect(
-                ws_url(self.url, "/ws/app", token=self.access_token), open_timeout=open_timeout
-            )
+            connection = await connect(ws_url(self.url, "/ws/app", token=self.access_token), open_timeout=open_timeout)
         except InvalidStatus as exc:
             raise SimError(f"app handshake refused with HTTP {exc.response.status_code}") from exc
         self.socket = JsonSocket(connection, "app")

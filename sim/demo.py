@@ -322,8 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairing-code")
     parser.add_argument("--frames", type=int, default=30, help="decoded frames required (default 30)")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds for the whole demo (default 90)")
-    parser.add_argument("--turn", action="store_true",
-                        help="start coturn on 127.0.0.1 and allow TURN-relayed ICE candidates only (needs turnserver)")
+    parser.add_argument(
+        "--turn",
+        action="store_true",
+        help="start coturn on 127.0.0.1 and allow TURN-relayed ICE candidates only (needs turnserver)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every frame the simulators send and receive")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
@@ -338,8 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     async def bounded() -> DemoResult:
         async with asyncio.timeout(args.timeout):
             # Leave the second half of the time for setup and teardown, so a slow call still reports.
-            return await run_demo(args.url, device=device, frames=args.frames, call_time_limit=args.timeout / 2,
-                                  turn=args.turn)
+            return await run_demo(
+                args.url, device=device, frames=args.frames, call_time_limit=args.timeout / 2, turn=args.turn
+            )
 
     try:
         result = asyncio.run(bounded())

@@ -36,8 +36,15 @@ class RelayProcess:
     name = "relay"
     health_path: str | None = "/health"
 
-    def __init__(self, env: dict, log_path: Path, *, extra_args: tuple[str, ...] = (),
-                 argv: list[str] | None = None, cwd: Path | None = None):
+    def __init__(
+        self,
+        env: dict,
+        log_path: Path,
+        *,
+        extra_args: tuple[str, ...] = (),
+        argv: list[str] | None = None,
+        cwd: Path | None = None,
+    ):
         self.port = free_port()
         self.log_path = Path(log_path)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -45,7 +52,10 @@ class RelayProcess:
             argv = [sys.executable, "-m", "wimz.serve", "--host", "127.0.0.1", "--port", "{port}", *extra_args]
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and modules, fixed arguments
             [a.replace("{port}", str(self.port)) for a in argv],
-            cwd=cwd or REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=cwd or REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     @property

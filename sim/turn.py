@@ -50,8 +50,12 @@ class LocalTurn:
 
     def env(self) -> dict[str, str]:
         """Settings that point the relay's coturn provider at this server (docs/protocol.md §14)."""
-        return {"WIMZ_ICE_PROVIDER": "coturn", "WIMZ_COTURN_SECRET": self.secret, "WIMZ_COTURN_URLS": self.url,
-                "WIMZ_STUN_URLS": f"stun:127.0.0.1:{self.port}"}
+        return {
+            "WIMZ_ICE_PROVIDER": "coturn",
+            "WIMZ_COTURN_SECRET": self.secret,
+            "WIMZ_COTURN_URLS": self.url,
+            "WIMZ_STUN_URLS": f"stun:127.0.0.1:{self.port}",
+        }
 
     async def start(self, time_limit: float = 10.0) -> None:
         """Start `turnserver` and wait until it answers a STUN binding request."""
@@ -60,14 +64,30 @@ class LocalTurn:
             raise SimError("turnserver not found: install Debian's coturn package (apt-get install coturn)")
         low = random.randrange(20000, 60000, 1000)
         args = [
-            binary, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", f"--listening-port={self.port}",
-            f"--min-port={low}", f"--max-port={low + 999}", "--use-auth-secret", f"--static-auth-secret={self.secret}",
-            f"--realm={self.realm}", "--no-tls", "--no-dtls", "--no-tcp", "--no-cli", "--allow-loopback-peers",
-            "--fingerprint", "--simple-log", f"--log-file={self.log_path}", f"--pidfile={self._dir / 'pid'}",
+            binary,
+            "-n",
+            "--listening-ip=127.0.0.1",
+            "--relay-ip=127.0.0.1",
+            f"--listening-port={self.port}",
+            f"--min-port={low}",
+            f"--max-port={low + 999}",
+            "--use-auth-secret",
+            f"--static-auth-secret={self.secret}",
+            f"--realm={self.realm}",
+            "--no-tls",
+            "--no-dtls",
+            "--no-tcp",
+            "--no-cli",
+            "--allow-loopback-peers",
+            "--fingerprint",
+            "--simple-log",
+            f"--log-file={self.log_path}",
+            f"--pidfile={self._dir / 'pid'}",
             "--no-stdout-log",
         ]
         self._process = await asyncio.create_subprocess_exec(
-            *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + time_limit
         while loop.time() < deadline:

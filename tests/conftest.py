@@ -57,8 +57,13 @@ def redis_cache(settings, require_services):
     from django.core.cache import cache
 
     prefix = f"wimztest{uuid.uuid4().hex[:8]}"
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                                   "LOCATION": os.environ["REDIS_URL"], "KEY_PREFIX": prefix}}
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["REDIS_URL"],
+            "KEY_PREFIX": prefix,
+        }
+    }
     yield cache
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
     try:
@@ -82,9 +87,7 @@ def api():
 @pytest.fixture(autouse=True)
 def in_memory_channel_layer(settings):
     """Communicator tests run on a fresh in-memory channel layer (live-daphne tests use Redis)."""
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "relay.layer.RelayChannelLayer", "CONFIG": {"capacity": 2000}}
-    }
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "relay.layer.RelayChannelLayer", "CONFIG": {"capacity": 2000}}}
     channel_layers.backends.clear()
     yield
     channel_layers.backends.clear()

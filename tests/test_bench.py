@@ -24,10 +24,18 @@ def test_summary_and_cdf():
 
 
 def _target(r2a_p50, lost=0, kib=None, cpu_ratio=None):
-    out = {"latency": {"latency_ms": {"r2a": {"n": 10, "p50": r2a_p50, "p90": r2a_p50, "p99": r2a_p50},
-                                      "a2r": {"n": 10, "p50": r2a_p50, "p90": r2a_p50, "p99": r2a_p50}}},
-           "pairs100": {"latency_ms": {"both": {"n": 5, "p50": 1.0, "p99": 4.0}},
-                        "accounting": {"delivered": 100 - lost, "rate_limited": 0, "lost": lost, "other_errors": 0}}}
+    out = {
+        "latency": {
+            "latency_ms": {
+                "r2a": {"n": 10, "p50": r2a_p50, "p90": r2a_p50, "p99": r2a_p50},
+                "a2r": {"n": 10, "p50": r2a_p50, "p90": r2a_p50, "p99": r2a_p50},
+            }
+        },
+        "pairs100": {
+            "latency_ms": {"both": {"n": 5, "p50": 1.0, "p99": 4.0}},
+            "accounting": {"delivered": 100 - lost, "rate_limited": 0, "lost": lost, "other_errors": 0},
+        },
+    }
     if kib is not None:
         out["memory"] = {"levels": [{"sockets": 1000, "kib_per_socket": kib, "rss_growth_kib": kib * 1000}]}
     if cpu_ratio is not None:
@@ -56,8 +64,10 @@ def test_table_ratios_targets_and_markdown():
 
 
 def test_profile_parsing_inclusive_counts_a_function_once_per_stack():
-    text = ("main (wimz/serve.py:10);f (relay/consumers.py:5);f (relay/consumers.py:9);g (json/encoder.py:1) 3\n"
-            "main (wimz/serve.py:10);h (channels_redis/core.py:7) 1\n")
+    text = (
+        "main (wimz/serve.py:10);f (relay/consumers.py:5);f (relay/consumers.py:9);g (json/encoder.py:1) 3\n"
+        "main (wimz/serve.py:10);h (channels_redis/core.py:7) 1\n"
+    )
     total, inclusive, self_, pkg_incl, _ = parse_collapsed(text)
     assert total == 4
     assert inclusive["f (relay/consumers.py)"] == 3 and inclusive["main (wimz/serve.py)"] == 4

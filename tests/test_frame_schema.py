@@ -18,14 +18,32 @@ SCHEMA = json.loads(SCHEMA_PATH.read_text())
 
 VALID = {
     "/ws/app": [
-        {"type": "device_status", "device_id": "wimz_robot_01", "status": "online", "online": True,
-         "last_seen": "2026-01-01T00:00:00.859053Z"},
-        {"type": "device_status", "device_id": "wimz_robot_01", "status": "unpaired", "online": False,
-         "last_seen": None},
-        {"type": "webrtc_credentials", "session_id": SID, "device_id": "wimz_robot_01",
-         "ice_servers": [{"urls": ["stun:stun.cloudflare.com:3478"]}]},
-        {"type": "status_update", "battery": 87, "device_id": "wimz_robot_01",
-         "timestamp": "2026-01-01T00:00:05.305135Z"},
+        {
+            "type": "device_status",
+            "device_id": "wimz_robot_01",
+            "status": "online",
+            "online": True,
+            "last_seen": "2026-01-01T00:00:00.859053Z",
+        },
+        {
+            "type": "device_status",
+            "device_id": "wimz_robot_01",
+            "status": "unpaired",
+            "online": False,
+            "last_seen": None,
+        },
+        {
+            "type": "webrtc_credentials",
+            "session_id": SID,
+            "device_id": "wimz_robot_01",
+            "ice_servers": [{"urls": ["stun:stun.cloudflare.com:3478"]}],
+        },
+        {
+            "type": "status_update",
+            "battery": 87,
+            "device_id": "wimz_robot_01",
+            "timestamp": "2026-01-01T00:00:05.305135Z",
+        },
         {"event": "detection", "data": {}, "device_id": "wimz_robot_01", "timestamp": "2026-01-01T00:00:05Z"},
         {"type": None, "event": "detection", "device_id": "wimz_robot_01", "timestamp": "2026-01-01T00:00:05Z"},
         {"type": "webrtc_close", "session_id": SID, "reason": "robot_disconnected"},
@@ -35,8 +53,13 @@ VALID = {
     ],
     "/ws/device": [
         {"type": "webrtc_request", "session_id": SID, "ice_servers": []},
-        {"type": "command", "device_id": "wimz_robot_01", "command": "motor", "data": {"left": 0.5},
-         "params": {"left": 0.5}},
+        {
+            "type": "command",
+            "device_id": "wimz_robot_01",
+            "command": "motor",
+            "data": {"left": 0.5},
+            "params": {"left": 0.5},
+        },
         {"type": "command", "device_id": None, "command": "motor"},
         {"type": "webrtc_close", "session_id": SID, "device_id": "wimz_robot_01", "reason": "closed_by_app"},
         {"type": "webrtc_ice", "session_id": SID, "candidate": None},
@@ -46,23 +69,35 @@ VALID = {
 INVALID = {
     "error without a code": ("/ws/app", {"type": "error", "message": "x"}),
     "error with an unknown code": ("/ws/app", {"type": "error", "code": "OOPS", "message": "x"}),
-    "online that contradicts status": ("/ws/app", {"type": "device_status", "device_id": "r", "status": "offline",
-                                                   "online": True, "last_seen": None}),
-    "credentials with an extra key": ("/ws/app", {"type": "webrtc_credentials", "session_id": SID, "device_id": "r",
-                                                  "ice_servers": [], "secret": "x"}),
+    "online that contradicts status": (
+        "/ws/app",
+        {"type": "device_status", "device_id": "r", "status": "offline", "online": True, "last_seen": None},
+    ),
+    "credentials with an extra key": (
+        "/ws/app",
+        {"type": "webrtc_credentials", "session_id": SID, "device_id": "r", "ice_servers": [], "secret": "x"},
+    ),
     "event without the robot's id": ("/ws/app", {"type": "status_update", "timestamp": "2026-01-01T00:00:00Z"}),
     "close without a reason": ("/ws/app", {"type": "webrtc_close", "session_id": SID}),
     "close with an unknown reason": ("/ws/device", {"type": "webrtc_close", "session_id": SID, "reason": "bored"}),
-    "a request naming the device to the robot": ("/ws/device", {"type": "webrtc_request", "session_id": SID,
-                                                                "ice_servers": [], "device_id": "r"}),
-    "credentials sent to a robot": ("/ws/device", {"type": "webrtc_credentials", "session_id": SID, "device_id": "r",
-                                                   "ice_servers": []}),
-    "an event with a null type and no event key": ("/ws/app", {"type": None, "device_id": "r",
-                                                                "timestamp": "2026-01-01T00:00:00Z"}),
+    "a request naming the device to the robot": (
+        "/ws/device",
+        {"type": "webrtc_request", "session_id": SID, "ice_servers": [], "device_id": "r"},
+    ),
+    "credentials sent to a robot": (
+        "/ws/device",
+        {"type": "webrtc_credentials", "session_id": SID, "device_id": "r", "ice_servers": []},
+    ),
+    "an event with a null type and no event key": (
+        "/ws/app",
+        {"type": None, "device_id": "r", "timestamp": "2026-01-01T00:00:00Z"},
+    ),
     "an event sent to a robot": ("/ws/device", {"type": "status_update", "timestamp": "2026-01-01T00:00:00Z"}),
     "a session id that is not a uuid": ("/ws/app", {"type": "webrtc_ice", "session_id": "x", "candidate": None}),
-    "ice servers with a bare url": ("/ws/app", {"type": "webrtc_credentials", "session_id": SID, "device_id": "r",
-                                                "ice_servers": [{"urls": "stun:x"}]}),
+    "ice servers with a bare url": (
+        "/ws/app",
+        {"type": "webrtc_credentials", "session_id": SID, "device_id": "r", "ice_servers": [{"urls": "stun:x"}]},
+    ),
 }
 
 

@@ -21,7 +21,10 @@ def _start_settings(code: str = "import wimz.asgi", **env) -> subprocess.Complet
     clean.update(env)
     return subprocess.run(
         [sys.executable, "-c", code],
-        cwd=ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "wimz.settings"}, capture_output=True, text=True,
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "wimz.settings"},
+        capture_output=True,
+        text=True,
         timeout=60,
     )
 
@@ -72,8 +75,11 @@ def test_debug_off_refuses_short_placeholder_or_low_entropy_keys(key):
 
 def test_management_commands_run_without_a_secret_key():
     """Commands sign nothing: `manage.py check` runs with DEBUG off and no key (only serving refuses)."""
-    result = _start_settings("import sys; from django.core.management import execute_from_command_line; "
-                             "execute_from_command_line(['manage.py', 'check'])", DEBUG="0")
+    result = _start_settings(
+        "import sys; from django.core.management import execute_from_command_line; "
+        "execute_from_command_line(['manage.py', 'check'])",
+        DEBUG="0",
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -85,8 +91,12 @@ def test_debug_off_starts_with_a_real_secret_key():
 
     key = secrets.token_urlsafe(38)
     assert len(key) >= 50
-    result = _start_settings(DEBUG="0", DJANGO_SECRET_KEY=key, ALLOWED_HOSTS="relay.example.com",
-                             WIMZ_SECRET_KEYS=Fernet.generate_key().decode())
+    result = _start_settings(
+        DEBUG="0",
+        DJANGO_SECRET_KEY=key,
+        ALLOWED_HOSTS="relay.example.com",
+        WIMZ_SECRET_KEYS=Fernet.generate_key().decode(),
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -101,9 +111,14 @@ def test_debug_off_refuses_to_serve_without_device_secret_keys():
         result = _start_settings(code, DEBUG="0", DJANGO_SECRET_KEY=key, ALLOWED_HOSTS="relay.example.com")
         assert result.returncode != 0, code
         assert "WIMZ_SECRET_KEYS is missing" in result.stderr and "Fernet.generate_key()" in result.stderr, (
-            result.stderr[-500:])
-    check = _start_settings("from django.core.management import execute_from_command_line; "
-                            "execute_from_command_line(['manage.py', 'check'])", DEBUG="0", DJANGO_SECRET_KEY=key)
+            result.stderr[-500:]
+        )
+    check = _start_settings(
+        "from django.core.management import execute_from_command_line; "
+        "execute_from_command_line(['manage.py', 'check'])",
+        DEBUG="0",
+        DJANGO_SECRET_KEY=key,
+    )
     assert check.returncode == 0, check.stderr
 
 
@@ -116,10 +131,15 @@ def test_a_malformed_device_secret_key_refuses_to_serve_without_echoing_it(debug
     from cryptography.fernet import Fernet
 
     bad = "not-a-fernet-key-" + secrets.token_hex(8)
-    result = _start_settings(DEBUG=debug, DJANGO_SECRET_KEY=secrets.token_urlsafe(38), ALLOWED_HOSTS="localhost",
-                             WIMZ_SECRET_KEYS=f"{Fernet.generate_key().decode()},{bad}")
-    assert result.returncode != 0 and "WIMZ_SECRET_KEYS entry 2 is not a Fernet key" in result.stderr, (
-        result.stderr[-500:])
+    result = _start_settings(
+        DEBUG=debug,
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(38),
+        ALLOWED_HOSTS="localhost",
+        WIMZ_SECRET_KEYS=f"{Fernet.generate_key().decode()},{bad}",
+    )
+    assert result.returncode != 0 and "WIMZ_SECRET_KEYS entry 2 is not a Fernet key" in result.stderr, result.stderr[
+        -500:
+    ]
     assert bad not in result.stderr
 
 
@@ -188,8 +208,9 @@ def test_scrub_filter_rewrites_records_with_arguments_and_tracebacks():
     try:
         raise ValueError("bad ?token=secret-value")
     except ValueError:
-        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "connect %s", ("/ws/app?token=abc",),
-                                   sys.exc_info())
+        record = logging.LogRecord(
+            "x", logging.ERROR, __file__, 1, "connect %s", ("/ws/app?token=abc",), sys.exc_info()
+        )
     assert ScrubSecretsFilter().filter(record)
     assert record.getMessage() == "connect /ws/app?token=***"
     assert "secret-value" not in record.exc_text
@@ -221,9 +242,20 @@ async def test_admin_and_swagger_static_files_are_served_by_the_relay(transactio
         async def send(message, sent=sent):
             sent.append(message)
 
-        scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
-                 "headers": [], "scheme": "http", "server": ("testserver", 80), "client": ("127.0.0.1", 1),
-                 "http_version": "1.1", "asgi": {"version": "3.0"}, "root_path": ""}
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "headers": [],
+            "scheme": "http",
+            "server": ("testserver", 80),
+            "client": ("127.0.0.1", 1),
+            "http_version": "1.1",
+            "asgi": {"version": "3.0"},
+            "root_path": "",
+        }
         await application(scope, receive, send)
         assert sent[0]["status"] == 200, path
         assert b"".join(m.get("body", b"") for m in sent[1:])
@@ -259,15 +291,18 @@ def test_health_answers_head_for_load_balancer_probes(client, transactional_db, 
         assert client.head(path, HTTP_AUTHORIZATION="Bearer op-token").status_code == 200
 
 
-def test_stats_answers_only_staff_and_the_operator_token(client, transactional_db, settings, make_user,
-                                                         access_token):
+def test_stats_answers_only_staff_and_the_operator_token(client, transactional_db, settings, make_user, access_token):
     """/stats is not public: anonymous callers, ordinary users (session or JWT), a wrong or empty operator
     token get 403 `permission_denied`; a staff admin session and `Bearer <WIMZ_STATS_TOKEN>` get the counts."""
     settings.WIMZ_STATS_TOKEN = "op-token"
     keys = {"robots_online", "app_sockets", "users_online", "active_sessions"}
     user = make_user("plain@example.com")
-    for headers in ({}, {"HTTP_AUTHORIZATION": "Bearer nope"}, {"HTTP_AUTHORIZATION": "Bearer "},
-                    {"HTTP_AUTHORIZATION": f"Bearer {access_token(user)}"}):
+    for headers in (
+        {},
+        {"HTTP_AUTHORIZATION": "Bearer nope"},
+        {"HTTP_AUTHORIZATION": "Bearer "},
+        {"HTTP_AUTHORIZATION": f"Bearer {access_token(user)}"},
+    ):
         r = client.get("/stats", **headers)
         assert r.status_code == 403 and r.json()["code"] == "permission_denied", headers
     client.force_login(user)
@@ -295,3 +330,22 @@ def test_a_float_setting_that_is_not_a_number_stops_start_up():
     code = "from django.conf import settings; print(settings.WIMZ_FRAME_RATE)"
     result = _start_settings(code, DEBUG="1", WIMZ_FRAME_RATE="30s")
     assert result.returncode != 0 and "WIMZ_FRAME_RATE must be a number" in result.stderr
+
+
+def test_pre_commit_runs_the_checks_make_test_runs():
+    """`.pre-commit-config.yaml` is valid for pre-commit and runs ruff check, ruff format --check, mypy
+    (make typecheck) and the migrations check, the same first steps as `make test` (Makefile)."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "pre-commit"), "validate-config", ".pre-commit-config.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    entries = [hook["entry"] for repo in config["repos"] for hook in repo["hooks"]]
+    makefile = (ROOT / "Makefile").read_text()
+    for check in ("ruff check", "ruff format --check", "makemigrations --check"):
+        assert any(check in entry for entry in entries) and check in makefile, check
+    assert any("make typecheck" in entry for entry in entries) and "$(BIN)/mypy" in makefile

@@ -14,8 +14,12 @@ def scope(peer="203.0.113.9", xff=None, proto=None, kind="http", scheme=None):
         headers.append((b"x-forwarded-for", xff.encode()))
     if proto is not None:
         headers.append((b"x-forwarded-proto", proto.encode()))
-    return {"type": kind, "client": [peer, 5555], "headers": headers,
-            "scheme": scheme or ("ws" if kind == "websocket" else "http")}
+    return {
+        "type": kind,
+        "client": [peer, 5555],
+        "headers": headers,
+        "scheme": scheme or ("ws" if kind == "websocket" else "http"),
+    }
 
 
 def test_forwarded_headers_from_an_untrusted_peer_are_ignored_and_removed():
@@ -83,8 +87,9 @@ async def test_middleware_rewrites_the_scope_the_application_sees(settings):
     async def inner(scope, receive, send):
         seen.append(scope)
 
-    await TrustedProxyMiddleware(inner)(scope(peer="10.0.0.2", xff="6.6.6.6, 198.51.100.4", kind="websocket"),
-                                        None, None)
+    await TrustedProxyMiddleware(inner)(
+        scope(peer="10.0.0.2", xff="6.6.6.6, 198.51.100.4", kind="websocket"), None, None
+    )
     assert seen[0]["client"] == ["198.51.100.4", 0]
 
 

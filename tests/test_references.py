@@ -34,9 +34,12 @@ RULE_TABLE_HEADING = "Which module owns which rule"
 def tracked_files() -> list[Path]:
     """The repo's text files under version control (what a clean clone holds)."""
     out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    return [ROOT / p for p in out.splitlines()
-            if ((ROOT / p).suffix in TEXT_SUFFIXES or (ROOT / p).name in {"Makefile", "Dockerfile"})
-            and p != "tests/test_references.py"]  # its own examples cite missing sections on purpose
+    return [
+        ROOT / p
+        for p in out.splitlines()
+        if ((ROOT / p).suffix in TEXT_SUFFIXES or (ROOT / p).name in {"Makefile", "Dockerfile"})
+        and p != "tests/test_references.py"
+    ]  # its own examples cite missing sections on purpose
 
 
 def protocol_sections() -> set[str]:
@@ -59,7 +62,7 @@ def rule_table_sections(text: str) -> set[str]:
     """Top-level protocol sections (`§13.8` → "13") named in the table under the rule-table heading."""
     start = text.index(f"## {RULE_TABLE_HEADING}\n")
     end = text.find("\n## ", start + 1)
-    rows = [line for line in text[start:end if end != -1 else None].splitlines() if line.startswith("|")]
+    rows = [line for line in text[start : end if end != -1 else None].splitlines() if line.startswith("|")]
     return {number.split(".")[0] for row in rows for number in re.findall(r"§(\d+(?:\.\d+)*)", row)}
 
 
@@ -103,7 +106,7 @@ def test_every_architecture_heading_cited_exists():
     for path in tracked_files():
         for line, heading in cited_architecture_headings(path.read_text(errors="replace")):
             if heading not in headings:
-                bad.append(f"{path.relative_to(ROOT)}:{line}: \"{heading}\"")
+                bad.append(f'{path.relative_to(ROOT)}:{line}: "{heading}"')
     assert not bad, "headings cited that docs/architecture.md does not have:\n" + "\n".join(bad)
 
 
@@ -117,7 +120,7 @@ def test_the_rule_table_covers_every_protocol_section():
 
 
 def test_every_field_report_cited_is_described():
-    """"field report Fn" names a row (`| Fn |`) of docs/field-reports.md."""
+    """ "field report Fn" names a row (`| Fn |`) of docs/field-reports.md."""
     rows = set(re.findall(r"^\| (F\d+) \|", (ROOT / "docs/field-reports.md").read_text(), re.MULTILINE))
     assert rows, "docs/field-reports.md has no rows"
     bad = []
@@ -130,9 +133,12 @@ def test_every_field_report_cited_is_described():
 
 def test_nothing_points_outside_the_repository():
     """No file cites a path outside the repo (the shared spec the relay was built from is not shipped)."""
-    bad = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in tracked_files()
-           for i, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
-           if _OUTSIDE.search(line)]
+    bad = [
+        f"{p.relative_to(ROOT)}:{i}: {line.strip()}"
+        for p in tracked_files()
+        for i, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+        if _OUTSIDE.search(line)
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -140,8 +146,7 @@ def test_nothing_points_outside_the_repository():
 def test_relative_markdown_links_resolve(doc):
     """A relative link in a Markdown document points at a file or directory of the repo."""
     path = ROOT / doc
-    missing = [target for target in _MD_LINK.findall(path.read_text())
-               if not (path.parent / target).exists()]
+    missing = [target for target in _MD_LINK.findall(path.read_text()) if not (path.parent / target).exists()]
     assert not missing, missing
 
 
@@ -155,10 +160,14 @@ def test_the_checker_flags_what_it_should():
 def test_the_architecture_checkers_flag_what_they_should():
     """The heading scanner reads plain, wrapped and linked citations and nothing else; the rule-table
     reader only looks inside its own table."""
-    text = ('see docs/architecture.md "Shutdown" and\n'
-            '[`architecture.md`](architecture.md) "Nowhere"; docs/architecture.md\n    "Wrapped heading"\n'
-            '"docs/architecture.md", "not a citation"')
+    text = (
+        'see docs/architecture.md "Shutdown" and\n'
+        '[`architecture.md`](architecture.md) "Nowhere"; docs/architecture.md\n    "Wrapped heading"\n'
+        '"docs/architecture.md", "not a citation"'
+    )
     assert cited_architecture_headings(text) == [(1, "Shutdown"), (2, "Nowhere"), (2, "Wrapped heading")]
-    doc = (f"## Intro\n| x | §5 |\n## {RULE_TABLE_HEADING}\n\n| rule | module | § |\n|---|---|---|\n"
-           "| a | `m` | §1, §13.8 |\nprose §7\n## Next\n| y | §9 |\n")
+    doc = (
+        f"## Intro\n| x | §5 |\n## {RULE_TABLE_HEADING}\n\n| rule | module | § |\n|---|---|---|\n"
+        "| a | `m` | §1, §13.8 |\nprose §7\n## Next\n| y | §9 |\n"
+    )
     assert rule_table_sections(doc) == {"1", "13"}

@@ -101,8 +101,10 @@ class AccessLogMiddleware:
             status = status or 500
             raise
         finally:
-            logger.info("http request", extra={"method": client_text(scope.get("method"), 16),
-                                               **_fields(scope, started), "status": status})
+            logger.info(
+                "http request",
+                extra={"method": client_text(scope.get("method"), 16), **_fields(scope, started), "status": status},
+            )
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
@@ -120,8 +122,10 @@ class AccessLogMiddleware:
                     logger.info("websocket accepted", extra={**_fields(scope, started), "status": 101, "role": role})
                 elif kind in ("websocket.close", "websocket.http.response.start"):
                     answered = True  # a close before accept: the server refuses the handshake with 403
-                    logger.info("websocket refused", extra={**_fields(scope, started),
-                                                            "status": message.get("status", 403), "role": role})
+                    logger.info(
+                        "websocket refused",
+                        extra={**_fields(scope, started), "status": message.get("status", 403), "role": role},
+                    )
             await send(message)
 
         try:

@@ -30,13 +30,17 @@ from wimz.proxy import TrustedProxyMiddleware  # noqa: E402
 # The client's address and scheme are settled first (X-Forwarded-* only from WIMZ_TRUSTED_PROXIES), so
 # that throttles, logs and the WebSocket consumers all see the same client (docs/operations.md). Then each
 # connection gets its request id and its access log line (wimz/access.py, docs/operations.md "Logs").
-application = TrustedProxyMiddleware(AccessLogMiddleware(ProtocolTypeRouter(
-    {
-        # Static files (admin, Swagger UI) straight from the apps' static folders: the relay serves a
-        # handful of staff pages, which does not justify a separate static server or collectstatic.
-        "http": ASGIStaticFilesHandler(django_asgi_app),
-        # No AllowedHostsOriginValidator: robots and native apps send no Origin header, and the
-        # browser-origin policy of docs/protocol.md §3.5 is applied by RelayAuthMiddleware itself.
-        "websocket": RelayAuthMiddleware(URLRouter(websocket_urlpatterns)),
-    }
-)))
+application = TrustedProxyMiddleware(
+    AccessLogMiddleware(
+        ProtocolTypeRouter(
+            {
+                # Static files (admin, Swagger UI) straight from the apps' static folders: the relay serves a
+                # handful of staff pages, which does not justify a separate static server or collectstatic.
+                "http": ASGIStaticFilesHandler(django_asgi_app),
+                # No AllowedHostsOriginValidator: robots and native apps send no Origin header, and the
+                # browser-origin policy of docs/protocol.md §3.5 is applied by RelayAuthMiddleware itself.
+                "websocket": RelayAuthMiddleware(URLRouter(websocket_urlpatterns)),
+            }
+        )
+    )
+)

@@ -50,7 +50,8 @@ async def metrics(request):
     (`relay.metrics.LiveStateCollector`) read the open sockets on the event loop's thread, where they change.
     """
     if not access_ok(request):
-        return JsonResponse({"code": "permission_denied", "detail": "The metrics token or an allowed address only."},
-                            status=403)
+        return JsonResponse(
+            {"code": "permission_denied", "detail": "The metrics token or an allowed address only."}, status=403
+        )
     # The classic text format, which every Prometheus 2.x and 3.x reads (the relay's names need nothing newer).
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_PLAIN_0_0_4)

@@ -32,9 +32,25 @@ from core.logging import scrub
 DENY_TERMS = ["signature", "sig", "code", "refresh", "access", "credential"]
 # Keys whose values are never sent, at any depth (case-insensitive, `-` read as `_`): exact names, and
 # fragments that make any key containing them secret.
-DENYLIST = frozenset(k.lower().replace("-", "_") for k in [
-    *DEFAULT_DENYLIST, "signature", "x_signature", "sig", "device_secret", "pairing_code", "code", "refresh",
-    "access", "jwt", "credential", "http_authorization", "http_x_signature", "http_cookie"])
+DENYLIST = frozenset(
+    k.lower().replace("-", "_")
+    for k in [
+        *DEFAULT_DENYLIST,
+        "signature",
+        "x_signature",
+        "sig",
+        "device_secret",
+        "pairing_code",
+        "code",
+        "refresh",
+        "access",
+        "jwt",
+        "credential",
+        "http_authorization",
+        "http_x_signature",
+        "http_cookie",
+    ]
+)
 SECRET_FRAGMENTS = ("secret", "token", "password", "signature", "authorization", "cookie", "pairing_code")
 FILTERED = "[Filtered]"
 
@@ -71,8 +87,14 @@ def before_breadcrumb(crumb: Breadcrumb, hint: BreadcrumbHint) -> Breadcrumb:
     return cast(Breadcrumb, scrub_value(crumb))  # the same dict shape, strings scrubbed
 
 
-def init(dsn: str, *, environment: str = "", release: str = "", traces_sample_rate: float = 0.0,
-         transport: Callable[..., Any] | Any | None = None) -> None:
+def init(
+    dsn: str,
+    *,
+    environment: str = "",
+    release: str = "",
+    traces_sample_rate: float = 0.0,
+    transport: Callable[..., Any] | Any | None = None,
+) -> None:
     """Start Sentry for this process (`dsn` empty: do nothing). `transport` is for tests."""
     if not dsn:
         return

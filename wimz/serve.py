@@ -26,12 +26,18 @@ SHUTDOWN_GRACE_SECONDS = 5.0  # per shutdown step on SIGTERM
 def daphne_argv(host: str, port: int, extra: list[str] | None = None) -> list[str]:
     """The daphne command-line arguments (without the program name) for `host`:`port`."""
     return [
-        "-b", host,
-        "-p", str(port),
-        "--websocket-max-message-size", str(TRANSPORT_CAP_BYTES),
-        "--websocket_timeout", "-1",
-        "--ping-interval", "20",
-        "--ping-timeout", "30",
+        "-b",
+        host,
+        "-p",
+        str(port),
+        "--websocket-max-message-size",
+        str(TRANSPORT_CAP_BYTES),
+        "--websocket_timeout",
+        "-1",
+        "--ping-interval",
+        "20",
+        "--ping-timeout",
+        "30",
         *(extra or []),
         "wimz.asgi:application",
     ]

@@ -136,7 +136,8 @@ def dev_fernet_key(dev_key: str) -> str:
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
     raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"wimz device secrets at rest").derive(
-        dev_key.encode())
+        dev_key.encode()
+    )
     return base64.urlsafe_b64encode(raw).decode("ascii")
 
 
@@ -183,9 +184,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # `X-Forwarded-Proto: https` marks a request secure only when the relay sits behind configured proxies
 # (WIMZ_TRUSTED_PROXIES, which also decides whose X-Forwarded-* headers count at all); without them
 # the header is ignored, so a client talking to the relay directly cannot claim HTTPS.
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https") if env.list("WIMZ_TRUSTED_PROXIES", default=[]) else None
-)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.list("WIMZ_TRUSTED_PROXIES", default=[]) else None
 # URL prefix of Django admin (a path nobody guesses keeps the login page out of scanners' way).
 WIMZ_ADMIN_PATH = env.str("WIMZ_ADMIN_PATH", default="admin/").strip("/") + "/"
 
@@ -282,8 +281,9 @@ _PROMETHEUS_BACKENDS = {
     "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
     "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
 }
-DATABASES["default"]["ENGINE"] = _PROMETHEUS_BACKENDS.get(DATABASES["default"]["ENGINE"],
-                                                          DATABASES["default"]["ENGINE"])
+DATABASES["default"]["ENGINE"] = _PROMETHEUS_BACKENDS.get(
+    DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"]
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -394,8 +394,10 @@ SIMPLE_JWT = {
 
 SPECTACULAR_SETTINGS = {
     # drf-spectacular's own enum hook, then the 400/401 every endpoint can answer (core/schema.py).
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "core.schema.add_generic_error_responses"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.schema.add_generic_error_responses",
+    ],
     "TITLE": "WIM-Z relay API",
     "DESCRIPTION": "REST API of the WIM-Z relay. The WebSocket protocol is described in docs/protocol.md.",
     "VERSION": "1.0.0",
@@ -465,9 +467,12 @@ SENTRY_DSN = env.str("SENTRY_DSN", default="")
 if SENTRY_DSN:
     from wimz.sentry import init as _sentry_init
 
-    _sentry_init(SENTRY_DSN, environment=env.str("SENTRY_ENVIRONMENT", default=""),
-                 release=env.str("SENTRY_RELEASE", default=""),
-                 traces_sample_rate=env_float("SENTRY_TRACES_SAMPLE_RATE", default=0.0))
+    _sentry_init(
+        SENTRY_DSN,
+        environment=env.str("SENTRY_ENVIRONMENT", default=""),
+        release=env.str("SENTRY_RELEASE", default=""),
+        traces_sample_rate=env_float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    )
 
 # --- Logging: one line per record, secrets and tokens never in it (docs/operations.md "Logs") ------------
 # Every record (ours, Django's, daphne's, twisted's) goes through the one console handler: the scrubbing

@@ -18,11 +18,13 @@ def admin_login(request: HttpRequest, extra_context: dict[str, Any] | None = Non
     if request.method == "POST":
         wait = login_wait(request, (request.POST.get("username") or "").strip().lower())
         if wait is not None:
-            response = HttpResponse(f"Too many login attempts; try again in {int(wait) + 1} s.", status=429,
-                                    content_type="text/plain")
+            response = HttpResponse(
+                f"Too many login attempts; try again in {int(wait) + 1} s.", status=429, content_type="text/plain"
+            )
             response["Retry-After"] = str(int(wait) + 1)
             return response
     return admin.site.login(request, extra_context)
+
 
 urlpatterns = [
     path("health", relay_views.health, name="health"),

@@ -56,6 +56,8 @@ class ForwardConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=message["text"])
 
 
-application = ProtocolTypeRouter({
-    "websocket": URLRouter([re_path(r"^(?P<role>[ra])/(?P<key>[A-Za-z0-9_.-]{1,64})$", ForwardConsumer.as_asgi())]),
-})
+application = ProtocolTypeRouter(
+    {
+        "websocket": URLRouter([re_path(r"^(?P<role>[ra])/(?P<key>[A-Za-z0-9_.-]{1,64})$", ForwardConsumer.as_asgi())]),
+    }
+)

@@ -50,8 +50,17 @@ async def main(host: str, port: int) -> None:
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
-    async with serve(handler, host, port, process_request=health, compression=None, max_size=MAX_SIZE, max_queue=1024,
-                     ping_interval=20, ping_timeout=30):
+    async with serve(
+        handler,
+        host,
+        port,
+        process_request=health,
+        compression=None,
+        max_size=MAX_SIZE,
+        max_queue=1024,
+        ping_interval=20,
+        ping_timeout=30,
+    ):
         await stop
 
 

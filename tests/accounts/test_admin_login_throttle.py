@@ -8,8 +8,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _attempt(client: Client, password: str, address: str = "203.0.113.7"):
-    return client.post("/admin/login/", {"username": "admin@example.com", "password": password},
-                       REMOTE_ADDR=address)
+    return client.post("/admin/login/", {"username": "admin@example.com", "password": password}, REMOTE_ADDR=address)
 
 
 def test_admin_password_guesses_are_throttled_per_account(make_user):

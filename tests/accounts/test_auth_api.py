@@ -199,8 +199,6 @@ def test_validate_rejects_refresh_token_and_inactive_user(api, make_user):
     assert api.get("/api/auth/validate").status_code == 401
 
 
-
-
 @pytest.mark.parametrize("change", ["deleted", "deactivated"])
 def test_refresh_of_a_deleted_or_inactive_user_answers_401(api, make_user, change):
     """A refresh token whose user was deleted (was: 500 NotSupportedError/DoesNotExist) or deactivated

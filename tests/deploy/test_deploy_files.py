@@ -44,9 +44,7 @@ SHUTDOWN_WORST_SECONDS = 3 * serve.SHUTDOWN_GRACE_SECONDS + 0.3
 
 def _tool(name: str) -> str:
     """Path of the command-line tool `name`; skip without it (fail in CI, where .ci/run installs it)."""
-    path = shutil.which(name) or next(
-        (str(p) for d in ("/usr/sbin", "/sbin") if (p := Path(d) / name).exists()), None
-    )
+    path = shutil.which(name) or next((str(p) for d in ("/usr/sbin", "/sbin") if (p := Path(d) / name).exists()), None)
     if path is None:
         message = f"{name} is not installed (.ci/run installs it: apt-get install nginx-light / systemd)"
         if os.environ.get("WIMZ_REQUIRE_SERVICES") == "1":
@@ -92,12 +90,12 @@ def test_kubernetes_manifests_validate_against_the_api_schemas():
         except kubernetes_validate.ValidationError as exc:
             pytest.fail(f"{name}: {'.'.join(map(str, exc.path))}: {exc.message}")
         kinds.add(doc["kind"])
-    expected = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job", "ConfigMap",
-                "Secret"}
+    expected = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job", "ConfigMap", "Secret"}
     assert expected <= kinds
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate({**dict(_k8s_documents())["deploy/k8s/service.yaml"], "specs": {}},
-                                     K8S_VERSION, strict=True)
+        kubernetes_validate.validate(
+            {**dict(_k8s_documents())["deploy/k8s/service.yaml"], "specs": {}}, K8S_VERSION, strict=True
+        )
 
 
 def test_kubernetes_probes_grace_period_and_migrations_match_the_relay():
@@ -158,14 +156,20 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.example.com")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
     )
     cert_path, key_path = directory / "fullchain.pem", directory / "privkey.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -186,12 +190,14 @@ class _NginxUnderTest:
         site = re.sub(r"listen 80;", f"listen 127.0.0.1:{self.http_port};", site)
         site = re.sub(r"listen 443 ssl;", f"listen 127.0.0.1:{self.https_port} ssl;", site)
         servers = "".join(f"    server 127.0.0.1:{port};\n" for port in upstreams)
-        site, count = re.subn(r"(upstream wimz_relay \{\n(?:\s*least_conn;\n)?)(?:\s*server [^\n]+\n)+",
-                              lambda m: m[1] + servers, site)
+        site, count = re.subn(
+            r"(upstream wimz_relay \{\n(?:\s*least_conn;\n)?)(?:\s*server [^\n]+\n)+", lambda m: m[1] + servers, site
+        )
         assert count == 1
         (tmp / "site.conf").write_text(site)
-        temp_paths = "".join(f"    {kind}_temp_path {tmp}/{kind};\n"
-                             for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        temp_paths = "".join(
+            f"    {kind}_temp_path {tmp}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
         (tmp / "nginx.conf").write_text(
             f"pid {tmp}/nginx.pid;\nerror_log {tmp}/logs/main-error.log;\n"
             "events { worker_connections 64; }\n"
@@ -259,9 +265,17 @@ def test_nginx_site_keeps_tokens_out_of_its_logs_and_sets_forwarded_headers(tmp_
             while True:
                 try:
                     conn = http.client.HTTPSConnection("127.0.0.1", nginx.https_port, timeout=5, context=context)
-                    conn.request("GET", f"/ws/app?token={secret}", headers={
-                        "Host": "relay.example.com", "X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "http",
-                        "Connection": "Upgrade", "Upgrade": "websocket"})
+                    conn.request(
+                        "GET",
+                        f"/ws/app?token={secret}",
+                        headers={
+                            "Host": "relay.example.com",
+                            "X-Forwarded-For": "6.6.6.6",
+                            "X-Forwarded-Proto": "http",
+                            "Connection": "Upgrade",
+                            "Upgrade": "websocket",
+                        },
+                    )
                     statuses.append(conn.getresponse().status)
                     conn.close()
                     break
@@ -334,8 +348,14 @@ def test_systemd_unit_has_env_file_restart_policy_and_sandboxing():
     assert service["KillSignal"] == "SIGTERM"
     assert int(service["TimeoutStopSec"]) >= SHUTDOWN_WORST_SECONDS
     assert int(service["LimitNOFILE"]) >= 20000
-    for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
-                       "PrivateTmp": "yes", "PrivateDevices": "yes", "CapabilityBoundingSet": ""}.items():
+    for key, value in {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "PrivateDevices": "yes",
+        "CapabilityBoundingSet": "",
+    }.items():
         assert service.get(key) == value, key
 
 
@@ -360,8 +380,13 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
     for name in ("wimz-pg-backup.service", "wimz-pg-backup.timer"):
         (tmp_path / name).write_text((DEPLOY / "systemd" / name).read_text())
     units = ["wimz-relay@8001.service", "wimz-pg-backup.service", "wimz-pg-backup.timer"]
-    result = subprocess.run([analyze, "verify", "--man=no", *(f"./{u}" for u in units)], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", *(f"./{u}" for u in units)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     complaints = [line for line in (result.stdout + result.stderr).splitlines() if "wimz" in line]
     assert result.returncode == 0 and not complaints, result.stdout + result.stderr
 

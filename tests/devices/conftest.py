@@ -1,6 +1,5 @@
 """Devices test fixtures: API clients, presence rows, signed robot headers, hook recorders."""
 
-
 import pytest
 from rest_framework.test import APIClient
 
@@ -54,6 +53,7 @@ def signal_calls():
         def _record(sender, signal, **kwargs):
             kwargs.pop("device_pk")
             calls.append((name, kwargs))
+
         return _record
 
     paired, unpaired = recorder("paired"), recorder("unpaired")

@@ -180,16 +180,16 @@ def test_reactivate_action_and_form_go_through_the_service(admin_client, make_de
 
     calls = []
     real = services.device_reactivate
-    monkeypatch.setattr(services, "device_reactivate", lambda *, device: calls.append(device.device_id) or real(
-        device=device))
+    monkeypatch.setattr(
+        services, "device_reactivate", lambda *, device: calls.append(device.device_id) or real(device=device)
+    )
     owner = make_user("owner@example.com")
     a, _ = make_device("r_a", owner=owner, is_active=False)
     b, _ = make_device("r_b", owner=owner, is_active=False)
     admin_client.post("/admin/devices/device/", {"action": "reactivate", "_selected_action": [a.pk]})
     form = admin_client.get(f"/admin/devices/device/{b.pk}/change/")
     assert form.status_code == 200
-    admin_client.post(f"/admin/devices/device/{b.pk}/change/", {"name": "", "is_active": "on",
-                                                                "capabilities": "[]"})
+    admin_client.post(f"/admin/devices/device/{b.pk}/change/", {"name": "", "is_active": "on", "capabilities": "[]"})
     assert calls == ["r_a", "r_b"]
     assert Device.objects.filter(is_active=True).count() == 2
 

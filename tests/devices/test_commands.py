@@ -105,7 +105,7 @@ def test_bulk_count_prefix_json_lines_secrets_unique_and_verify():
     assert "provisioned 120 devices" in err
     assert Device.objects.count() == 120
     ts = int(time.time())
-    for r in rows[:: 17]:
+    for r in rows[::17]:
         device = verify_device_signature(r["device_id"], ts, sign(r["secret"], r["device_id"], ts))
         assert device is not None and device.device_id == r["device_id"] and device.owner is None
         code = PairingCode.objects.get(code=r["pairing_code"])
@@ -126,8 +126,9 @@ def test_bulk_csv_with_header_names_and_owners(tmp_path, make_user):
     the default owner for rows without an email."""
     alice, bob = make_user("alice@example.com"), make_user("bob@example.com")
     path = tmp_path / "robots.csv"
-    path.write_text("device_id,name,owner_email\nkit_a,Kitchen,alice@example.com\n\nkit_b,Hall\nkit_c\n"
-                    "kit_d,,ALICE@example.com\n")
+    path.write_text(
+        "device_id,name,owner_email\nkit_a,Kitchen,alice@example.com\n\nkit_b,Hall\nkit_c\nkit_d,,ALICE@example.com\n"
+    )
     out, _ = run("provision_device", "--csv", str(path), "--owner", "bob@example.com")
     assert [r["device_id"] for r in json_lines(out)] == ["kit_a", "kit_b", "kit_c", "kit_d"]
     devices = {d.device_id: d for d in Device.objects.all()}

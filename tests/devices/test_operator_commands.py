@@ -26,6 +26,7 @@ def heard():
     def recorder(name):
         def receive(sender, signal, **kwargs):
             calls.append((name, kwargs))
+
         return receive
 
     receivers = {name: recorder(name) for name in ("device_paired", "device_unpaired", "device_revoked")}
@@ -46,18 +47,29 @@ def test_list_devices_json_never_prints_a_secret_and_filters(make_user, make_dev
     out, _ = run("list_devices", "--json")
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["device_id"] for r in rows] == ["wimz_robot_01", "wimz_robot_02"]
-    assert rows[0] | {"last_seen": None} == {"device_id": "wimz_robot_01", "owner": "owner@example.com", "online": True,
-                                              "active": True, "last_seen": None, "firmware_version": ""}
+    assert rows[0] | {"last_seen": None} == {
+        "device_id": "wimz_robot_01",
+        "owner": "owner@example.com",
+        "online": True,
+        "active": True,
+        "last_seen": None,
+        "firmware_version": "",
+    }
     assert rows[1]["online"] is False and rows[1]["active"] is False and rows[1]["owner"] is None
     assert s1 not in out and s2 not in out
     assert [json.loads(x)["device_id"] for x in run("list_devices", "--json", "--online")[0].splitlines()] == [
-        "wimz_robot_01"]
+        "wimz_robot_01"
+    ]
     assert [json.loads(x)["device_id"] for x in run("list_devices", "--json", "--offline")[0].splitlines()] == [
-        "wimz_robot_02"]
+        "wimz_robot_02"
+    ]
     assert [json.loads(x)["device_id"] for x in run("list_devices", "--json", "--inactive")[0].splitlines()] == [
-        "wimz_robot_02"]
-    assert [json.loads(x)["device_id"] for x in
-            run("list_devices", "--json", "--owner", "OWNER@example.com")[0].splitlines()] == ["wimz_robot_01"]
+        "wimz_robot_02"
+    ]
+    assert [
+        json.loads(x)["device_id"]
+        for x in run("list_devices", "--json", "--owner", "OWNER@example.com")[0].splitlines()
+    ] == ["wimz_robot_01"]
     plain, err = run("list_devices")
     assert "wimz_robot_01  owner@example.com  online  active  never  -" in plain and "2 device(s)" in err
     with pytest.raises(CommandError, match="No user"):
@@ -73,8 +85,12 @@ def test_deactivate_then_reactivate_tells_the_relay_each_time(make_user, make_de
     assert "deactivated" in out
     device.refresh_from_db()
     assert device.is_active is False and device.owner == user
-    assert heard == [("device_revoked", {"device_id": "wimz_robot_01", "device_pk": device.pk, "owner_id": user.pk,
-                                         "deactivated": True})]
+    assert heard == [
+        (
+            "device_revoked",
+            {"device_id": "wimz_robot_01", "device_pk": device.pk, "owner_id": user.pk, "deactivated": True},
+        )
+    ]
     assert "already inactive" in run("deactivate_device", "wimz_robot_01")[0]
     assert len(heard) == 1
 
@@ -102,8 +118,9 @@ def test_unpair_device_removes_the_owner_and_tells_the_relay(make_user, make_dev
     assert "unpaired" in run("unpair_device", "wimz_robot_01")[0]
     device.refresh_from_db()
     assert device.owner is None and device.paired_at is None
-    assert heard == [("device_unpaired", {"device_id": "wimz_robot_01", "device_pk": device.pk,
-                                          "former_owner_id": user.pk})]
+    assert heard == [
+        ("device_unpaired", {"device_id": "wimz_robot_01", "device_pk": device.pk, "former_owner_id": user.pk})
+    ]
     assert "has no owner" in run("unpair_device", "wimz_robot_01")[0]
 
 

@@ -109,8 +109,9 @@ def test_signatures_verify_after_encryption_and_across_a_key_rotation(keys, sett
     assert verify_device_signature(*signed("r1", "0" * 64, int(time.time()) - 3)) is None
 
 
-def test_a_row_under_a_dropped_key_is_refused_with_a_clear_error(keys, settings, make_device, api, robot_headers,
-                                                                 caplog):
+def test_a_row_under_a_dropped_key_is_refused_with_a_clear_error(
+    keys, settings, make_device, api, robot_headers, caplog
+):
     """Dropping a key before rotating leaves rows no key opens: their signatures are refused (None, the
     REST call a 403 like any failed signature, not a 500), the log names the device and the cause (never the
     secret or the token), `reveal_secret` raises `SecretUndecryptable`, and `rotate_secret_keys` lists them
@@ -200,8 +201,12 @@ def test_commands_that_need_secrets_fail_clearly_without_keys(keys, settings, ma
     device, secret = make_device("r1")
     token = stored("r1")
     settings.WIMZ_SECRET_KEYS = keys_value
-    for args in (("provision_device", "r2"), ("provision_device", "--count", "2", "--prefix", "b"),
-                 ("rotate_device_secret", "r1"), ("rotate_secret_keys",)):
+    for args in (
+        ("provision_device", "r2"),
+        ("provision_device", "--count", "2", "--prefix", "b"),
+        ("rotate_device_secret", "r1"),
+        ("rotate_secret_keys",),
+    ):
         with pytest.raises(CommandError, match="WIMZ_SECRET_KEYS") as raised:
             run(*args)
         assert "not-a-fernet-key" not in str(raised.value)

@@ -73,8 +73,10 @@ def test_login_per_account_is_a_window_not_a_lockout(api, make_user, rates, monk
 def test_register_per_address_holds_across_forged_forwarded_for(api, rates):
     rates(register_address="2/min")
     for i in range(2):
-        assert api.post("/api/auth/register", {"email": f"n{i}@example.com", "password": PASSWORD},
-                        **forged()).status_code == 201
+        assert (
+            api.post("/api/auth/register", {"email": f"n{i}@example.com", "password": PASSWORD}, **forged()).status_code
+            == 201
+        )
     r = api.post("/api/auth/register", {"email": "n9@example.com", "password": PASSWORD}, **forged())
     assert r.status_code == 429
 
@@ -85,12 +87,22 @@ def test_robot_pairing_code_requests_per_address(api, make_device, robot_headers
     rates(robot_address="3/min")
     device, secret = make_device()
     now = int(time.time())
-    assert api.post("/api/devices/pairing-code", **robot_headers(device.device_id, secret, now),
-                    **forged()).status_code == 201
-    assert api.post("/api/devices/pairing-code", **robot_headers(device.device_id, "0" * 64, now + 1),
-                    **forged()).status_code == 403
-    assert api.post("/api/devices/pairing-code", **robot_headers(device.device_id, secret, now + 2),
-                    **forged()).status_code == 201
+    assert (
+        api.post("/api/devices/pairing-code", **robot_headers(device.device_id, secret, now), **forged()).status_code
+        == 201
+    )
+    assert (
+        api.post(
+            "/api/devices/pairing-code", **robot_headers(device.device_id, "0" * 64, now + 1), **forged()
+        ).status_code
+        == 403
+    )
+    assert (
+        api.post(
+            "/api/devices/pairing-code", **robot_headers(device.device_id, secret, now + 2), **forged()
+        ).status_code
+        == 201
+    )
     r = api.post("/api/devices/pairing-code", **robot_headers(device.device_id, secret, now + 3), **forged())
     assert r.status_code == 429
 
@@ -99,10 +111,14 @@ def test_pair_guesses_per_user(make_user, client_for, rates):
     rates(pair_user="2/min", pair_address=None, pair_failed_global=None)
     client = client_for(make_user())
     for i in range(2):
-        assert client.post("/api/devices/pair", {"pairing_code": "ZZZZZZZZ"},
-                           REMOTE_ADDR=f"198.51.100.{i}").status_code == 400
-    assert client.post("/api/user/pair-device", {"pairing_code": "ZZZZZZZZ"},
-                       REMOTE_ADDR="198.51.100.9").status_code == 429
+        assert (
+            client.post("/api/devices/pair", {"pairing_code": "ZZZZZZZZ"}, REMOTE_ADDR=f"198.51.100.{i}").status_code
+            == 400
+        )
+    assert (
+        client.post("/api/user/pair-device", {"pairing_code": "ZZZZZZZZ"}, REMOTE_ADDR="198.51.100.9").status_code
+        == 429
+    )
 
 
 def test_pair_guesses_per_address_hold_across_accounts_and_forged_forwarded_for(make_user, client_for, rates):
@@ -118,14 +134,20 @@ def test_failed_pair_guesses_have_one_budget_for_the_whole_relay(make_user, make
     rates(pair_user=None, pair_address=None, pair_failed_global="3/hour")
     owner = make_user("owner@example.com")
     device, _ = make_device(owner=None)
-    code = PairingCode.objects.create(code="KX2HF53P", device=device, kind=PairingCode.Kind.PROVISIONING,
-                                      expires_at=device.created_at.replace(year=device.created_at.year + 1))
+    code = PairingCode.objects.create(
+        code="KX2HF53P",
+        device=device,
+        kind=PairingCode.Kind.PROVISIONING,
+        expires_at=device.created_at.replace(year=device.created_at.year + 1),
+    )
     # a success does not use the budget
     assert client_for(owner).post("/api/devices/pair", {"pairing_code": code.code}).status_code == 201
     for i in range(3):
         client = client_for(make_user(f"g{i}@example.com"))
-        assert client.post("/api/devices/pair", {"pairing_code": "ZZZZZZZZ"},
-                           REMOTE_ADDR=f"198.51.100.{i}").status_code == 400
+        assert (
+            client.post("/api/devices/pair", {"pairing_code": "ZZZZZZZZ"}, REMOTE_ADDR=f"198.51.100.{i}").status_code
+            == 400
+        )
     fresh = client_for(make_user("fresh@example.com"))
     r = fresh.post("/api/user/pair-device", {"pairing_code": "ZZZZZZZZ"}, REMOTE_ADDR="198.51.100.200")
     assert r.status_code == 429 and r.json()["code"] == "throttled"
@@ -155,7 +177,8 @@ def test_production_settings_use_redis_for_the_cache_when_redis_url_is_set(monke
     try:
         monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/9")
         assert importlib.reload(project_settings).CACHES["default"]["BACKEND"] == (
-            "django.core.cache.backends.redis.RedisCache")
+            "django.core.cache.backends.redis.RedisCache"
+        )
         monkeypatch.delenv("REDIS_URL")
         assert "locmem" in importlib.reload(project_settings).CACHES["default"]["BACKEND"]
     finally:

@@ -85,8 +85,10 @@ class Stats:
     def summary(self) -> str:
         top = ", ".join(f"{k} {v}" for k, v in sorted(self.rules.items()))
         errs = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items()))
-        return (f"{self.examples} examples, {self.steps} steps, {self.frames_sent} frames sent, "
-                f"{self.frames_received} received; rules: {top}; error frames: {errs}")
+        return (
+            f"{self.examples} examples, {self.steps} steps, {self.frames_sent} frames sent, "
+            f"{self.frames_received} received; rules: {top}; error frames: {errs}"
+        )
 
 
 STATS = Stats()
@@ -180,8 +182,10 @@ class RelayMachine(RuleBasedStateMachine):
 
     @database_sync_to_async
     def _create(self):
-        users = [User.objects.create_user(email=f"{self.prefix}u{i}@example.com", password="x-" + self.prefix)
-                 for i in range(2)]
+        users = [
+            User.objects.create_user(email=f"{self.prefix}u{i}@example.com", password="x-" + self.prefix)
+            for i in range(2)
+        ]
         devices = []
         for i, owner in enumerate([0, 1, None]):
             secret = generate_secret()
@@ -217,16 +221,19 @@ class RelayMachine(RuleBasedStateMachine):
         self.early = {}
 
     def _open(self, role: str, **who) -> list[Sock]:
-        return [s for s in self.socks if s.open and s.role == role
-                and all(getattr(s, k) == v for k, v in who.items())]
+        return [s for s in self.socks if s.open and s.role == role and all(getattr(s, k) == v for k, v in who.items())]
 
     def _owned(self, user: int) -> list[int]:
         """The user's active devices (what its app sockets' facts hold, docs/protocol.md §12)."""
         return [d for d, dev in enumerate(self.devices) if dev.owner == user and dev.active]
 
     def _live(self, **who) -> list[Sess]:
-        return [s for s in self.sessions.values() if s.ended is None
-                and all(getattr(s, k) is v if isinstance(v, Sock) else getattr(s, k) == v for k, v in who.items())]
+        return [
+            s
+            for s in self.sessions.values()
+            if s.ended is None
+            and all(getattr(s, k) is v if isinstance(v, Sock) else getattr(s, k) == v for k, v in who.items())
+        ]
 
     def _nonce(self, sender: Sock) -> str:
         nonce = f"n{next(self.names)}"
@@ -377,8 +384,9 @@ class RelayMachine(RuleBasedStateMachine):
             sock.nonces[nonce] += 1
             assert sock.nonces[nonce] == 1, f"{sock} got frame {nonce} twice: {frame}"
             # One frame goes from an app to an app: a `webrtc_close`, to the session's opener (§13.3).
-            assert sender.role != sock.role or (frame.get("type") == "webrtc_close" and sender.user == sock.user), \
+            assert sender.role != sock.role or (frame.get("type") == "webrtc_close" and sender.user == sock.user), (
                 f"a {sender.role}'s frame reached a {sock.role}: {sender} -> {sock}: {frame}"
+            )
         if sock.role == "app":
             device_id = frame.get("device_id")
             for d, dev in enumerate(self.devices):
@@ -396,8 +404,9 @@ class RelayMachine(RuleBasedStateMachine):
         if frame.get("type") == "webrtc_close" and isinstance(sid, str):
             sock.closes[sid] += 1
             assert sock.closes[sid] == 1, f"{sock} got a second webrtc_close for {sid}: {frame}"
-            assert session is not None and sock in (session.app, session.robot), \
+            assert session is not None and sock in (session.app, session.robot), (
                 f"{sock} got a webrtc_close for a session it is no party of: {frame}"
+            )
 
     @invariant()
     def relay_behaves(self):
@@ -431,16 +440,32 @@ class RelayMachine(RuleBasedStateMachine):
 
     async def _check_rows(self) -> None:
         def rows():
-            sessions = {str(r["id"]): r for r in Session.objects.filter(device__pk__in=[d.pk for d in self.devices])
-                        .values("id", "user_id", "state", "ended_at", "end_reason", "offered_at", "answered_at",
-                                "app_ice_candidates", "robot_ice_candidates")}
-            devices = {r["pk"]: r for r in DeviceRow.objects.filter(pk__in=[d.pk for d in self.devices])
-                       .values("pk", "capabilities", "firmware_version")}
+            sessions = {
+                str(r["id"]): r
+                for r in Session.objects.filter(device__pk__in=[d.pk for d in self.devices]).values(
+                    "id",
+                    "user_id",
+                    "state",
+                    "ended_at",
+                    "end_reason",
+                    "offered_at",
+                    "answered_at",
+                    "app_ice_candidates",
+                    "robot_ice_candidates",
+                )
+            }
+            devices = {
+                r["pk"]: r
+                for r in DeviceRow.objects.filter(pk__in=[d.pk for d in self.devices]).values(
+                    "pk", "capabilities", "firmware_version"
+                )
+            }
             return sessions, devices
 
         sessions, devices = await database_sync_to_async(rows)()
-        assert set(sessions) == set(self.sessions), \
+        assert set(sessions) == set(self.sessions), (
             f"session rows {sorted(sessions)} differ from the model's sessions {sorted(self.sessions)}"
+        )
         for sid, s in self.sessions.items():
             row = sessions[sid]
             where = f"{s}: row {row}"
@@ -448,8 +473,9 @@ class RelayMachine(RuleBasedStateMachine):
             if s.ended:
                 assert (row["state"], row["end_reason"]) == ("ended", s.ended) and row["ended_at"], where
                 assert self.ended_at.setdefault(sid, row["ended_at"]) == row["ended_at"], f"{where}: ended twice"
-                assert (row["app_ice_candidates"], row["robot_ice_candidates"]) == (s.app_ice, s.robot_ice), \
+                assert (row["app_ice_candidates"], row["robot_ice_candidates"]) == (s.app_ice, s.robot_ice), (
                     f"{where}: ICE counts, model app {s.app_ice} robot {s.robot_ice}"
+                )
             else:
                 state = "answered" if s.answered else "offered" if s.offered else "requested"
                 assert (row["state"], row["end_reason"], row["ended_at"]) == (state, "", None), where
@@ -461,8 +487,7 @@ class RelayMachine(RuleBasedStateMachine):
 
     # --- connections ----------------------------------------------------------------------------
 
-    @initialize(unowned_robot=st.booleans(), apps=st.lists(st.integers(0, 1), max_size=2),
-                session=st.booleans())
+    @initialize(unowned_robot=st.booleans(), apps=st.lists(st.integers(0, 1), max_size=2), session=st.booleans())
     def start(self, unowned_robot, apps, session):
         """Start where most steps have something to work on: both owned robots online, an app per user
         (or more), and maybe a session of U0's first app with its robot."""
@@ -480,8 +505,9 @@ class RelayMachine(RuleBasedStateMachine):
         dev = self.devices[d]
         STATS.rules["connect_robot"] += 1
 
-        comm, accepted = self.run(ws.connect("/ws/device", ws.robot_headers(dev.device_id, dev.secret,
-                                                                             flows.fresh_ts(dev.device_id))))
+        comm, accepted = self.run(
+            ws.connect("/ws/device", ws.robot_headers(dev.device_id, dev.secret, flows.fresh_ts(dev.device_id)))
+        )
         if not dev.active:  # §16: a deactivated device's handshake is refused (HTTP 403)
             assert not accepted, f"D{d} is deactivated, yet its handshake was accepted"
             note(f"D{d} (deactivated) is refused")
@@ -563,9 +589,13 @@ class RelayMachine(RuleBasedStateMachine):
         """Run a devices.services call on the ORM thread (its signals reach the relay on this loop)."""
         return self.run(database_sync_to_async(fn)())
 
-    @rule(op=st.sampled_from(["unpair", "unpair", "unpair by another user", "pair", "pair", "rotate secret",
-                              "deactivate"]),
-          pick=picks, user=st.integers(0, 1))
+    @rule(
+        op=st.sampled_from(
+            ["unpair", "unpair", "unpair by another user", "pair", "pair", "rotate secret", "deactivate"]
+        ),
+        pick=picks,
+        user=st.integers(0, 1),
+    )
     def change_ownership(self, op, pick, user):
         """One rule for the ownership changes (so they take a fair share of the steps, not three)."""
         if op == "pair":
@@ -643,7 +673,8 @@ class RelayMachine(RuleBasedStateMachine):
         STATS.rules["rotate_secret"] += 1
         note(f"D{d}'s secret is rotated")
         dev.secret = self._service(
-            lambda: device_services.device_rotate_secret(device=DeviceRow.objects.get(pk=dev.pk)))
+            lambda: device_services.device_rotate_secret(device=DeviceRow.objects.get(pk=dev.pk))
+        )
         robot = self.robots[d]
         out = self.pending[0]
         out.label = "rotate secret"
@@ -690,8 +721,12 @@ class RelayMachine(RuleBasedStateMachine):
 
     def _can_open(self) -> list[tuple[Sock, int]]:
         """(app socket, device index) pairs for which a `webrtc_request` opens a session."""
-        return [(a, d) for a in self._open("app") for d in self._owned(a.user)
-                if self.robots[d] is not None and self.robots[d].open]
+        return [
+            (a, d)
+            for a in self._open("app")
+            for d in self._owned(a.user)
+            if self.robots[d] is not None and self.robots[d].open
+        ]
 
     @precondition(lambda self: self._can_open())
     @rule(pick=picks, time_out=st.booleans())
@@ -719,8 +754,9 @@ class RelayMachine(RuleBasedStateMachine):
         superseded = live[: max(0, len(live) - limit + 1)]
         for s in superseded:
             self._end(out, s, "superseded")
-        out.expect(sock, Match(exact=True, type="webrtc_credentials", session_id=ANY, device_id=dev.device_id,
-                               ice_servers=ANY))
+        out.expect(
+            sock, Match(exact=True, type="webrtc_credentials", session_id=ANY, device_id=dev.device_id, ice_servers=ANY)
+        )
         out.expect(robot, Match(exact=True, type="webrtc_request", session_id=ANY, ice_servers=ANY))
         if time_out:
             for party in (sock, robot):
@@ -786,17 +822,29 @@ class RelayMachine(RuleBasedStateMachine):
         return None
 
     @precondition(lambda self: self._open("robot"))
-    @rule(pick=picks, kind=st.sampled_from(["webrtc_offer", "webrtc_ice", "webrtc_error", "webrtc_close"]),
-          session=session_choices, valid=st.booleans() | st.just(True), candidate=candidates,
-          bad=bad_payloads, extra=fs.extra_keys())
+    @rule(
+        pick=picks,
+        kind=st.sampled_from(["webrtc_offer", "webrtc_ice", "webrtc_error", "webrtc_close"]),
+        session=session_choices,
+        valid=st.booleans() | st.just(True),
+        candidate=candidates,
+        bad=bad_payloads,
+        extra=fs.extra_keys(),
+    )
     def robot_signals(self, pick, kind, session, valid, candidate, bad, extra):
         """A robot's offer, ICE candidate, error or close for any session id (§13)."""
         robots = self._open("robot")
         self._robot_signal(robots[pick % len(robots)], kind, session, valid, candidate, bad, extra)
 
     @precondition(lambda self: self._live())
-    @rule(pick=picks, kind=st.sampled_from(["webrtc_offer", "webrtc_offer", "webrtc_ice", "webrtc_ice", "webrtc_error",
-                                            "webrtc_close"]), candidate=candidates, extra=fs.extra_keys())
+    @rule(
+        pick=picks,
+        kind=st.sampled_from(
+            ["webrtc_offer", "webrtc_offer", "webrtc_ice", "webrtc_ice", "webrtc_error", "webrtc_close"]
+        ),
+        candidate=candidates,
+        extra=fs.extra_keys(),
+    )
     def robot_signals_live(self, pick, kind, candidate, extra):
         """A robot signals one of its live sessions, as robots do (§13.1)."""
         live = self._live()
@@ -846,18 +894,29 @@ class RelayMachine(RuleBasedStateMachine):
         self.run(self._send(sock, frame))
 
     @precondition(lambda self: self._open("app"))
-    @rule(pick=picks, kind=st.sampled_from(["webrtc_answer", "webrtc_ice", "webrtc_close"]), session=session_choices,
-          valid=st.booleans() | st.just(True), candidate=candidates, bad=bad_payloads, extra=fs.extra_keys(),
-          reason=st.none() | fs.json_values)
+    @rule(
+        pick=picks,
+        kind=st.sampled_from(["webrtc_answer", "webrtc_ice", "webrtc_close"]),
+        session=session_choices,
+        valid=st.booleans() | st.just(True),
+        candidate=candidates,
+        bad=bad_payloads,
+        extra=fs.extra_keys(),
+        reason=st.none() | fs.json_values,
+    )
     def app_signals(self, pick, kind, session, valid, candidate, bad, extra, reason):
         """An app's answer, ICE candidate or close for any session id, from any socket of the user (§13)."""
         apps = self._open("app")
         self._app_signal(apps[pick % len(apps)], kind, session, valid, candidate, bad, extra, reason)
 
     @precondition(lambda self: self._live())
-    @rule(pick=picks, kind=st.sampled_from(["webrtc_answer", "webrtc_answer", "webrtc_ice", "webrtc_ice",
-                                            "webrtc_close"]), opener=st.booleans() | st.just(True),
-          candidate=candidates, extra=fs.extra_keys())
+    @rule(
+        pick=picks,
+        kind=st.sampled_from(["webrtc_answer", "webrtc_answer", "webrtc_ice", "webrtc_ice", "webrtc_close"]),
+        opener=st.booleans() | st.just(True),
+        candidate=candidates,
+        extra=fs.extra_keys(),
+    )
     def app_signals_live(self, pick, kind, opener, candidate, extra):
         """The opener, or another app socket of the user, signals a live session (§13.1)."""
         live = self._live()
@@ -905,10 +964,17 @@ class RelayMachine(RuleBasedStateMachine):
     # --- commands, events, hello, renewal -------------------------------------------------------
 
     @precondition(lambda self: self._open("app"))
-    @rule(pick=picks, kind=st.just("command") | fs.free_types, to=targets, bad_id=fs.invalid_device_ids,
-          command=st.one_of(fs.text.filter(bool), st.sampled_from(["", 5, None, [], "dispense_treat"])),
-          data=st.none() | fs.json_values.map(lambda v: ("data", v)), params=st.none() | fs.json_values,
-          extra=fs.extra_keys(), depth=st.none() | fs.deep_depths)
+    @rule(
+        pick=picks,
+        kind=st.just("command") | fs.free_types,
+        to=targets,
+        bad_id=fs.invalid_device_ids,
+        command=st.one_of(fs.text.filter(bool), st.sampled_from(["", 5, None, [], "dispense_treat"])),
+        data=st.none() | fs.json_values.map(lambda v: ("data", v)),
+        params=st.none() | fs.json_values,
+        extra=fs.extra_keys(),
+        depth=st.none() | fs.deep_depths,
+    )
     def command(self, pick, kind, to, bad_id, command, data, params, extra, depth):
         """A command or pass-through frame (§10), addressed as in §12; optionally a deeply nested `data`."""
         apps = self._open("app")
@@ -944,10 +1010,16 @@ class RelayMachine(RuleBasedStateMachine):
         self.run(self._send(sock, _encode(frame)))
 
     @precondition(lambda self: self._open("robot"))
-    @rule(pick=picks, legacy=st.sampled_from([False, False, "absent", "null"]), kind=fs.free_types,
-          event=fs.json_values, device_id=st.none() | st.one_of(fs.invalid_device_ids, st.just("wimz_robot_02")),
-          timestamp=st.none() | fs.json_values.map(lambda v: ("timestamp", v)), extra=fs.extra_keys(),
-          depth=st.none() | fs.deep_depths)
+    @rule(
+        pick=picks,
+        legacy=st.sampled_from([False, False, "absent", "null"]),
+        kind=fs.free_types,
+        event=fs.json_values,
+        device_id=st.none() | st.one_of(fs.invalid_device_ids, st.just("wimz_robot_02")),
+        timestamp=st.none() | fs.json_values.map(lambda v: ("timestamp", v)),
+        extra=fs.extra_keys(),
+        depth=st.none() | fs.deep_depths,
+    )
     def event(self, pick, legacy, kind, event, device_id, timestamp, extra, depth):
         """A robot event (§9): to every app of the owner with `device_id` set and `timestamp` added."""
         robots = self._open("robot")
@@ -982,10 +1054,15 @@ class RelayMachine(RuleBasedStateMachine):
         self.run(self._send(sock, _encode(frame)))
 
     @precondition(lambda self: self._open("robot"))
-    @rule(pick=picks, capabilities=st.none() | st.lists(fs.hello_text, max_size=40) | fs.json_values.filter(_no_nul),
-          firmware=st.none() | fs.hello_text | st.text(min_size=60, max_size=80).filter(_no_nul)
-          | fs.json_values.filter(lambda v: not isinstance(v, str)),
-          claim=st.sampled_from(["absent", "own", "other", "null", "number"]))
+    @rule(
+        pick=picks,
+        capabilities=st.none() | st.lists(fs.hello_text, max_size=40) | fs.json_values.filter(_no_nul),
+        firmware=st.none()
+        | fs.hello_text
+        | st.text(min_size=60, max_size=80).filter(_no_nul)
+        | fs.json_values.filter(lambda v: not isinstance(v, str)),
+        claim=st.sampled_from(["absent", "own", "other", "null", "number"]),
+    )
     def hello(self, pick, capabilities, firmware, claim):
         """`hello` (§8.1): capabilities (first 32) and firmware (first 64 characters) are recorded; a
         `hello` naming another device is BAD_REQUEST and records nothing."""
@@ -997,8 +1074,13 @@ class RelayMachine(RuleBasedStateMachine):
             frame["capabilities"] = capabilities
         if firmware is not None:
             frame["firmware_version"] = firmware
-        claimed = {"absent": ABSENT, "own": dev.device_id, "other": self.devices[(sock.device + 1) % 3].device_id,
-                   "null": None, "number": 7}[claim]
+        claimed = {
+            "absent": ABSENT,
+            "own": dev.device_id,
+            "other": self.devices[(sock.device + 1) % 3].device_id,
+            "null": None,
+            "number": 7,
+        }[claim]
         if claimed is not ABSENT:
             frame["device_id"] = claimed
         STATS.rules["hello"] += 1
@@ -1009,6 +1091,7 @@ class RelayMachine(RuleBasedStateMachine):
         if claimed not in (ABSENT, None, dev.device_id):
             out.expect(sock, error("BAD_REQUEST", "hello"))
         else:
+
             def apply(received):
                 if isinstance(capabilities, list) and all(isinstance(c, str) for c in capabilities):
                     dev.capabilities = capabilities[:32]
@@ -1026,8 +1109,12 @@ class RelayMachine(RuleBasedStateMachine):
         sock = apps[pick % len(apps)]
         frame = {"type": "auth"}
         if token != "missing":
-            frame["token"] = {"own": self.tokens[sock.user], "other": self.tokens[1 - sock.user], "garbage": junk,
-                              "number": 12345}[token]
+            frame["token"] = {
+                "own": self.tokens[sock.user],
+                "other": self.tokens[1 - sock.user],
+                "garbage": junk,
+                "number": 12345,
+            }[token]
         STATS.rules["renew"] += 1
         note(f"{sock} renews with the {token} token")
         out = self.pending[0]

@@ -137,8 +137,9 @@ def close(sid: str, reason: str, frame: dict | None = None) -> Match:
 
 def status(device_id: str, state: str) -> Match:
     """A `device_status` for `device_id` (docs/protocol.md §11)."""
-    return Match(exact=True, type="device_status", device_id=device_id, status=state, online=state == "online",
-                 last_seen=ANY)
+    return Match(
+        exact=True, type="device_status", device_id=device_id, status=state, online=state == "online", last_seen=ANY
+    )
 
 
 @dataclass

@@ -15,8 +15,25 @@ from relay.protocol import APP_TYPES, RESERVED_TYPES, ROBOT_TYPES
 
 # Keys the relay reads or writes on the frames the fuzzer sends; random extra keys avoid them so
 # that the frame's kind is decided by the fields the rule chose.
-CONTROL_KEYS = frozenset({"type", "event", "device_id", "timestamp", "fz", "session_id", "params", "data",
-                          "command", "sdp", "candidate", "token", "reason", "capabilities", "firmware_version"})
+CONTROL_KEYS = frozenset(
+    {
+        "type",
+        "event",
+        "device_id",
+        "timestamp",
+        "fz",
+        "session_id",
+        "params",
+        "data",
+        "command",
+        "sdp",
+        "candidate",
+        "token",
+        "reason",
+        "capabilities",
+        "firmware_version",
+    }
+)
 
 # Any text, NUL and astral characters included (lone surrogates are their own garbage class).
 text = st.text(max_size=24)
@@ -98,34 +115,61 @@ def garbage(role: str, max_bytes: int) -> st.SearchStrategy[tuple[str, object, s
     other_keys = extra_keys()
     choices = [
         st.binary(min_size=1, max_size=64).map(lambda b: ("binary", b, "BAD_REQUEST", None)),
-        st.text(min_size=1, max_size=40).filter(_not_a_json_object).map(
-            lambda t: ("not an object", t, "BAD_REQUEST", None)),
+        st.text(min_size=1, max_size=40)
+        .filter(_not_a_json_object)
+        .map(lambda t: ("not an object", t, "BAD_REQUEST", None)),
         json_values.filter(lambda v: not isinstance(v, dict)).map(
-            lambda v: ("json, not an object", json.dumps(v), "BAD_REQUEST", None)),
+            lambda v: ("json, not an object", json.dumps(v), "BAD_REQUEST", None)
+        ),
         st.tuples(json_values.filter(lambda v: not isinstance(v, str) and v is not None), other_keys).map(
-            lambda t: ("non-string type", {"type": t[0], **t[1]}, "BAD_REQUEST", None)),
+            lambda t: ("non-string type", {"type": t[0], **t[1]}, "BAD_REQUEST", None)
+        ),
         other_keys.map(lambda k: ("empty type", {"type": "", **k}, "BAD_REQUEST", None)),
         other_keys.map(lambda k: ("no type", k, "BAD_REQUEST", None)),
         st.tuples(st.sampled_from(out_of_place), other_keys, st.sampled_from([None, "wimz_robot_01"])).map(
-            lambda t: ("reserved type out of place", {"type": t[0], **t[1], **({"device_id": t[2]} if t[2] else {})},
-                       "UNKNOWN_TYPE", t[0])),
+            lambda t: (
+                "reserved type out of place",
+                {"type": t[0], **t[1], **({"device_id": t[2]} if t[2] else {})},
+                "UNKNOWN_TYPE",
+                t[0],
+            )
+        ),
         st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e999"]).map(
-            lambda c: ("non-finite number", '{"type":"telemetry","v":' + c + "}", "BAD_REQUEST", None)),
+            lambda c: ("non-finite number", '{"type":"telemetry","v":' + c + "}", "BAD_REQUEST", None)
+        ),
         st.integers(4301, 6000).map(
-            lambda n: ("integer beyond the parser's digit limit", '{"type":"telemetry","v":' + "7" * n + "}",
-                       "BAD_REQUEST", None)),
+            lambda n: (
+                "integer beyond the parser's digit limit",
+                '{"type":"telemetry","v":' + "7" * n + "}",
+                "BAD_REQUEST",
+                None,
+            )
+        ),
         st.sampled_from(["\\ud800", "\\udfff", "a\\udbffb"]).map(
-            lambda s: ("escaped lone surrogate", '{"type":"telemetry","s":"' + s + '"}', "BAD_REQUEST", None)),
+            lambda s: ("escaped lone surrogate", '{"type":"telemetry","s":"' + s + '"}', "BAD_REQUEST", None)
+        ),
         st.sampled_from(["\ud800", "x\udc00y"]).map(
-            lambda s: ("raw lone surrogate", '{"type":"telemetry","s":"' + s + '"}', "BAD_REQUEST", None)),
+            lambda s: ("raw lone surrogate", '{"type":"telemetry","s":"' + s + '"}', "BAD_REQUEST", None)
+        ),
         st.integers(5000, 60000).map(
-            lambda n: ("nested beyond any recursion limit", '{"type":"telemetry","v":' + "[" * n + "]" * n + "}",
-                       "BAD_REQUEST", None)),
+            lambda n: (
+                "nested beyond any recursion limit",
+                '{"type":"telemetry","v":' + "[" * n + "]" * n + "}",
+                "BAD_REQUEST",
+                None,
+            )
+        ),
         st.sampled_from(["a", "é", "😀"]).map(
-            lambda ch: ("over the frame limit", '{"type":"telemetry","v":"'
-                        + ch * (max_bytes // len(ch.encode()) + 1) + '"}', "MESSAGE_TOO_LARGE", None)),
+            lambda ch: (
+                "over the frame limit",
+                '{"type":"telemetry","v":"' + ch * (max_bytes // len(ch.encode()) + 1) + '"}',
+                "MESSAGE_TOO_LARGE",
+                None,
+            )
+        ),
     ]
     if role == "app":
-        choices.append(other_keys.map(lambda k: ("legacy event from an app", {"event": "detection", **k},
-                                                 "BAD_REQUEST", None)))
+        choices.append(
+            other_keys.map(lambda k: ("legacy event from an app", {"event": "detection", **k}, "BAD_REQUEST", None))
+        )
     return st.one_of(*choices)

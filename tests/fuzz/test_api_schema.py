@@ -36,7 +36,9 @@ pytestmark = flows.RELAY_DB
 # Loaded at collection, before pytest-django allows the test client's `testserver` host. The coverage
 # phase (boundary values of every parameter, some hundred requests per operation) runs under `make fuzz`.
 schema = schemathesis.openapi.from_asgi(
-    "/api/schema/", application, headers={"Host": "localhost"},
+    "/api/schema/",
+    application,
+    headers={"Host": "localhost"},
     config=SchemathesisConfig.from_dict({"phases": {"coverage": {"enabled": sizes.API_COVERAGE}}}),
 )
 
@@ -45,7 +47,9 @@ STATUSES: Counter = Counter()  # (caller, status) -> calls, for the run's summar
 _deadline: list = []  # the time budget starts with the first call
 
 API_SETTINGS = settings(
-    max_examples=sizes.API_EXAMPLES, deadline=None, database=None,
+    max_examples=sizes.API_EXAMPLES,
+    deadline=None,
+    database=None,
     phases=[Phase.explicit, Phase.generate, Phase.target, Phase.shrink],
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
@@ -90,8 +94,15 @@ def test_authenticated_calls_conform(case, bearer):
     _call(case, "authenticated", bearer)
 
 
-@pytest.mark.parametrize(("method", "path"), [(m.upper(), p) for p, ops in schema.raw_schema["paths"].items()
-                                               for m in ops if m in {"get", "post", "patch", "put", "delete"}])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        (m.upper(), p)
+        for p, ops in schema.raw_schema["paths"].items()
+        for m in ops
+        if m in {"get", "post", "patch", "put", "delete"}
+    ],
+)
 def test_generic_errors_are_documented(method, path):
     """Found by this fuzzer: 15 statuses the relay sends were missing from the schema (400 for a body
     that fails validation, 401 without a valid token). `core.schema` declares them for every operation
@@ -107,5 +118,7 @@ def test_generic_errors_are_documented(method, path):
 
 def test_zz_summary():
     """Print what the two fuzz tests above sent (run with -s to see it)."""
-    print(f"\nREST fuzz: {sum(STATUSES.values())} calls; " + ", ".join(
-        f"{caller} {status}: {n}" for (caller, status), n in sorted(STATUSES.items())))
+    print(
+        f"\nREST fuzz: {sum(STATUSES.values())} calls; "
+        + ", ".join(f"{caller} {status}: {n}" for (caller, status), n in sorted(STATUSES.items()))
+    )

@@ -21,10 +21,14 @@ ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")
 
 
 @pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL refuses NUL in text; SQLite stores it")
-@pytest.mark.parametrize("hello", [
-    {"type": "hello", "firmware_version": "1.0\x00"},
-    {"type": "hello", "capabilities": ["video\x00"]},
-], ids=["firmware_version", "capabilities"])
+@pytest.mark.parametrize(
+    "hello",
+    [
+        {"type": "hello", "firmware_version": "1.0\x00"},
+        {"type": "hello", "capabilities": ["video\x00"]},
+    ],
+    ids=["firmware_version", "capabilities"],
+)
 async def test_hello_with_a_nul_character_is_not_an_internal_error(world, hello):
     """Found by the fuzzer: a `hello` whose firmware_version (or a capability) holds U+0000."""
     robot = await flows.robot(flows.R1, world.r1_secret)
@@ -47,8 +51,11 @@ async def test_an_error_ref_naming_a_long_type_is_truncated(world):
     assert answer["code"] == "DEVICE_OFFLINE"
 
 
-@pytest.mark.parametrize("spell", [lambda sid: "{" + sid.upper() + "}", lambda sid: sid.replace("-", ""),
-                                   lambda sid: "urn:uuid:" + sid], ids=["braces, upper case", "no hyphens", "urn"])
+@pytest.mark.parametrize(
+    "spell",
+    [lambda sid: "{" + sid.upper() + "}", lambda sid: sid.replace("-", ""), lambda sid: "urn:uuid:" + sid],
+    ids=["braces, upper case", "no hyphens", "urn"],
+)
 async def test_a_session_id_spelled_otherwise_reaches_the_peer_canonical(world, spell):
     """Found by the fuzzer: the robot's offer names its session `{<SESSION ID IN UPPER CASE>}`."""
     robot, app = await flows.robot_app(world)

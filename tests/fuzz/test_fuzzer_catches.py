@@ -15,8 +15,14 @@ from tests.relay import flows
 
 pytestmark = flows.RELAY_DB
 
-CATCH = settings(max_examples=60, stateful_step_count=25, deadline=None, database=None, phases=[Phase.generate],
-                 report_multiple_bugs=False)
+CATCH = settings(
+    max_examples=60,
+    stateful_step_count=25,
+    deadline=None,
+    database=None,
+    phases=[Phase.generate],
+    report_multiple_bugs=False,
+)
 
 
 def _fuzz_fails(*needles: str) -> str:

@@ -16,8 +16,13 @@ BATCH = 10  # examples per hypothesis run when a time budget applies
 
 
 def machine_settings(examples: int) -> settings:
-    return settings(max_examples=examples, stateful_step_count=sizes.STEPS, deadline=None, print_blob=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    return settings(
+        max_examples=examples,
+        stateful_step_count=sizes.STEPS,
+        deadline=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
 
 
 def test_protocol_state_machine(transactional_db):

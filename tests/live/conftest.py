@@ -87,6 +87,7 @@ def live_relays(request, django_db_setup, django_db_blocker, tmp_path_factory):
         yield relays
     if request.session.testsfailed > failed_before:  # show what the relays said, for CI logs
         for name, relay in zip("ab", relays, strict=True):
-            tail = "\n".join(line for line in relay.output().splitlines()
-                             if "[debug " not in line and '"level": "debug"' not in line)[-4000:]
+            tail = "\n".join(
+                line for line in relay.output().splitlines() if "[debug " not in line and '"level": "debug"' not in line
+            )[-4000:]
             print(f"\n----- relay {name} output (tail) -----\n{tail}")

@@ -46,18 +46,30 @@ async def test_signaling_event_and_command_across_instances(live_relays, world):
         offer_frame = {"type": "webrtc_offer", "session_id": sid, "sdp": offer}
         await c.send(robot, offer_frame)
         assert await c.recv(app) == offer_frame
-        robot_ice = {"type": "webrtc_ice", "session_id": sid,
-                     "candidate": {"candidate": "candidate:1 1 udp 2130706431 192.0.2.2 47088 typ host",
-                                   "sdpMid": "0", "sdpMLineIndex": 0}}
+        robot_ice = {
+            "type": "webrtc_ice",
+            "session_id": sid,
+            "candidate": {
+                "candidate": "candidate:1 1 udp 2130706431 192.0.2.2 47088 typ host",
+                "sdpMid": "0",
+                "sdpMLineIndex": 0,
+            },
+        }
         await c.send(robot, robot_ice)
         assert await c.recv(app) == robot_ice
 
         answer_frame = {"type": "webrtc_answer", "session_id": sid, "sdp": answer}
         await c.send(app, answer_frame)
         assert await c.recv(robot) == answer_frame
-        app_ice = {"type": "webrtc_ice", "session_id": sid,
-                   "candidate": {"candidate": "candidate:2 1 udp 2130706431 192.0.2.3 35285 typ host",
-                                 "sdpMid": None, "sdpMLineIndex": 0}}
+        app_ice = {
+            "type": "webrtc_ice",
+            "session_id": sid,
+            "candidate": {
+                "candidate": "candidate:2 1 udp 2130706431 192.0.2.3 35285 typ host",
+                "sdpMid": None,
+                "sdpMLineIndex": 0,
+            },
+        }
         await c.send(app, app_ice)
         assert await c.recv(robot) == app_ice
 
@@ -66,8 +78,12 @@ async def test_signaling_event_and_command_across_instances(live_relays, world):
         assert event["type"] == "status_update" and event["battery"] == 87
         assert event["device_id"] == "wimz_robot_01" and event["timestamp"].endswith("Z")
 
-        command = {"type": "command", "device_id": "wimz_robot_01", "command": "motor",
-                   "data": {"left": 0.5, "right": 0.5}}
+        command = {
+            "type": "command",
+            "device_id": "wimz_robot_01",
+            "command": "motor",
+            "data": {"left": 0.5, "right": 0.5},
+        }
         await c.send(app, command)
         assert await c.recv(robot) == {**command, "params": {"left": 0.5, "right": 0.5}}
 
@@ -98,8 +114,9 @@ async def test_stats_and_presence_are_cluster_wide(live_relays, world):
         await c.recv_type(app1, "device_status")
         for relay in (a, b):
             async with httpx.AsyncClient() as http:
-                stats = (await http.get(relay.http + "/stats", timeout=5,
-                                        headers={"Authorization": f"Bearer {STATS_TOKEN}"})).json()
+                stats = (
+                    await http.get(relay.http + "/stats", timeout=5, headers={"Authorization": f"Bearer {STATS_TOKEN}"})
+                ).json()
             assert stats == {"robots_online": 1, "app_sockets": 2, "users_online": 1, "active_sessions": 0}
         await robot.close()
         offline = await c.recv_type(app1, "device_status")
@@ -116,11 +133,14 @@ async def test_robot_replacement_across_instances(live_relays, world):
     command from the app reaches only the new socket, once.
     """
     a, b = live_relays
-    old = await c.robot(a.ws, "wimz_robot_01", world.r1_secret)
+    ts = int(time.time())
+    old = await c.robot(a.ws, "wimz_robot_01", world.r1_secret, ts=ts)
     app = await c.app(a.ws, world.t1)
     await c.recv_type(app, "device_status")
-    # A new signature: the same (device_id, timestamp, signature) triple is accepted only once.
-    new = await c.robot(b.ws, "wimz_robot_01", world.r1_secret, ts=int(time.time()) - 1)
+    # A new signature: the same (device_id, timestamp, signature) triple is accepted only once, so the
+    # second socket signs another timestamp (computed from the first one's, not from the clock, which
+    # may have ticked into the first one's second meanwhile).
+    new = await c.robot(b.ws, "wimz_robot_01", world.r1_secret, ts=ts - 1)
     try:
         with pytest.raises(websockets.exceptions.ConnectionClosed):
             await c.recv(old, timeout=5)

@@ -89,8 +89,9 @@ async def test_tokens_and_signatures_never_reach_the_logs(live_relays, world):
     relay = live_relays[0]
     ts = int(time.time()) - 11
     sig = c.robot_headers("wimz_robot_01", world.r1_secret, ts)["X-Signature"]
-    robot = await c.connect_url(relay.ws + "/ws/device?" + urlencode({"device_id": "wimz_robot_01", "ts": ts,
-                                                                       "sig": sig}))
+    robot = await c.connect_url(
+        relay.ws + "/ws/device?" + urlencode({"device_id": "wimz_robot_01", "ts": ts, "sig": sig})
+    )
     app = await c.app(relay.ws, world.t1)
     try:
         await c.recv_type(app, "device_status")

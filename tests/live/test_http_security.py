@@ -30,15 +30,24 @@ async def test_throttles_hold_across_instances_and_forged_forwarded_for(live_rel
     a, b = live_relays
     async with httpx.AsyncClient(timeout=10) as http:
         answers = [
-            (await http.post(relay.http + "/api/auth/login", json={"email": "u1@example.com", "password": "nope"},
-                             headers=forged())).status_code
+            (
+                await http.post(
+                    relay.http + "/api/auth/login",
+                    json={"email": "u1@example.com", "password": "nope"},
+                    headers=forged(),
+                )
+            ).status_code
             for relay in (a, b, a, b)
         ]
         assert answers == [401, 401, 401, 429]
         answers = [
-            (await http.post(relay.http + "/api/auth/register",
-                             json={"email": f"reg{i}@example.com", "password": "x-Unusual-pass-42"},
-                             headers=forged())).status_code
+            (
+                await http.post(
+                    relay.http + "/api/auth/register",
+                    json={"email": f"reg{i}@example.com", "password": "x-Unusual-pass-42"},
+                    headers=forged(),
+                )
+            ).status_code
             for i, relay in enumerate((b, a, b, a, b))
         ]
         assert answers == [201, 201, 201, 201, 429]
@@ -55,8 +64,11 @@ async def test_behind_a_trusted_proxy_the_address_it_saw_is_the_client(settings,
         async with httpx.AsyncClient(timeout=10) as http:
 
             async def register(xff):
-                r = await http.post(relay.http + "/api/auth/register", headers={"X-Forwarded-For": xff},
-                                    json={"email": f"p{next(_n)}@example.com", "password": "x-Unusual-pass-42"})
+                r = await http.post(
+                    relay.http + "/api/auth/register",
+                    headers={"X-Forwarded-For": xff},
+                    json={"email": f"p{next(_n)}@example.com", "password": "x-Unusual-pass-42"},
+                )
                 return r.status_code
 
             # one client (192.0.2.10, as nginx saw it) forging the left part each time

@@ -100,8 +100,11 @@ async def test_a_paused_instance_that_resumes_closes_its_stale_sockets(two_relay
     # A's next beat finds its claim and closes the stale socket (bounded wait).
     await asyncio.wait_for(robot.wait_closed(), 10)
     assert robot.close_code == 1012
-    live = await c.db(lambda: list(Connection.objects.filter(role="robot", disconnected_at__isnull=True)
-                                  .values_list("channel_name", flat=True)))
+    live = await c.db(
+        lambda: list(
+            Connection.objects.filter(role="robot", disconnected_at__isnull=True).values_list("channel_name", flat=True)
+        )
+    )
     assert len(live) == 1
     row = await c.db(lambda: Session.objects.get(pk=sid))
     assert row.end_reason == "robot_disconnected"

@@ -39,17 +39,25 @@ async def test_no_secret_of_a_whole_flow_reaches_a_log_line(live_relays, transac
         logged_in = (await http.post(b.http + "/api/auth/login", json=creds)).json()
         refreshed = (await http.post(a.http + "/api/auth/refresh", json={"refresh": logged_in["refresh"]})).json()
         user_id = registered["user_id"]
-        used.update({"access 1": registered["access"], "refresh 1": registered["refresh"],
-                     "access 2": logged_in["access"], "refresh 2": logged_in["refresh"],
-                     "access 3": refreshed["access"], "refresh 3": refreshed["refresh"]})
+        used.update(
+            {
+                "access 1": registered["access"],
+                "refresh 1": registered["refresh"],
+                "access 2": logged_in["access"],
+                "refresh 2": logged_in["refresh"],
+                "access 3": refreshed["access"],
+                "refresh 3": refreshed["refresh"],
+            }
+        )
         bearer = {"Authorization": f"Bearer {refreshed['access']}"}
 
         code_headers = c.robot_headers(DEVICE_ID, secret, base - 3)
         code = await http.post(a.http + "/api/devices/pairing-code", headers=code_headers)
         assert code.status_code == 201, code.text
         used.update({"pairing code": code.json()["pairing_code"], "signature 1": code_headers["X-Signature"]})
-        paired = await http.post(b.http + "/api/devices/pair", headers=bearer,
-                                 json={"pairing_code": used["pairing code"]})
+        paired = await http.post(
+            b.http + "/api/devices/pair", headers=bearer, json={"pairing_code": used["pairing code"]}
+        )
         assert paired.status_code in (200, 201), paired.text
         # a token in the query string of plain HTTP requests
         await http.get(a.http + "/api/auth/me", params={"token": refreshed["access"]})
@@ -96,9 +104,12 @@ async def test_no_secret_of_a_whole_flow_reaches_a_log_line(live_relays, transac
         query_ts = base - 1
         query_sig = sign(secret, DEVICE_ID, query_ts)
         used["query signature"] = query_sig
-        assert await c.handshake_status(
-            a.ws + "/ws/device?" + urlencode({"device_id": DEVICE_ID, "ts": query_ts, "sig": query_sig})
-        ) == 101
+        assert (
+            await c.handshake_status(
+                a.ws + "/ws/device?" + urlencode({"device_id": DEVICE_ID, "ts": query_ts, "sig": query_sig})
+            )
+            == 101
+        )
 
         for refresh in (registered["refresh"], refreshed["refresh"]):
             assert (await http.post(b.http + "/api/auth/logout", json={"refresh": refresh})).status_code == 200
@@ -124,11 +135,22 @@ async def test_no_secret_of_a_whole_flow_reaches_a_log_line(live_relays, transac
     assert any(r.get("user_id") == user_id and r["logger"] == "relay.consumers" for r in records)
     assert any(r.get("session_id") == session_id for r in records)
     access = {(r["event"], r["path"]) for r in records if r["logger"] == "wimz.access"}
-    for path in ("/api/auth/register", "/api/auth/login", "/api/auth/refresh", "/api/devices/pairing-code",
-                 "/api/devices/pair", "/api/auth/logout", "/api/auth/me"):
+    for path in (
+        "/api/auth/register",
+        "/api/auth/login",
+        "/api/auth/refresh",
+        "/api/devices/pairing-code",
+        "/api/devices/pair",
+        "/api/auth/logout",
+        "/api/auth/me",
+    ):
         assert ("http request", path) in access, path
-    assert {("websocket accepted", "/ws/device"), ("websocket accepted", "/ws/app"),
-            ("websocket refused", "/ws/app"), ("websocket refused", "/ws/device")} <= access
+    assert {
+        ("websocket accepted", "/ws/device"),
+        ("websocket accepted", "/ws/app"),
+        ("websocket refused", "/ws/app"),
+        ("websocket refused", "/ws/device"),
+    } <= access
     debug = [r for r in records if r["level"] == "debug"]
     assert debug, "the relays ran at DEBUG"
 

@@ -22,8 +22,9 @@ async def test_simultaneous_handshakes_on_two_instances_leave_one_live_socket(li
     base = int(time.time()) - 200
     for trial in range(TRIALS):
         ts = base + 2 * trial  # each handshake signs a timestamp of its own (a triple is accepted once)
-        first, second = await asyncio.gather(c.robot(a.ws, R1, world.r1_secret, ts=ts),
-                                             c.robot(b.ws, R1, world.r1_secret, ts=ts + 1))
+        first, second = await asyncio.gather(
+            c.robot(a.ws, R1, world.r1_secret, ts=ts), c.robot(b.ws, R1, world.r1_secret, ts=ts + 1)
+        )
         closed = []
         for ws in (first, second):
             try:

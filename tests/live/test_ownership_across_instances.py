@@ -43,8 +43,12 @@ async def _open_session(robot, app) -> str:
 
 def _as_third_instance(settings, relay) -> None:
     """Make this test process one more relay instance on the relays' Redis prefix."""
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "relay.layer.RelayChannelLayer", "CONFIG": {
-        "redis_url": relay.env["REDIS_URL"], "prefix": relay.env["WIMZ_CHANNEL_PREFIX"]}}}
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "relay.layer.RelayChannelLayer",
+            "CONFIG": {"redis_url": relay.env["REDIS_URL"], "prefix": relay.env["WIMZ_CHANNEL_PREFIX"]},
+        }
+    }
     channel_layers.backends.clear()
 
 
@@ -73,8 +77,9 @@ async def test_unpair_takes_effect_for_the_next_frame_of_either_side(live_relays
         sid = await _open_session(robot, app)
         base = a.http if rest_on == "robot_instance" else b.http
         async with httpx.AsyncClient() as http:
-            response = await http.post(f"{base}/api/devices/{R1}/unpair",
-                                       headers={"Authorization": f"Bearer {world.t1}"})
+            response = await http.post(
+                f"{base}/api/devices/{R1}/unpair", headers={"Authorization": f"Bearer {world.t1}"}
+            )
         assert response.status_code == 200, response.text
         await c.send(robot, {"type": "telemetry", "after": "unpair"})
         await c.send(app, {"type": "command", "device_id": R1, "command": "motor", "data": {}})
@@ -100,16 +105,22 @@ async def test_transfer_to_another_user_moves_events_and_commands_at_once(live_r
     robot, app, other = await _setup(live_relays, world)
     try:
         async with httpx.AsyncClient() as http:
-            response = await http.post(f"{a.http}/api/devices/{R1}/unpair",
-                                       headers={"Authorization": f"Bearer {world.t1}"})
+            response = await http.post(
+                f"{a.http}/api/devices/{R1}/unpair", headers={"Authorization": f"Bearer {world.t1}"}
+            )
             assert response.status_code == 200
             assert (await c.recv_type(app, "device_status"))["status"] == "unpaired"
             ts = int(time.time()) - 7  # not the handshake's timestamp: a signature triple is accepted once
-            code = await http.post(f"{a.http}/api/devices/pairing-code", headers={
-                "X-Device-ID": R1, "X-Timestamp": str(ts), "X-Signature": sign(world.r1_secret, R1, ts)})
+            code = await http.post(
+                f"{a.http}/api/devices/pairing-code",
+                headers={"X-Device-ID": R1, "X-Timestamp": str(ts), "X-Signature": sign(world.r1_secret, R1, ts)},
+            )
             assert code.status_code in (200, 201), code.text
-            paired = await http.post(f"{b.http}/api/devices/pair", json={"pairing_code": code.json()["pairing_code"]},
-                                     headers={"Authorization": f"Bearer {world.t2}"})
+            paired = await http.post(
+                f"{b.http}/api/devices/pair",
+                json={"pairing_code": code.json()["pairing_code"]},
+                headers={"Authorization": f"Bearer {world.t2}"},
+            )
             assert paired.status_code in (200, 201), paired.text
         await c.send(robot, {"type": "telemetry", "to": "new owner"})
         await c.send(other, {"type": "command", "device_id": R1, "command": "from-new-owner", "data": {}})
@@ -127,8 +138,7 @@ async def test_transfer_to_another_user_moves_events_and_commands_at_once(live_r
         await _close_all(robot, app, other)
 
 
-async def test_deactivation_from_a_third_process_closes_the_robot_and_refuses_the_owner(live_relays, world,
-                                                                                       settings):
+async def test_deactivation_from_a_third_process_closes_the_robot_and_refuses_the_owner(live_relays, world, settings):
     """`device_deactivate` in another process (this one, as a third instance): when it returns the
     robot's socket is closing (4003) and its next frame reaches nobody; the owner's next command is
     NOT_AUTHORIZED; the session ended `robot_disconnected` and the owner saw the robot go offline."""
@@ -155,8 +165,9 @@ async def test_deactivation_from_a_third_process_closes_the_robot_and_refuses_th
         await _close_all(robot, app, other)
 
 
-async def test_secret_rotation_from_a_third_process_closes_the_robot_before_its_next_frame(live_relays, world,
-                                                                                          settings):
+async def test_secret_rotation_from_a_third_process_closes_the_robot_before_its_next_frame(
+    live_relays, world, settings
+):
     """`device_rotate_secret` in a third process: the robot socket opened with the old secret is
     closed 4003 and the event it sends right after the call returns reaches nobody."""
     a, _ = live_relays

@@ -27,10 +27,17 @@ async def http(path="/metrics", *, peer="10.0.0.5", headers=(), method="GET", ho
     """One request through the whole ASGI application (trusted-proxy rule included) from TCP peer `peer`;
     returns (status, headers dict, body)."""
     scope = {
-        "type": "http", "http_version": "1.1", "method": method, "scheme": "http", "path": path,
-        "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "type": "http",
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
         "headers": [(b"host", host.encode()), *[(k.encode(), v.encode()) for k, v in headers]],
-        "client": [peer, 40000], "server": ["10.1.2.3", 8000],
+        "client": [peer, 40000],
+        "server": ["10.1.2.3", 8000],
     }
     comm = ApplicationCommunicator(application, scope)
     await comm.send_input({"type": "http.request", "body": b""})
@@ -129,23 +136,32 @@ def test_a_bad_allowlist_entry_names_the_setting():
 
 
 FRAMES = "wimz_relay_frames_total"
-GAUGES = ("wimz_relay_robot_sockets", "wimz_relay_app_sockets", "wimz_relay_users_online",
-          "wimz_relay_live_sessions")
+GAUGES = ("wimz_relay_robot_sockets", "wimz_relay_app_sockets", "wimz_relay_users_online", "wimz_relay_live_sessions")
 
 
 def counters() -> dict:
     """The counters a flow changes, now."""
-    out = {(kind, d): value(FRAMES, type=kind, direction=d) for kind in
-           ("webrtc_request", "webrtc_answer", "webrtc_ice", "webrtc_close", "command", "passthrough")
-           for d in ("app_to_robot",)}
-    out |= {(kind, "robot_to_app"): value(FRAMES, type=kind, direction="robot_to_app")
-            for kind in ("webrtc_offer", "webrtc_ice", "event", "hello")}
-    out |= {("refused", code): value("wimz_relay_frames_refused_total", code=code)
-            for code in ("UNKNOWN_TYPE", "BAD_REQUEST", "NOT_AUTHORIZED")}
-    out |= {("handshake", role): value("wimz_relay_handshakes_refused_total", role=role, reason="auth")
-            for role in ("robot", "app")}
-    out |= {("ended", reason): value("wimz_relay_sessions_ended_total", reason=reason)
-            for reason in ("closed_by_app", "app_disconnected", "robot_disconnected")}
+    out = {
+        (kind, d): value(FRAMES, type=kind, direction=d)
+        for kind in ("webrtc_request", "webrtc_answer", "webrtc_ice", "webrtc_close", "command", "passthrough")
+        for d in ("app_to_robot",)
+    }
+    out |= {
+        (kind, "robot_to_app"): value(FRAMES, type=kind, direction="robot_to_app")
+        for kind in ("webrtc_offer", "webrtc_ice", "event", "hello")
+    }
+    out |= {
+        ("refused", code): value("wimz_relay_frames_refused_total", code=code)
+        for code in ("UNKNOWN_TYPE", "BAD_REQUEST", "NOT_AUTHORIZED")
+    }
+    out |= {
+        ("handshake", role): value("wimz_relay_handshakes_refused_total", role=role, reason="auth")
+        for role in ("robot", "app")
+    }
+    out |= {
+        ("ended", reason): value("wimz_relay_sessions_ended_total", reason=reason)
+        for reason in ("closed_by_app", "app_disconnected", "robot_disconnected")
+    }
     out[("setup", "count")] = value("wimz_relay_session_setup_seconds_count")
     out[("ice", "stun")] = value("wimz_relay_ice_provider_seconds_count", provider="stun", outcome="ok")
     return out
@@ -202,12 +218,19 @@ async def test_a_real_flow_is_counted_exactly(world, settings):
 
     await ws.close(robot, app)
     assert changed(before, counters()) == {
-        ("hello", "robot_to_app"): 1, ("event", "robot_to_app"): 1, ("webrtc_offer", "robot_to_app"): 1,
+        ("hello", "robot_to_app"): 1,
+        ("event", "robot_to_app"): 1,
+        ("webrtc_offer", "robot_to_app"): 1,
         ("webrtc_ice", "robot_to_app"): 1,
-        ("command", "app_to_robot"): 1, ("passthrough", "app_to_robot"): 1, ("webrtc_request", "app_to_robot"): 1,
-        ("webrtc_answer", "app_to_robot"): 1, ("webrtc_ice", "app_to_robot"): 1, ("webrtc_close", "app_to_robot"): 1,
+        ("command", "app_to_robot"): 1,
+        ("passthrough", "app_to_robot"): 1,
+        ("webrtc_request", "app_to_robot"): 1,
+        ("webrtc_answer", "app_to_robot"): 1,
+        ("webrtc_ice", "app_to_robot"): 1,
+        ("webrtc_close", "app_to_robot"): 1,
         ("refused", "UNKNOWN_TYPE"): 1,
-        ("handshake", "robot"): 1, ("handshake", "app"): 1,
+        ("handshake", "robot"): 1,
+        ("handshake", "app"): 1,
         ("ended", "closed_by_app"): 1,
         ("setup", "count"): 1,
         ("ice", "stun"): 1,

@@ -34,8 +34,9 @@ class Capture(Transport):
         self.envelopes.append(envelope)
 
     def payload(self) -> str:
-        return "\n".join(item.payload.get_bytes().decode(errors="replace")
-                         for envelope in self.envelopes for item in envelope.items)
+        return "\n".join(
+            item.payload.get_bytes().decode(errors="replace") for envelope in self.envelopes for item in envelope.items
+        )
 
 
 @pytest.fixture
@@ -57,15 +58,23 @@ async def test_nothing_secret_leaves_the_process(captured):
 
     body = json.dumps({"password": PASSWORD, "secret": DEVICE_SECRET, "note": f"secret={DEVICE_SECRET}"})
     communicator = HttpCommunicator(
-        application, "POST", f"/boom/?token={JWT}&device_id=wimz_robot_01", body=body.encode(),
-        headers=[(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-                 (b"authorization", f"Bearer {JWT}".encode()), (b"x-signature", SIGNATURE.encode()),
-                 (b"x-device-id", b"wimz_robot_01")],
+        application,
+        "POST",
+        f"/boom/?token={JWT}&device_id=wimz_robot_01",
+        body=body.encode(),
+        headers=[
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {JWT}".encode()),
+            (b"x-signature", SIGNATURE.encode()),
+            (b"x-device-id", b"wimz_robot_01"),
+        ],
     )
     response = await communicator.get_response(timeout=10)
     assert response["status"] == 500
-    logging.getLogger("relay.test").error("pairing failed; token=%s sig=%s", REFRESH, SIGNATURE,
-                                          extra={"pairing_code": PAIRING_CODE, "refresh": REFRESH})
+    logging.getLogger("relay.test").error(
+        "pairing failed; token=%s sig=%s", REFRESH, SIGNATURE, extra={"pairing_code": PAIRING_CODE, "refresh": REFRESH}
+    )
     sentry_sdk.flush()
     sent = captured.payload()
     assert "RuntimeError" in sent and "pairing failed" in sent  # both events were reported

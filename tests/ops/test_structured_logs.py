@@ -60,9 +60,20 @@ def records(stream: io.StringIO) -> list[dict]:
 
 async def http_get(path: str, query: str = "", *, client=("127.0.0.1", 50000), headers=()) -> tuple[int, dict]:
     """One GET through the whole ASGI application; returns (status, response headers)."""
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
-             "headers": [(b"host", b"127.0.0.1"), *headers], "client": client, "server": ("127.0.0.1", 8000)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), *headers],
+        "client": client,
+        "server": ("127.0.0.1", 8000),
+    }
     comm = ApplicationCommunicator(application, scope)
     await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
     start = await comm.receive_output(5)
@@ -74,9 +85,19 @@ async def http_get(path: str, query: str = "", *, client=("127.0.0.1", 50000), h
 
 async def ws_handshake(path: str, query: str = "", *, client=("127.0.0.1", 50001)) -> str:
     """A WebSocket handshake through the whole ASGI application; returns the answer's type and closes."""
-    scope = {"type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "path": path,
-             "raw_path": path.encode(), "query_string": query.encode(), "root_path": "", "headers": [],
-             "client": client, "server": ("127.0.0.1", 8000), "subprotocols": []}
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [],
+        "client": client,
+        "server": ("127.0.0.1", 8000),
+        "subprotocols": [],
+    }
     comm = ApplicationCommunicator(application, scope)
     await comm.send_input({"type": "websocket.connect"})
     answer = await comm.receive_output(5)
@@ -99,8 +120,9 @@ async def test_json_mode_every_line_is_an_object_with_the_required_fields(world,
     try:
         raise ValueError(f"boom with token={world.t1}")
     except ValueError:
-        logging.getLogger("tests.ops").exception("failed with Bearer %s", world.t2,
-                                                  extra={"note": f"?token={world.t1}", "obj": object()})
+        logging.getLogger("tests.ops").exception(
+            "failed with Bearer %s", world.t2, extra={"note": f"?token={world.t1}", "obj": object()}
+        )
     lines = records(json_log)
     assert len(lines) > 5
     for record in lines:
@@ -122,6 +144,7 @@ async def test_two_sockets_lines_carry_their_own_ids(world, json_log, monkeypatc
     """(b) Two robots and two apps of two users, connected together; each makes the relay log a line
     while handling its frame (an unexpected error), interleaved. Each line carries the `device_id` /
     `user_id` of the socket it came from, and no other socket's."""
+
     async def broken(party, kind, frame):
         raise RuntimeError("boom")
 
@@ -138,24 +161,33 @@ async def test_two_sockets_lines_carry_their_own_ids(world, json_log, monkeypatc
         for comm in sockets.values():
             await flows.expect_error(comm, "INTERNAL")
     lines = [r for r in records(json_log) if r["event"].startswith("unhandled error")]
-    expected = {"r1": {"device_id": R1}, "r2": {"device_id": R2},
-                "a1": {"user_id": world.u1.pk}, "a2": {"user_id": world.u2.pk}}
+    expected = {
+        "r1": {"device_id": R1},
+        "r2": {"device_id": R2},
+        "a1": {"user_id": world.u1.pk},
+        "a2": {"user_id": world.u2.pk},
+    }
     for name, ids in expected.items():
         mine = [r for r in lines if f"probe_{name}" in r["event"]]
         assert len(mine) == 2, (name, lines)
         for record in mine:
-            assert {k: record.get(k) for k in ("device_id", "user_id")} == {"device_id": None, "user_id": None,
-                                                                            **ids}, record
+            assert {k: record.get(k) for k in ("device_id", "user_id")} == {
+                "device_id": None,
+                "user_id": None,
+                **ids,
+            }, record
             assert record.get("request_id")
     # one request id per socket, the same on each of its lines
     assert len({r["request_id"] for r in lines}) == 4
     await ws.close(*sockets.values())
 
 
-async def test_process_wide_tasks_do_not_carry_the_ids_of_the_socket_that_started_them(world, json_log, settings,
-                                                                                    monkeypatch):
+async def test_process_wide_tasks_do_not_carry_the_ids_of_the_socket_that_started_them(
+    world, json_log, settings, monkeypatch
+):
     """The presence heartbeat is started by the first socket that connects (from its task, after it bound
     its ids); its lines must not carry that socket's `device_id` or `request_id`."""
+
     async def failing():
         raise RuntimeError("beat")
 
@@ -189,7 +221,11 @@ async def test_access_log_lines_have_no_query_string(world, json_log, settings):
     access = [r for r in records(json_log) if r["logger"] == "wimz.access"]
     [http] = [r for r in access if r["event"] == "http request"]
     assert {k: http[k] for k in ("method", "path", "status", "client")} == {
-        "method": "GET", "path": "/api/auth/me", "status": 401, "client": "127.0.0.1"}
+        "method": "GET",
+        "path": "/api/auth/me",
+        "status": 401,
+        "client": "127.0.0.1",
+    }
     assert isinstance(http["duration_ms"], float) and http["duration_ms"] >= 0
     assert http["request_id"] == headers["x-request-id"]
     [accepted] = [r for r in access if r["event"] == "websocket accepted"]
@@ -197,7 +233,11 @@ async def test_access_log_lines_have_no_query_string(world, json_log, settings):
     [closed] = [r for r in access if r["event"] == "websocket closed"]
     for record, status in ((accepted, 101), (refused, 403)):
         assert {k: record[k] for k in ("path", "status", "client", "role")} == {
-            "path": "/ws/app", "status": status, "client": "127.0.0.1", "role": "app"}, record
+            "path": "/ws/app",
+            "status": status,
+            "client": "127.0.0.1",
+            "role": "app",
+        }, record
         assert record["duration_ms"] >= 0 and record["request_id"]
     assert accepted["user_id"] == world.u1.pk and closed["user_id"] == world.u1.pk
     assert closed["request_id"] == accepted["request_id"] != refused["request_id"]
@@ -226,23 +266,35 @@ async def test_request_id_is_taken_only_from_a_trusted_proxy(world, json_log, se
 def test_log_format_setting_selects_the_renderer(fmt, tmp_path):
     """`LOG_FORMAT` picks the renderer of `settings.LOGGING`'s handler: `json` writes one object per line,
     `text` (the default) readable console lines; both scrub. `LOG_LEVEL` sets the root level."""
-    code = ("import django, logging; django.setup(); "
-            "logging.getLogger('relay.x').info('hello token=abc', extra={'session_id': 's1'}); "
-            "logging.getLogger('relay.x').debug('hidden')")
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "wimz.settings", "DEBUG": "1", "LOG_LEVEL": "INFO",
-           "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    code = (
+        "import django, logging; django.setup(); "
+        "logging.getLogger('relay.x').info('hello token=abc', extra={'session_id': 's1'}); "
+        "logging.getLogger('relay.x').debug('hidden')"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "wimz.settings",
+        "DEBUG": "1",
+        "LOG_LEVEL": "INFO",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
     env.pop("REDIS_URL", None)
     if fmt == "json":
         env["LOG_FORMAT"] = "json"
     else:
         env.pop("LOG_FORMAT", None)
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
+    )
     [line] = result.stderr.splitlines()
     if fmt == "json":
         record = json.loads(line)
         assert {k: record[k] for k in ("level", "logger", "event", "session_id")} == {
-            "level": "info", "logger": "relay.x", "event": "hello token=***", "session_id": "s1"}
+            "level": "info",
+            "logger": "relay.x",
+            "event": "hello token=***",
+            "session_id": "s1",
+        }
     else:
         assert not line.startswith("{") and "hello token=***" in line and "[relay.x]" in line
         assert "session_id=s1" in line and "info" in line

@@ -24,7 +24,12 @@ def history(make_user, make_device):
     r2, _ = make_device("wimz_robot_02", owner=u2)
     now = timezone.now()
     ended = Session.objects.create(
-        user=u1, device=r1, app_channel="a1", robot_channel="r1", state="ended", end_reason="setup_timeout",
+        user=u1,
+        device=r1,
+        app_channel="a1",
+        robot_channel="r1",
+        state="ended",
+        end_reason="setup_timeout",
         ended_at=now,
     )
     live = Session.objects.create(user=u1, device=r1, app_channel="a2", robot_channel="r1", state="offered")

@@ -104,11 +104,21 @@ async def test_snapshot_one_device_status_per_owned_device(world, make_device):
     frames = await flows.receive_all(app, 2)
     by_id = {f["device_id"]: f for f in frames}
     assert set(by_id) == {R1, "wimz_robot_03"}
-    assert by_id[R1] == {"type": "device_status", "device_id": R1, "status": "online", "online": True,
-                         "last_seen": by_id[R1]["last_seen"]}
+    assert by_id[R1] == {
+        "type": "device_status",
+        "device_id": R1,
+        "status": "online",
+        "online": True,
+        "last_seen": by_id[R1]["last_seen"],
+    }
     assert flows.is_iso_utc(by_id[R1]["last_seen"])
-    assert by_id["wimz_robot_03"] == {"type": "device_status", "device_id": "wimz_robot_03", "status": "offline",
-                                      "online": False, "last_seen": None}
+    assert by_id["wimz_robot_03"] == {
+        "type": "device_status",
+        "device_id": "wimz_robot_03",
+        "status": "offline",
+        "online": False,
+        "last_seen": None,
+    }
     assert await flows.silent(app)
     await ws.close(robot, app)
 

@@ -167,8 +167,10 @@ async def test_command_carries_params_for_deployed_robots(world):
     app.robots = {R1: robot.channel_name}
     await dispatch.app_frame(app, "command", {"type": "command", "command": "motor", "data": {"l": 1}})
     (message,) = _queued(robot.channel_name)
-    assert message["text"] == '{"type":"command","command":"motor","data":{"l":1},"device_id":"wimz_robot_01",' \
-                              '"params":{"l":1}}'
+    assert (
+        message["text"] == '{"type":"command","command":"motor","data":{"l":1},"device_id":"wimz_robot_01",'
+        '"params":{"l":1}}'
+    )
 
 
 # --- sessions --------------------------------------------------------------------------------------
@@ -186,6 +188,7 @@ async def test_signaling_uses_the_parties_facts_and_records_transitions(world, m
     assert robot.sessions[sid] == LiveSession(device_id=R1, peer=app.channel_name)
 
     ice = {"type": "webrtc_ice", "session_id": sid, "candidate": {"candidate": "c", "sdpMid": "0", "sdpMLineIndex": 0}}
+
     def no_database(*args, **kwargs):
         raise AssertionError("the database was used on the per-frame path")
 
@@ -237,7 +240,8 @@ async def test_a_shed_report_from_another_instance_reaches_the_sender_as_rate_li
 
     robot = await ws.robot(R1, world.r1_secret)
     channel = await database_sync_to_async(
-        lambda: Connection.objects.get(role="robot", disconnected_at__isnull=True).channel_name)()
+        lambda: Connection.objects.get(role="robot", disconnected_at__isnull=True).channel_name
+    )()
     await get_channel_layer().send(channel, {"type": "relay.shed", "ref": "telemetry", "count": 2})
     error = await ws.recv(robot)
     assert (error["type"], error["code"], error["ref"]) == ("error", "RATE_LIMITED", "telemetry")

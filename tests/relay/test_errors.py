@@ -29,8 +29,19 @@ async def answers(comm, frame, code, ref=None):
 # --- BAD_REQUEST ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("frame", ["not json", "{", "[]", "42", '"ping"', json.dumps({"type": 123}),
-                                   json.dumps({"device_id": R1}), json.dumps({"type": ""})])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "not json",
+        "{",
+        "[]",
+        "42",
+        '"ping"',
+        json.dumps({"type": 123}),
+        json.dumps({"device_id": R1}),
+        json.dumps({"type": ""}),
+    ],
+)
 async def test_bad_request_for_frames_that_are_not_typed_json_objects(world, frame):
     """Not JSON, not an object, or no string `type` answers BAD_REQUEST to robots and apps alike."""
     robot, app = await flows.robot_app(world)
@@ -56,15 +67,15 @@ async def test_bad_request_for_missing_or_mistyped_fields(world):
     sid, _, _ = await flows.open_session(app, robot)
     await answers(app, {"type": "webrtc_answer", "sdp": flows.ANSWER}, "BAD_REQUEST", ref="webrtc_answer")
     await answers(app, {"type": "webrtc_answer", "session_id": 7, "sdp": flows.ANSWER}, "BAD_REQUEST")
-    await answers(app, {"type": "webrtc_answer", "session_id": sid, "sdp": "v=0"}, "BAD_REQUEST",
-                  ref="webrtc_answer")
+    await answers(app, {"type": "webrtc_answer", "session_id": sid, "sdp": "v=0"}, "BAD_REQUEST", ref="webrtc_answer")
     await answers(app, {"type": "webrtc_answer", "session_id": sid, "sdp": flows.OFFER}, "BAD_REQUEST")
     await answers(app, {"type": "webrtc_ice", "session_id": sid}, "BAD_REQUEST", ref="webrtc_ice")
     await answers(app, {"type": "webrtc_ice", "session_id": sid, "candidate": "candidate:1"}, "BAD_REQUEST")
     await answers(app, {"type": "command", "device_id": R1}, "BAD_REQUEST", ref="command")
     await answers(app, {"type": "command", "device_id": 5, "command": "x"}, "BAD_REQUEST", ref="command")
-    await answers(robot, {"type": "webrtc_offer", "session_id": sid, "sdp": {"type": "offer"}}, "BAD_REQUEST",
-                  ref="webrtc_offer")
+    await answers(
+        robot, {"type": "webrtc_offer", "session_id": sid, "sdp": {"type": "offer"}}, "BAD_REQUEST", ref="webrtc_offer"
+    )
     await answers(robot, {"type": "webrtc_ice", "session_id": sid, "candidate": [1]}, "BAD_REQUEST")
     await answers(robot, {"type": "webrtc_close"}, "BAD_REQUEST", ref="webrtc_close")
     assert await flows.silent(robot, app)
@@ -225,8 +236,11 @@ async def test_turn_error_is_unreachable_a_failing_ice_provider_falls_back_to_st
     robot, app = await flows.robot_app(world)
     _, creds, req = await flows.open_session(app, robot)
     assert creds["ice_servers"] == req["ice_servers"]
-    assert all(str(u).startswith("stun:") for s in creds["ice_servers"] for u in
-               (s["urls"] if isinstance(s["urls"], list) else [s["urls"]]))
+    assert all(
+        str(u).startswith("stun:")
+        for s in creds["ice_servers"]
+        for u in (s["urls"] if isinstance(s["urls"], list) else [s["urls"]])
+    )
     await ws.ping_ok(app)
     await ws.close(robot, app)
 

@@ -96,8 +96,13 @@ async def test_f2_ice_burst_of_300_for_one_session(world):
     robot, app = await flows.robot_app(world)
     session_id, _, _ = await flows.open_session(app, robot)
     for i in range(300):
-        await ws.send(robot, ice_frame(session_id, {"candidate": f"candidate:{i} 1 udp 1 192.0.2.2 {i} typ host",
-                                                   "sdpMid": "0", "sdpMLineIndex": 0}))
+        await ws.send(
+            robot,
+            ice_frame(
+                session_id,
+                {"candidate": f"candidate:{i} 1 udp 1 192.0.2.2 {i} typ host", "sdpMid": "0", "sdpMLineIndex": 0},
+            ),
+        )
     errors = [f for f in await flows.barrier(robot) if f.get("code") == "RATE_LIMITED"]
     # Everything A1 received, collected until it is quiet: counted independently of the errors, so a
     # frame neither delivered nor refused (a silent loss) makes the sum fall short.
@@ -234,10 +239,15 @@ async def test_f5_early_ice_order_per_direction_byte_for_byte(world):
     robot, app = await flows.robot_app(world)
     await ws.send(app, {"type": "webrtc_request", "device_id": R1})
     session_id = (await ws.recv(app))["session_id"]
-    app_cands = APP_CANDIDATES[:2] + [{**APP_CANDIDATES[2], "sdpMid": None}] + APP_CANDIDATES[3:] + [
-        {"candidate": APP_CANDIDATES[0]["candidate"], "sdpMid": None, "sdpMLineIndex": 0}, None]
-    robot_cands = ROBOT_CANDIDATES + [{"candidate": ROBOT_CANDIDATES[1]["candidate"], "sdpMid": None,
-                                       "sdpMLineIndex": 0}]
+    app_cands = (
+        APP_CANDIDATES[:2]
+        + [{**APP_CANDIDATES[2], "sdpMid": None}]
+        + APP_CANDIDATES[3:]
+        + [{"candidate": APP_CANDIDATES[0]["candidate"], "sdpMid": None, "sdpMLineIndex": 0}, None]
+    )
+    robot_cands = ROBOT_CANDIDATES + [
+        {"candidate": ROBOT_CANDIDATES[1]["candidate"], "sdpMid": None, "sdpMLineIndex": 0}
+    ]
     assert len(app_cands) == 6 and len(robot_cands) == 5
 
     for candidate in app_cands[:3]:
@@ -313,8 +323,7 @@ F9_INPUTS = [
     ('{"device_id":"R1"}', "BAD_REQUEST", "BAD_REQUEST"),
     ('{"type":"teleport"}', None, None),
     ('{"type":"webrtc_answer","session_id":"x"}', "UNKNOWN_TYPE", "BAD_REQUEST"),
-    ('{"type":"webrtc_answer","session_id":"x","sdp":{"type":"answer","sdp":"v=0"}}', "UNKNOWN_TYPE",
-     "NOT_AUTHORIZED"),
+    ('{"type":"webrtc_answer","session_id":"x","sdp":{"type":"answer","sdp":"v=0"}}', "UNKNOWN_TYPE", "NOT_AUTHORIZED"),
     (BIG, "MESSAGE_TOO_LARGE", "MESSAGE_TOO_LARGE"),
     (b"\x00\xff", "BAD_REQUEST", "BAD_REQUEST"),
     (b'{"type":"ping"}', "BAD_REQUEST", "BAD_REQUEST"),
@@ -378,8 +387,13 @@ async def test_f9_malformed_input_before_compat_auth(world, caplog):
     caplog.set_level(logging.WARNING)
     comm, accepted = await ws.connect("/ws")
     assert accepted
-    for text, code in [("not json", "BAD_REQUEST"), ("[]", "BAD_REQUEST"), ('{"type":123}', "BAD_REQUEST"),
-                       (BIG, "MESSAGE_TOO_LARGE"), (b"\x00\xff", "BAD_REQUEST")]:
+    for text, code in [
+        ("not json", "BAD_REQUEST"),
+        ("[]", "BAD_REQUEST"),
+        ('{"type":123}', "BAD_REQUEST"),
+        (BIG, "MESSAGE_TOO_LARGE"),
+        (b"\x00\xff", "BAD_REQUEST"),
+    ]:
         await ws.send(comm, text)
         frames = await flows.barrier(comm)
         assert [f["code"] for f in frames] == [code], (text, frames)

@@ -15,8 +15,16 @@ from tests.relay.flows import DEPLOYED, R1, R2
 
 pytestmark = flows.RELAY_DB
 
-EVENT_TYPES = ["status_update", "telemetry", "detection", "battery", "heartbeat", "command_ack", "robot_connected",
-               "teleport"]
+EVENT_TYPES = [
+    "status_update",
+    "telemetry",
+    "detection",
+    "battery",
+    "heartbeat",
+    "command_ack",
+    "robot_connected",
+    "teleport",
+]
 
 
 def without(frame: dict, *keys) -> dict:
@@ -169,10 +177,13 @@ async def test_other_app_types_with_device_id_are_passed_through_unchanged(world
 # --- default device ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("frame", [
-    {"type": "command", "command": "motor", "data": {"left": 1}},
-    {"type": "get_status"},
-])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "command", "command": "motor", "data": {"left": 1}},
+        {"type": "get_status"},
+    ],
+)
 async def test_device_id_may_be_omitted_when_the_user_owns_exactly_one(world, frame):
     """With exactly one device, an app frame without `device_id` goes to it (the relay only adds
     `device_id`, and `params` on commands)."""
@@ -191,11 +202,14 @@ async def test_webrtc_request_without_device_id_uses_the_only_device(world):
     await ws.close(robot, app)
 
 
-@pytest.mark.parametrize("frame", [
-    {"type": "webrtc_request"},
-    {"type": "command", "command": "motor", "data": {}},
-    {"type": "get_status"},
-])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "webrtc_request"},
+        {"type": "command", "command": "motor", "data": {}},
+        {"type": "get_status"},
+    ],
+)
 async def test_omitted_device_id_with_no_device_is_no_device(world, make_user, access_token, frame):
     """A user owning no device who omits `device_id` is answered NO_DEVICE."""
     user = await database_sync_to_async(make_user)("u3@example.com")
@@ -206,11 +220,14 @@ async def test_omitted_device_id_with_no_device_is_no_device(world, make_user, a
     await ws.close(app)
 
 
-@pytest.mark.parametrize("frame", [
-    {"type": "webrtc_request"},
-    {"type": "command", "command": "motor", "data": {}},
-    {"type": "get_status"},
-])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "webrtc_request"},
+        {"type": "command", "command": "motor", "data": {}},
+        {"type": "get_status"},
+    ],
+)
 async def test_omitted_device_id_with_several_devices_is_bad_request(world, r3, frame):
     """A user owning several devices must name one: BAD_REQUEST "device_id required"; nothing forwarded."""
     robot = await flows.robot(R1, world.r1_secret)
@@ -331,8 +348,9 @@ async def test_pong_is_accepted_silently_from_both_sides(world):
 # --- reserved types out of place --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["device_status", "webrtc_credentials", "webrtc_request", "webrtc_answer",
-                                  "auth", "auth_result", "error"])
+@pytest.mark.parametrize(
+    "kind", ["device_status", "webrtc_credentials", "webrtc_request", "webrtc_answer", "auth", "auth_result", "error"]
+)
 async def test_robot_sending_a_reserved_type_of_the_other_table_is_unknown_type(world, kind):
     """A reserved type not in the robot's table answers UNKNOWN_TYPE and is never forwarded."""
     robot, app = await flows.robot_app(world)
@@ -342,8 +360,9 @@ async def test_robot_sending_a_reserved_type_of_the_other_table_is_unknown_type(
     await ws.close(robot, app)
 
 
-@pytest.mark.parametrize("kind", ["webrtc_offer", "hello", "device_status", "webrtc_credentials", "webrtc_error",
-                                  "auth_result", "error"])
+@pytest.mark.parametrize(
+    "kind", ["webrtc_offer", "hello", "device_status", "webrtc_credentials", "webrtc_error", "auth_result", "error"]
+)
 async def test_app_sending_a_reserved_type_of_the_other_table_is_unknown_type(world, kind):
     """A reserved type not in the app's table answers UNKNOWN_TYPE, even with a `device_id`: it is never
     a pass-through."""
@@ -387,11 +406,18 @@ async def test_every_deployed_client_frame_is_accepted(world):
     creds = await ws.recv(app)
     assert creds["type"] == "webrtc_credentials" and creds["device_id"] == R1
     session_id = creds["session_id"]
-    assert await ws.recv(robot) == {"type": "webrtc_request", "session_id": session_id,
-                                    "ice_servers": creds["ice_servers"]}
+    assert await ws.recv(robot) == {
+        "type": "webrtc_request",
+        "session_id": session_id,
+        "ice_servers": creds["ice_servers"],
+    }
 
-    for sender, when in [("robot", "after webrtc_request"), ("robot", "trickle ICE"), ("app", "after the offer"),
-                         ("app", "trickle ICE")]:
+    for sender, when in [
+        ("robot", "after webrtc_request"),
+        ("robot", "trickle ICE"),
+        ("app", "after the offer"),
+        ("app", "trickle ICE"),
+    ]:
         me, peer = (robot, app) if sender == "robot" else (app, robot)
         frame = take(sender, when)
         await ws.send(me, frame)

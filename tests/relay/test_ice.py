@@ -273,9 +273,7 @@ def test_turn_rest_credentials_known_vector():
     username, credential = ice.turn_rest_credentials(secret=COTURN_SECRET, user_id=42, expiry=1767229200)
     assert username == "1767229200:42"
     assert credential == "3NtDF193X8nBwsoImNER8+0/+QQ="
-    independent = base64.b64encode(
-        hmac.new(COTURN_SECRET.encode(), b"1767229200:42", hashlib.sha1).digest()
-    ).decode()
+    independent = base64.b64encode(hmac.new(COTURN_SECRET.encode(), b"1767229200:42", hashlib.sha1).digest()).decode()
     assert credential == independent
 
 

@@ -133,12 +133,15 @@ async def test_app_frame_reaches_no_other_user(two, name):
     assert to_r2 == [] and to_b1 == []
 
 
-@pytest.mark.parametrize("frame", [
-    {"type": "command", "device_id": R1, "command": "motor", "data": {}},
-    {"type": "audio_message", "device_id": R1, "data": "AAAA"},
-    {"type": "get_status", "device_id": R1},
-    {"type": "webrtc_request", "device_id": R1},
-])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "command", "device_id": R1, "command": "motor", "data": {}},
+        {"type": "audio_message", "device_id": R1, "data": "AAAA"},
+        {"type": "get_status", "device_id": R1},
+        {"type": "webrtc_request", "device_id": R1},
+    ],
+)
 async def test_other_users_app_cannot_address_the_robot(two, frame):
     """B1 naming R1 gets NOT_AUTHORIZED; R1 and A1 receive nothing (and R1's session stays alive)."""
     await ws.send(two.b1, frame)
@@ -150,8 +153,11 @@ async def test_other_users_app_cannot_address_the_robot(two, frame):
 @pytest.mark.parametrize("kind", ["webrtc_answer", "webrtc_ice", "webrtc_close"])
 async def test_other_users_app_cannot_signal_into_the_session(two, kind):
     """B1 sending answer/ICE/close with U1's session id gets NOT_AUTHORIZED; R1 and A1 receive nothing."""
-    frame = {"webrtc_answer": answer_frame, "webrtc_ice": lambda s: ice_frame(s, APP_CANDIDATES[0]),
-             "webrtc_close": lambda s: {"type": "webrtc_close", "session_id": s}}[kind](two.sid)
+    frame = {
+        "webrtc_answer": answer_frame,
+        "webrtc_ice": lambda s: ice_frame(s, APP_CANDIDATES[0]),
+        "webrtc_close": lambda s: {"type": "webrtc_close", "session_id": s},
+    }[kind](two.sid)
     await ws.send(two.b1, frame)
     await flows.expect_error(two.b1, "NOT_AUTHORIZED", ref=two.sid)
     assert await flows.silent(two.r1, two.a1, two.r2)
@@ -161,9 +167,12 @@ async def test_other_users_app_cannot_signal_into_the_session(two, kind):
 @pytest.mark.parametrize("kind", ["webrtc_offer", "webrtc_ice", "webrtc_error", "webrtc_close"])
 async def test_other_users_robot_cannot_signal_into_the_session(two, kind):
     """R2 sending offer/ICE/error/close with U1's session id gets NOT_AUTHORIZED; A1 and R1 get nothing."""
-    frame = {"webrtc_offer": offer_frame, "webrtc_ice": lambda s: ice_frame(s, ROBOT_CANDIDATES[0]),
-             "webrtc_error": lambda s: {"type": "webrtc_error", "session_id": s, "error": "x"},
-             "webrtc_close": lambda s: {"type": "webrtc_close", "session_id": s}}[kind](two.sid)
+    frame = {
+        "webrtc_offer": offer_frame,
+        "webrtc_ice": lambda s: ice_frame(s, ROBOT_CANDIDATES[0]),
+        "webrtc_error": lambda s: {"type": "webrtc_error", "session_id": s, "error": "x"},
+        "webrtc_close": lambda s: {"type": "webrtc_close", "session_id": s},
+    }[kind](two.sid)
     await ws.send(two.r2, frame)
     await flows.expect_error(two.r2, "NOT_AUTHORIZED", ref=two.sid)
     assert await flows.silent(two.a1, two.r1, two.b1)

@@ -17,8 +17,10 @@ from relay.layer import ChannelGone, GroupSendShed, RelayChannelLayer, decode_en
 def _pair(capacity=100, **kwargs):
     prefix = f"wimztest{uuid.uuid4().hex[:8]}"
     url = os.environ["REDIS_URL"]
-    return (RelayChannelLayer(redis_url=url, prefix=prefix, capacity=capacity, **kwargs),
-            RelayChannelLayer(redis_url=url, prefix=prefix, capacity=capacity, **kwargs))
+    return (
+        RelayChannelLayer(redis_url=url, prefix=prefix, capacity=capacity, **kwargs),
+        RelayChannelLayer(redis_url=url, prefix=prefix, capacity=capacity, **kwargs),
+    )
 
 
 async def _close(*layers):
@@ -33,7 +35,11 @@ def test_envelope_round_trip_keeps_frame_text_byte_for_byte():
     assert data.endswith(text.encode())
     assert decode_envelope(data) == ("specific.a!b", "inst", "ack:1", {"type": "relay.frame", "sid": "s", "text": text})
     assert decode_envelope(encode_envelope("g", "i", {"type": "relay.owner", "owner_id": None})) == (
-        "g", "i", None, {"type": "relay.owner", "owner_id": None})
+        "g",
+        "i",
+        None,
+        {"type": "relay.owner", "owner_id": None},
+    )
 
 
 async def test_local_send_and_receive_in_order():

@@ -120,7 +120,10 @@ async def test_refusals_spread_over_windows_do_not_close(world, settings, frozen
         for _ in range(3):  # one pong, two refusals
             await ws.send(app, {"type": "ping"})
         assert [f.get("code", f["type"]) for f in [await ws.recv(app) for _ in range(3)]] == [
-            "pong", "RATE_LIMITED", "RATE_LIMITED"]
+            "pong",
+            "RATE_LIMITED",
+            "RATE_LIMITED",
+        ]
     frozen_clock.now += 11.0
     await ws.ping_ok(app)
     await ws.close(app)

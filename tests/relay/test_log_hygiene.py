@@ -49,6 +49,7 @@ def nested(depth: int):
 async def test_a_newline_in_a_frame_type_cannot_forge_a_log_line(world, relay_log, monkeypatch):
     """A frame whose `type` holds a newline and that makes the relay fail unexpectedly is logged as one
     record whose message is one line, the newline written `\\n`: nothing starts a line of its own."""
+
     async def broken(party, kind, frame):
         raise RuntimeError("boom")
 
@@ -67,6 +68,7 @@ async def test_a_newline_in_a_frame_type_cannot_forge_a_log_line(world, relay_lo
 async def test_a_repeated_unexpected_error_logs_one_traceback_then_one_line_each(world, relay_log, monkeypatch):
     """An unexpected error a client can trigger at will costs one log line per frame: the traceback is
     logged once for its raise site, later ones are one line naming the exception and the site."""
+
     async def broken(party, kind, frame):
         raise RuntimeError("boom")
 
@@ -192,15 +194,18 @@ def test_scrub_covers_every_form_of_secret(line, secret, kept):
     assert kept in cleaned, cleaned
 
 
-@pytest.mark.parametrize("line", [
-    "robot wimz_robot_01 connected",
-    "app of user 3 connected",
-    "session 0b7f6a52-3c1e-4d3c-9a53-0d7e5b7f3c11 ended",
-    "channel specific.1f2e3d4c5b6a7988!0a1b2c3d4e5f6a7b",
-    "http request POST /api/auth/register 201 request_id=d10610c502c6425484ae07bf1071b88c",
-    "GET /api/auth/me 200",
-    "ICE provider 'cloudflare' failed (timeout: no answer within 3 s); serving STUN-only ice_servers",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "robot wimz_robot_01 connected",
+        "app of user 3 connected",
+        "session 0b7f6a52-3c1e-4d3c-9a53-0d7e5b7f3c11 ended",
+        "channel specific.1f2e3d4c5b6a7988!0a1b2c3d4e5f6a7b",
+        "http request POST /api/auth/register 201 request_id=d10610c502c6425484ae07bf1071b88c",
+        "GET /api/auth/me 200",
+        "ICE provider 'cloudflare' failed (timeout: no answer within 3 s); serving STUN-only ice_servers",
+    ],
+)
 def test_scrub_leaves_ordinary_lines_alone(line):
     """Ids the relay logs (device ids, user ids, session UUIDs, channel names) are not secrets."""
     assert scrub(line) == line

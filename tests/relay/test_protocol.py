@@ -90,8 +90,19 @@ def test_frame_type_with_both_type_and_event_uses_type():
     assert protocol.frame_type({"type": "telemetry", "event": "x"}, allow_legacy_event=True) == "telemetry"
 
 
-@pytest.mark.parametrize("frame", [{}, {"type": 123}, {"type": None}, {"type": ""}, {"type": ["ping"]},
-                                   {"type": {"a": 1}}, {"device_id": "R1"}, {"type": True}])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {},
+        {"type": 123},
+        {"type": None},
+        {"type": ""},
+        {"type": ["ping"]},
+        {"type": {"a": 1}},
+        {"device_id": "R1"},
+        {"type": True},
+    ],
+)
 def test_frame_type_missing_or_mistyped_type_is_bad_request(frame):
     """A missing, empty or non-string `type` answers BAD_REQUEST."""
     assert code_of(protocol.frame_type, frame, allow_legacy_event=True) == Code.BAD_REQUEST
@@ -114,8 +125,22 @@ def test_optional_device_id_accepts_the_protocol_alphabet(device_id):
 
 @pytest.mark.parametrize(
     "device_id",
-    ["робот-1", "", "x" * 65, "wimz robot", "wimz/robot", "a:b", "ä", 42, 1.5, True, ["wimz_robot_01"],
-     {"id": "x"}, "wimz_robot_01\n", "１２３"],
+    [
+        "робот-1",
+        "",
+        "x" * 65,
+        "wimz robot",
+        "wimz/robot",
+        "a:b",
+        "ä",
+        42,
+        1.5,
+        True,
+        ["wimz_robot_01"],
+        {"id": "x"},
+        "wimz_robot_01\n",
+        "１２３",
+    ],
 )
 def test_optional_device_id_rejects_everything_else_as_bad_request(device_id):
     """Non-strings and ids outside the alphabet (e.g. "робот-1") are BAD_REQUEST, never an exception."""
@@ -136,8 +161,9 @@ def test_session_id_of_returns_the_canonical_uuid():
     assert protocol.session_id_of({"session_id": sid.hex}) == str(sid)
 
 
-@pytest.mark.parametrize("frame", [{}, {"session_id": None}, {"session_id": ""}, {"session_id": 5},
-                                   {"session_id": ["x"]}])
+@pytest.mark.parametrize(
+    "frame", [{}, {"session_id": None}, {"session_id": ""}, {"session_id": 5}, {"session_id": ["x"]}]
+)
 def test_session_id_of_missing_or_non_string_is_bad_request(frame):
     """A missing or non-string session_id answers BAD_REQUEST."""
     assert code_of(protocol.session_id_of, frame) == Code.BAD_REQUEST
@@ -204,7 +230,9 @@ def test_robot_event_keeps_every_other_key_and_does_not_mutate_the_input():
     event = protocol.robot_event(frame, "wimz_robot_01")
     assert frame == original
     assert {k: v for k, v in event.items() if k not in ("device_id", "timestamp")} == {
-        "event": "detection", "data": {"detected": True, "confidence": 0.91}}
+        "event": "detection",
+        "data": {"detected": True, "confidence": 0.91},
+    }
 
 
 # --- vocabulary -------------------------------------------------------------------------------
@@ -213,32 +241,72 @@ def test_robot_event_keeps_every_other_key_and_does_not_mutate_the_input():
 def test_reserved_types_are_exactly_the_contract_list():
     """The relay-reserved types are those of docs/protocol.md §8."""
     assert protocol.RESERVED_TYPES == {
-        "ping", "pong", "auth", "auth_result", "hello", "error", "device_status", "webrtc_request",
-        "webrtc_credentials", "webrtc_offer", "webrtc_answer", "webrtc_ice", "webrtc_close", "webrtc_error",
+        "ping",
+        "pong",
+        "auth",
+        "auth_result",
+        "hello",
+        "error",
+        "device_status",
+        "webrtc_request",
+        "webrtc_credentials",
+        "webrtc_offer",
+        "webrtc_answer",
+        "webrtc_ice",
+        "webrtc_close",
+        "webrtc_error",
     }
 
 
 def test_each_role_may_send_only_its_tables_reserved_types():
     """Robot: hello/offer/ice/error/close (+ping/pong); app: auth/request/answer/ice/close (+ping/pong)."""
-    assert protocol.ROBOT_TYPES == {"ping", "pong", "hello", "webrtc_offer", "webrtc_ice", "webrtc_error",
-                                    "webrtc_close"}
-    assert protocol.APP_TYPES == {"ping", "pong", "auth", "webrtc_request", "webrtc_answer", "webrtc_ice",
-                                  "webrtc_close"}
+    assert protocol.ROBOT_TYPES == {
+        "ping",
+        "pong",
+        "hello",
+        "webrtc_offer",
+        "webrtc_ice",
+        "webrtc_error",
+        "webrtc_close",
+    }
+    assert protocol.APP_TYPES == {
+        "ping",
+        "pong",
+        "auth",
+        "webrtc_request",
+        "webrtc_answer",
+        "webrtc_ice",
+        "webrtc_close",
+    }
 
 
 def test_error_frame_shape():
     """`{"type":"error","code","message"}` plus `ref` only when given."""
     assert protocol.error_frame("BAD_REQUEST", "m") == {"type": "error", "code": "BAD_REQUEST", "message": "m"}
     assert protocol.RelayError("NOT_AUTHORIZED", "m", "webrtc_ice").frame() == {
-        "type": "error", "code": "NOT_AUTHORIZED", "message": "m", "ref": "webrtc_ice"}
+        "type": "error",
+        "code": "NOT_AUTHORIZED",
+        "message": "m",
+        "ref": "webrtc_ice",
+    }
 
 
 def test_error_codes_are_the_upper_case_contract_codes():
     """Every code of docs/protocol.md §15 exists, upper case, spelled as deployed clients expect."""
     codes = {v for k, v in vars(Code).items() if not k.startswith("_")}
-    assert codes == {"BAD_REQUEST", "UNKNOWN_TYPE", "NOT_AUTHORIZED", "NO_DEVICE", "DEVICE_OFFLINE",
-                     "SESSION_NOT_FOUND", "MESSAGE_TOO_LARGE", "RATE_LIMITED", "TURN_ERROR", "TOKEN_EXPIRED",
-                     "INTERNAL"}
+    assert codes == {
+        "BAD_REQUEST",
+        "UNKNOWN_TYPE",
+        "NOT_AUTHORIZED",
+        "NO_DEVICE",
+        "DEVICE_OFFLINE",
+        "SESSION_NOT_FOUND",
+        "MESSAGE_TOO_LARGE",
+        "RATE_LIMITED",
+        "TURN_ERROR",
+        "TOKEN_EXPIRED",
+        "INTERNAL",
+    }
 
 
 def test_iso_is_utc_with_z_and_none_for_unknown():
@@ -248,8 +316,16 @@ def test_iso_is_utc_with_z_and_none_for_unknown():
     assert protocol.now_iso().endswith("Z")
 
 
-@pytest.mark.parametrize("text", ['{"type":"x","n":NaN}', '{"type":"x","n":Infinity}', '{"type":"x","n":-Infinity}',
-                                  '{"type":"x","n":1e400}', '{"type":"x","n":[-1E+309]}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type":"x","n":NaN}',
+        '{"type":"x","n":Infinity}',
+        '{"type":"x","n":-Infinity}',
+        '{"type":"x","n":1e400}',
+        '{"type":"x","n":[-1E+309]}',
+    ],
+)
 def test_nan_and_infinity_are_not_json(text):
     """`NaN`/`Infinity` (accepted by Python's json, excluded by RFC 8259), and numbers only a float infinity
     could hold (`1e400`, which would go out as `Infinity`), answer BAD_REQUEST, never forwarded to a receiver
@@ -262,7 +338,11 @@ def test_nan_and_infinity_are_not_json(text):
 def test_tiny_and_ordinary_floats_are_kept():
     """Underflow is not an error (`1e-400` is 0.0, a finite number); ordinary floats pass unchanged."""
     assert protocol.parse_text_frame('{"type":"x","a":1e-400,"b":0.5,"c":-2.5e3}', max_bytes=1000) == {
-        "type": "x", "a": 0.0, "b": 0.5, "c": -2500.0}
+        "type": "x",
+        "a": 0.0,
+        "b": 0.5,
+        "c": -2500.0,
+    }
 
 
 def test_lone_surrogate_escape_is_bad_request_but_a_pair_is_a_character():

@@ -19,11 +19,17 @@ pytestmark = pytest.mark.django_db
 
 def _connection(user, *, closed_days_ago=None, heartbeat_days_ago=0):
     now = timezone.now()
-    row = Connection.objects.create(role=Connection.Role.APP, user=user, channel_name=f"t.{uuid.uuid4().hex}",
-                                    heartbeat_at=now - timedelta(days=heartbeat_days_ago))
+    row = Connection.objects.create(
+        role=Connection.Role.APP,
+        user=user,
+        channel_name=f"t.{uuid.uuid4().hex}",
+        heartbeat_at=now - timedelta(days=heartbeat_days_ago),
+    )
     if closed_days_ago is not None:
-        Connection.objects.filter(pk=row.pk).update(disconnected_at=now - timedelta(days=closed_days_ago),
-                                                    connected_at=now - timedelta(days=closed_days_ago + 1))
+        Connection.objects.filter(pk=row.pk).update(
+            disconnected_at=now - timedelta(days=closed_days_ago),
+            connected_at=now - timedelta(days=closed_days_ago + 1),
+        )
     return row
 
 
@@ -33,7 +39,8 @@ def _session(user, device, *, ended_days_ago=None, created_days_ago=0):
     Session.objects.filter(pk=row.pk).update(
         created_at=now - timedelta(days=created_days_ago),
         ended_at=None if ended_days_ago is None else now - timedelta(days=ended_days_ago),
-        state=Session.State.REQUESTED if ended_days_ago is None else Session.State.ENDED)
+        state=Session.State.REQUESTED if ended_days_ago is None else Session.State.ENDED,
+    )
     return row
 
 
@@ -51,11 +58,13 @@ def history(make_user, make_device):
         "old_live": _session(user, device, created_days_ago=400),  # never purged
     }
     now = timezone.now()
-    expired = OutstandingToken.objects.create(user=user, jti="expired", token="t1", created_at=now - timedelta(days=40),
-                                              expires_at=now - timedelta(days=1))
+    expired = OutstandingToken.objects.create(
+        user=user, jti="expired", token="t1", created_at=now - timedelta(days=40), expires_at=now - timedelta(days=1)
+    )
     BlacklistedToken.objects.create(token=expired)
-    OutstandingToken.objects.create(user=user, jti="live", token="t2", created_at=now,
-                                    expires_at=now + timedelta(days=1))
+    OutstandingToken.objects.create(
+        user=user, jti="live", token="t2", created_at=now, expires_at=now + timedelta(days=1)
+    )
     RevokedLogin.objects.create(login_id="old", user_id=user.pk, expires_at=now - timedelta(seconds=1))
     RevokedLogin.objects.create(login_id="new", user_id=user.pk, expires_at=now + timedelta(days=1))
     return rows
@@ -73,8 +82,7 @@ def test_purge_deletes_old_finished_history_and_never_live_rows(history, setting
     out = _run("--batch-size", "1")
     assert "connections: deleted 1" in out and "sessions: deleted 1" in out
     assert "outstanding tokens: deleted 1" in out and "logout records: deleted 1" in out
-    assert set(Connection.objects.values_list("pk", flat=True)) == {history["recent_closed"].pk,
-                                                                     history["old_open"].pk}
+    assert set(Connection.objects.values_list("pk", flat=True)) == {history["recent_closed"].pk, history["old_open"].pk}
     assert set(Session.objects.values_list("pk", flat=True)) == {history["recent_ended"].pk, history["old_live"].pk}
     assert list(OutstandingToken.objects.values_list("jti", flat=True)) == ["live"]
     assert not BlacklistedToken.objects.exists()

@@ -25,7 +25,10 @@ async def test_revoking_a_device_closes_its_socket_and_ends_its_sessions(world, 
     assert closed == {"type": "websocket.close", "code": 4003}
     await robot.disconnect(code=4003)
     assert await ws.recv_type(app, "webrtc_close") == {
-        "type": "webrtc_close", "session_id": sid, "reason": "robot_disconnected"}
+        "type": "webrtc_close",
+        "session_id": sid,
+        "reason": "robot_disconnected",
+    }
     status = await ws.recv_type(app, "device_status")
     assert status["status"] == "offline"
     await ws.close(app)
@@ -119,8 +122,9 @@ async def test_a_lost_logout_message_is_caught_at_the_next_heartbeat(world):
         from django.utils import timezone
         from rest_framework_simplejwt.tokens import RefreshToken
 
-        RevokedLogin.objects.create(login_id=RefreshToken(refresh_a)["login_id"], user_id=world.u1.pk,
-                                    expires_at=timezone.now())
+        RevokedLogin.objects.create(
+            login_id=RefreshToken(refresh_a)["login_id"], user_id=world.u1.pk, expires_at=timezone.now()
+        )
 
     await database_sync_to_async(revoke_quietly)()
     assert await ws.nothing(app_a)

@@ -90,20 +90,29 @@ async def test_every_failure_is_refused_the_same_way(world):
     now = int(time.time())
     good = sign(world.r1_secret, R1, now)
     cases = {
-        "bad signature": [(b"x-device-id", R1.encode()), (b"x-timestamp", str(now).encode()),
-                          (b"x-signature", ("0" * 64).encode())],
+        "bad signature": [
+            (b"x-device-id", R1.encode()),
+            (b"x-timestamp", str(now).encode()),
+            (b"x-signature", ("0" * 64).encode()),
+        ],
         "other robot's secret": ws.robot_headers(R1, world.r2_secret, now),
         "unknown device": ws.robot_headers("wimz_robot_99", world.r1_secret, now),
         "stale": ws.robot_headers(R1, world.r1_secret, now - 3600),
         "no headers": [],
         "missing signature": [(b"x-device-id", R1.encode()), (b"x-timestamp", str(now).encode())],
         "missing timestamp": [(b"x-device-id", R1.encode()), (b"x-signature", good.encode())],
-        "non-numeric timestamp": [(b"x-device-id", R1.encode()), (b"x-timestamp", b"yesterday"),
-                                  (b"x-signature", good.encode())],
+        "non-numeric timestamp": [
+            (b"x-device-id", R1.encode()),
+            (b"x-timestamp", b"yesterday"),
+            (b"x-signature", good.encode()),
+        ],
         "device id out of alphabet": ws.robot_headers("wimz robot/01", world.r1_secret, now),
         "device id too long": ws.robot_headers("r" * 65, world.r1_secret, now),
-        "signature of another id": [(b"x-device-id", b"wimz_robot_02"), (b"x-timestamp", str(now).encode()),
-                                    (b"x-signature", good.encode())],
+        "signature of another id": [
+            (b"x-device-id", b"wimz_robot_02"),
+            (b"x-timestamp", str(now).encode()),
+            (b"x-signature", good.encode()),
+        ],
     }
     answers = {name: await refusal("/ws/device", headers) for name, headers in cases.items()}
     assert set(answers.values()) == {(False, 1000)}, answers
@@ -125,8 +134,11 @@ async def test_non_ascii_signature_header_is_refused_not_crashed(world, caplog):
 async def test_device_id_in_non_ascii_header_is_refused(world):
     """A `device_id` outside the alphabet (e.g. "робот-1" as UTF-8 bytes) is refused, not an error."""
     now = int(time.time())
-    headers = [(b"x-device-id", "робот-1".encode()), (b"x-timestamp", str(now).encode()),
-               (b"x-signature", sign(world.r1_secret, "робот-1", now).encode())]
+    headers = [
+        (b"x-device-id", "робот-1".encode()),
+        (b"x-timestamp", str(now).encode()),
+        (b"x-signature", sign(world.r1_secret, "робот-1", now).encode()),
+    ]
     assert await refusal("/ws/device", headers) == (False, 1000)
 
 
@@ -234,8 +246,10 @@ async def test_hello_is_optional_and_records_capabilities(world):
     from devices.models import Device
 
     robot, app = await flows.robot_app(world)
-    await ws.send(robot, {"type": "hello", "device_id": R1, "capabilities": ["video", "audio", "commands"],
-                          "firmware_version": "2.4.1"})
+    await ws.send(
+        robot,
+        {"type": "hello", "device_id": R1, "capabilities": ["video", "audio", "commands"], "firmware_version": "2.4.1"},
+    )
     await ws.ping_ok(robot)
     assert await flows.silent(app)
     device = await database_sync_to_async(Device.objects.get)(device_id=R1)

@@ -40,8 +40,11 @@ async def test_full_signaling_with_the_aiortc_call_byte_for_byte(world):
     assert str(uuid.UUID(session_id)) == session_id
     assert isinstance(creds["ice_servers"], list) and creds["ice_servers"]
     assert all(isinstance(s, dict) and s.get("urls") for s in creds["ice_servers"])
-    assert await ws.recv(robot) == {"type": "webrtc_request", "session_id": session_id,
-                                    "ice_servers": creds["ice_servers"]}
+    assert await ws.recv(robot) == {
+        "type": "webrtc_request",
+        "session_id": session_id,
+        "ice_servers": creds["ice_servers"],
+    }
 
     await ws.send(robot, offer_frame(session_id))
     for candidate in ROBOT_CANDIDATES:
@@ -224,8 +227,9 @@ async def test_superseded_when_the_robot_is_replaced(world, settings):
     second, _, _ = await flows.open_session(app, s1)
     s2 = await flows.robot(R1, world.r1_secret)
     closes = [await ws.recv_type(app, "webrtc_close") for _ in range(2)]
-    assert sorted(closes, key=str) == sorted([close_frame(first, "superseded"), close_frame(second, "superseded")],
-                                             key=str)
+    assert sorted(closes, key=str) == sorted(
+        [close_frame(first, "superseded"), close_frame(second, "superseded")], key=str
+    )
     await flows.expect_close(s1, 4009)
     assert await flows.silent(s2)
     for sid in (first, second):
@@ -305,8 +309,11 @@ async def test_ended_session_answers_session_not_found_to_the_app_side(world):
     await ws.recv(robot)
     a2 = await ws.app(world.t1, drain_status=1)
     for app in (a1, a2):
-        for frame in (ice_frame(session_id, APP_CANDIDATES[0]), answer_frame(session_id),
-                      {"type": "webrtc_close", "session_id": session_id}):
+        for frame in (
+            ice_frame(session_id, APP_CANDIDATES[0]),
+            answer_frame(session_id),
+            {"type": "webrtc_close", "session_id": session_id},
+        ):
             await ws.send(app, frame)
             await flows.expect_error(app, "SESSION_NOT_FOUND", ref=session_id)
     assert await flows.silent(robot)
@@ -319,9 +326,12 @@ async def test_ended_session_answers_session_not_found_to_the_robot_side(world):
     session_id, _, _ = await flows.open_session(app, robot)
     await ws.send(robot, {"type": "webrtc_close", "session_id": session_id})
     await ws.recv(app)
-    for frame in (offer_frame(session_id), ice_frame(session_id, ROBOT_CANDIDATES[0]),
-                  {"type": "webrtc_error", "session_id": session_id, "error": "x"},
-                  {"type": "webrtc_close", "session_id": session_id}):
+    for frame in (
+        offer_frame(session_id),
+        ice_frame(session_id, ROBOT_CANDIDATES[0]),
+        {"type": "webrtc_error", "session_id": session_id, "error": "x"},
+        {"type": "webrtc_close", "session_id": session_id},
+    ):
         await ws.send(robot, frame)
         await flows.expect_error(robot, "SESSION_NOT_FOUND", ref=session_id)
     assert await flows.silent(app)
@@ -355,9 +365,12 @@ async def test_others_sessions_and_unknown_ids_answer_not_authorized(world):
         for frame in (answer_frame(sid), ice_frame(sid, APP_CANDIDATES[0]), closing):
             await ws.send(b1, frame)
             await flows.expect_error(b1, "NOT_AUTHORIZED")
-        for frame in (offer_frame(sid), ice_frame(sid, ROBOT_CANDIDATES[0]),
-                      {"type": "webrtc_error", "session_id": sid, "error": "x"},
-                      {"type": "webrtc_close", "session_id": sid}):
+        for frame in (
+            offer_frame(sid),
+            ice_frame(sid, ROBOT_CANDIDATES[0]),
+            {"type": "webrtc_error", "session_id": sid, "error": "x"},
+            {"type": "webrtc_close", "session_id": sid},
+        ):
             await ws.send(r2, frame)
             await flows.expect_error(r2, "NOT_AUTHORIZED")
     await ws.send(a1, {"type": "webrtc_close", "session_id": live})
@@ -374,8 +387,12 @@ async def test_end_of_candidates_and_null_sdp_mid_are_forwarded_as_sent(world):
     """A `null` candidate (end of candidates), `sdpMid` null and `sdpMLineIndex` 0 pass unchanged."""
     robot, app = await flows.robot_app(world)
     session_id, _, _ = await flows.open_session(app, robot)
-    odd = {"candidate": ROBOT_CANDIDATES[0]["candidate"], "sdpMid": None, "sdpMLineIndex": 0,
-           "usernameFragment": "CC5H"}
+    odd = {
+        "candidate": ROBOT_CANDIDATES[0]["candidate"],
+        "sdpMid": None,
+        "sdpMLineIndex": 0,
+        "usernameFragment": "CC5H",
+    }
     for candidate in (odd, None, {"candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}):
         await ws.send(robot, ice_frame(session_id, candidate))
         got = await ws.recv(app)

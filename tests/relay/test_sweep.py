@@ -14,15 +14,17 @@ from tests.relay import wsutil as ws
 def _dead_socket(role: str, *, user=None, device=None) -> str:
     """A presence row of a socket on a dead instance: open, last heartbeat 10 minutes ago."""
     channel = f"specific.dead!{role}{Connection.objects.count()}"
-    Connection.objects.create(role=role, channel_name=channel, user=user, device=device,
-                              heartbeat_at=timezone.now() - timedelta(minutes=10))
+    Connection.objects.create(
+        role=role, channel_name=channel, user=user, device=device, heartbeat_at=timezone.now() - timedelta(minutes=10)
+    )
     return channel
 
 
 @database_sync_to_async
 def _session(world, *, app_channel: str, robot_channel: str) -> str:
-    return str(Session.objects.create(device=world.r1, user=world.u1, app_channel=app_channel,
-                                      robot_channel=robot_channel).pk)
+    return str(
+        Session.objects.create(device=world.r1, user=world.u1, app_channel=app_channel, robot_channel=robot_channel).pk
+    )
 
 
 async def test_dead_app_socket_ends_its_session_at_the_live_robot(world):
@@ -30,7 +32,8 @@ async def test_dead_app_socket_ends_its_session_at_the_live_robot(world):
     `app_disconnected` for the session that app had opened."""
     robot = await ws.robot("wimz_robot_01", world.r1_secret)
     robot_channel = await database_sync_to_async(
-        lambda: Connection.objects.get(role="robot", disconnected_at__isnull=True).channel_name)()
+        lambda: Connection.objects.get(role="robot", disconnected_at__isnull=True).channel_name
+    )()
     dead = await _dead_socket("app", user=world.u1)
     sid = await _session(world, app_channel=dead, robot_channel=robot_channel)
 
@@ -47,8 +50,7 @@ async def test_dead_robot_socket_ends_its_session_and_goes_offline_at_the_live_a
     `device_status` offline; the other user hears nothing."""
     app = await ws.app(world.t1, drain_status=1)
     other = await ws.app(world.t2, drain_status=1)
-    app_channel = await database_sync_to_async(
-        lambda: Connection.objects.get(role="app", user=world.u1).channel_name)()
+    app_channel = await database_sync_to_async(lambda: Connection.objects.get(role="app", user=world.u1).channel_name)()
     dead = await _dead_socket("robot", device=world.r1)
     sid = await _session(world, app_channel=app_channel, robot_channel=dead)
 

@@ -37,6 +37,8 @@ def check_sent(frame, path: str | None = None):
     errors = sorted(validator.iter_errors(frame), key=lambda e: e.path)
     if errors:
         detail = "; ".join(f"{list(e.absolute_path)}: {e.message[:200]}" for e in errors[:3])
-        raise AssertionError(f"the relay sent a frame docs/schema/relay-frames.schema.json does not allow: "
-                             f"{json.dumps(frame)[:300]} ({detail})")
+        raise AssertionError(
+            f"the relay sent a frame docs/schema/relay-frames.schema.json does not allow: "
+            f"{json.dumps(frame)[:300]} ({detail})"
+        )
     return frame

@@ -25,8 +25,11 @@ class Signed:
 
     def asgi_headers(self) -> list[tuple[bytes, bytes]]:
         """`[(name, value)]` bytes pairs, as an ASGI scope (and WebsocketCommunicator) carries them."""
-        return [(b"x-device-id", self.device_id.encode()), (b"x-timestamp", str(self.ts).encode()),
-                (b"x-signature", self.sig.encode())]
+        return [
+            (b"x-device-id", self.device_id.encode()),
+            (b"x-timestamp", str(self.ts).encode()),
+            (b"x-signature", self.sig.encode()),
+        ]
 
     def headers(self) -> dict[str, str]:
         """`{"X-Device-ID": …, "X-Timestamp": …, "X-Signature": …}` for an HTTP or `websockets` client."""

@@ -40,8 +40,16 @@ class Command(BaseCommand):
         parser.add_argument("--inactive", action="store_true", help="only deactivated devices")
         parser.add_argument("--json", action="store_true", dest="as_json", help="one JSON object per line")
 
-    def handle(self, *args: Any, owner: str | None = None, online: bool = False, offline: bool = False,
-               inactive: bool = False, as_json: bool = False, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        owner: str | None = None,
+        online: bool = False,
+        offline: bool = False,
+        inactive: bool = False,
+        as_json: bool = False,
+        **options: Any,
+    ) -> None:
         query = Device.objects.select_related("owner").order_by("device_id")
         if owner is not None:
             user = User.objects.filter(email__iexact=owner).first()
@@ -66,10 +74,17 @@ class Command(BaseCommand):
             if as_json:
                 self.stdout.write(json.dumps(row))
             else:
-                self.stdout.write("  ".join([
-                    row["device_id"], row["owner"] or "-", "online" if row["online"] else "offline",
-                    "active" if row["active"] else "inactive", row["last_seen"] or "never",
-                    row["firmware_version"] or "-",
-                ]))
+                self.stdout.write(
+                    "  ".join(
+                        [
+                            row["device_id"],
+                            row["owner"] or "-",
+                            "online" if row["online"] else "offline",
+                            "active" if row["active"] else "inactive",
+                            row["last_seen"] or "never",
+                            row["firmware_version"] or "-",
+                        ]
+                    )
+                )
         if not as_json:
             self.stderr.write(f"{len(devices)} device(s)")

@@ -97,7 +97,7 @@ def numbered_ids(prefix: str, count: int) -> list[str]:
 
 def _chunks(items: list[_T], size: int) -> Iterator[list[_T]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _named(values: Iterable[_Shown]) -> str:
@@ -112,9 +112,7 @@ def validate_specs(specs: list[DeviceSpec]) -> None:
         raise CommandError("Nothing to provision.")
     bad = [s.device_id for s in specs if not is_valid_device_id(s.device_id)]
     if bad:
-        raise CommandError(
-            f"Invalid device id(s) {_named(bad)}: {DEVICE_ID_RULE}"
-        )
+        raise CommandError(f"Invalid device id(s) {_named(bad)}: {DEVICE_ID_RULE}")
     long_names = [s.device_id for s in specs if len(s.name) > NAME_MAX_LENGTH]
     if long_names:
         raise CommandError(f"Name over {NAME_MAX_LENGTH} characters for {_named(long_names)}.")
@@ -152,8 +150,9 @@ def _unique_codes(count: int) -> list[str]:
     raise CommandError("could not draw unique pairing codes")
 
 
-def provision_bulk(specs: list[DeviceSpec], *, now: datetime | None = None,
-                   batch_size: int = BATCH_SIZE) -> list[Provisioned]:
+def provision_bulk(
+    specs: list[DeviceSpec], *, now: datetime | None = None, batch_size: int = BATCH_SIZE
+) -> list[Provisioned]:
     """Create every device of `specs` with a fresh secret and a provisioning pairing code, all or nothing.
 
     Raises `CommandError` (nothing written) for an invalid id or name, an id given twice, an id that
@@ -178,8 +177,13 @@ def provision_bulk(specs: list[DeviceSpec], *, now: datetime | None = None,
                 raise CommandError(f"Device(s) already exist: {_named(existing)}; nothing was provisioned.")
             codes = _unique_codes(len(specs))
             devices = [
-                Device(device_id=s.device_id, name=s.name, owner=s.owner, secret_encrypted=token,
-                       paired_at=now if s.owner is not None else None)
+                Device(
+                    device_id=s.device_id,
+                    name=s.name,
+                    owner=s.owner,
+                    secret_encrypted=token,
+                    paired_at=now if s.owner is not None else None,
+                )
                 for s, token in zip(specs, tokens, strict=True)
             ]
             created = Device.objects.bulk_create(devices, batch_size=batch_size)
@@ -190,14 +194,17 @@ def provision_bulk(specs: list[DeviceSpec], *, now: datetime | None = None,
                 for d in created:
                     d.pk = pks[d.device_id]
             PairingCode.objects.bulk_create(
-                [PairingCode(code=code, device_id=d.pk, kind=PairingCode.Kind.PROVISIONING, expires_at=expires_at)
-                 for d, code in zip(created, codes, strict=True)],
+                [
+                    PairingCode(code=code, device_id=d.pk, kind=PairingCode.Kind.PROVISIONING, expires_at=expires_at)
+                    for d, code in zip(created, codes, strict=True)
+                ],
                 batch_size=batch_size,
             )
     except IntegrityError as e:  # lost a race with a concurrent provisioning (id or code)
         raise CommandError(f"Provisioning conflicted with a concurrent change, nothing was provisioned: {e}") from e
-    return [Provisioned(d.device_id, secret, code, d.pk)
-            for d, secret, code in zip(created, secrets_, codes, strict=True)]
+    return [
+        Provisioned(d.device_id, secret, code, d.pk) for d, secret, code in zip(created, secrets_, codes, strict=True)
+    ]
 
 
 def read_csv_specs(path: str, default_owner: User | None = None) -> list[DeviceSpec]:
@@ -219,24 +226,32 @@ def read_csv_specs(path: str, default_owner: User | None = None) -> list[DeviceS
     emails = {r[2].lower() for r in rows if len(r) > 2 and r[2]}
     users: dict[str, User] = {}
     for chunk in _chunks(sorted(emails), _LOOKUP_CHUNK):
-        users.update((u.email_lower, u) for u in User.objects.annotate(email_lower=Lower("email"))
-                     .filter(email_lower__in=chunk))
+        users.update(
+            (u.email_lower, u) for u in User.objects.annotate(email_lower=Lower("email")).filter(email_lower__in=chunk)
+        )
     unknown = emails - set(users)
     if unknown:
         raise CommandError(f"No user with email {_named(unknown)}; nothing was provisioned.")
-    return [DeviceSpec(r[0], r[1] if len(r) > 1 else "",
-                       users[r[2].lower()] if len(r) > 2 and r[2] else default_owner) for r in rows]
+    return [
+        DeviceSpec(r[0], r[1] if len(r) > 1 else "", users[r[2].lower()] if len(r) > 2 and r[2] else default_owner)
+        for r in rows
+    ]
 
 
 class Command(BaseCommand):
-    help = ("Provision robots: create one (DEVICE_ID) or many (--count/--prefix, --csv) with new secrets "
-            "(printed once) and provisioning pairing codes.")
+    help = (
+        "Provision robots: create one (DEVICE_ID) or many (--count/--prefix, --csv) with new secrets "
+        "(printed once) and provisioning pairing codes."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("device_id", nargs="?", help="1-64 of A-Z a-z 0-9 _ . -, not . or .. (single device)")
         parser.add_argument("--name", default="", help="display name (in --count mode: of every device)")
-        parser.add_argument("--owner", default=None,
-                            help="email of an existing user to pair the robot(s) with now (--csv: rows without one)")
+        parser.add_argument(
+            "--owner",
+            default=None,
+            help="email of an existing user to pair the robot(s) with now (--csv: rows without one)",
+        )
         parser.add_argument(
             "--json",
             action="store_true",
@@ -245,14 +260,31 @@ class Command(BaseCommand):
         )
         parser.add_argument("--count", type=int, default=None, help="bulk: create this many devices named PREFIX<n>")
         parser.add_argument("--prefix", default=None, help="bulk: id prefix for --count (ids PREFIX0000…)")
-        parser.add_argument("--csv", default=None, dest="csv_path",
-                            help="bulk: CSV file (or -) of device_id[,name[,owner_email]] rows")
+        parser.add_argument(
+            "--csv", default=None, dest="csv_path", help="bulk: CSV file (or -) of device_id[,name[,owner_email]] rows"
+        )
 
-    def handle(self, *args: Any, device_id: str | None, name: str, owner: str | None, as_json: bool = False,
-               count: int | None = None, prefix: str | None = None, csv_path: str | None = None,
-               **options: Any) -> None:
-        modes = [m for m, on in (("DEVICE_ID", device_id is not None), ("--count", count is not None),
-                                 ("--csv", csv_path is not None)) if on]
+    def handle(
+        self,
+        *args: Any,
+        device_id: str | None,
+        name: str,
+        owner: str | None,
+        as_json: bool = False,
+        count: int | None = None,
+        prefix: str | None = None,
+        csv_path: str | None = None,
+        **options: Any,
+    ) -> None:
+        modes = [
+            m
+            for m, on in (
+                ("DEVICE_ID", device_id is not None),
+                ("--count", count is not None),
+                ("--csv", csv_path is not None),
+            )
+            if on
+        ]
         if len(modes) != 1:
             raise CommandError("Give exactly one of DEVICE_ID, --count N --prefix P, or --csv PATH.")
         if (prefix is not None) != (count is not None):
@@ -281,8 +313,9 @@ class Command(BaseCommand):
         self.stdout.write(f"Pairing code:  {code}")
         self.stdout.write(self.style.WARNING("The secret is shown only this once: store it on the robot now."))
 
-    def _bulk(self, count: int | None, prefix: str | None, csv_path: str | None, name: str,
-              owner_user: User | None) -> None:
+    def _bulk(
+        self, count: int | None, prefix: str | None, csv_path: str | None, name: str, owner_user: User | None
+    ) -> None:
         started = time.perf_counter()
         # handle() lets through exactly one mode, and --count only with --prefix.
         if count is not None and prefix is not None:
@@ -293,5 +326,6 @@ class Command(BaseCommand):
             raise CommandError("Give exactly one of DEVICE_ID, --count N --prefix P, or --csv PATH.")
         done = provision_bulk(specs)
         self.stdout.write("\n".join(p.as_json() for p in done))
-        self.stderr.write(f"provisioned {len(done)} devices in {time.perf_counter() - started:.2f} s "
-                          "(secrets shown only this once)")
+        self.stderr.write(
+            f"provisioned {len(done)} devices in {time.perf_counter() - started:.2f} s (secrets shown only this once)"
+        )

@@ -46,8 +46,11 @@ class Command(BaseCommand):
         failed: list[str] = []
         last = 0
         while True:
-            rows = list(Device.objects.filter(pk__gt=last).order_by("pk")
-                        .values_list("pk", "device_id", "secret_encrypted")[:batch_size])
+            rows = list(
+                Device.objects.filter(pk__gt=last)
+                .order_by("pk")
+                .values_list("pk", "device_id", "secret_encrypted")[:batch_size]
+            )
             if not rows:
                 break
             last = rows[-1][0]

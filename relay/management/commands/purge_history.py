@@ -28,11 +28,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dry-run", action="store_true", help="count what would be deleted; delete nothing")
-        parser.add_argument("--batch-size", type=int, default=retention.DEFAULT_BATCH_SIZE,
-                            help=f"rows per DELETE (default {retention.DEFAULT_BATCH_SIZE})")
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=retention.DEFAULT_BATCH_SIZE,
+            help=f"rows per DELETE (default {retention.DEFAULT_BATCH_SIZE})",
+        )
 
-    def handle(self, *args: Any, dry_run: bool = False, batch_size: int = retention.DEFAULT_BATCH_SIZE,
-               **options: Any) -> None:
+    def handle(
+        self, *args: Any, dry_run: bool = False, batch_size: int = retention.DEFAULT_BATCH_SIZE, **options: Any
+    ) -> None:
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
         now = timezone.now()
@@ -45,14 +50,16 @@ class Command(BaseCommand):
             if days <= 0:
                 self.stdout.write(f"{name}: kept (retention 0 = forever)")
                 continue
-            count = retention.delete_in_batches(expired(before=now - timedelta(days=days)), batch_size=batch_size,
-                                                dry_run=dry_run)
+            count = retention.delete_in_batches(
+                expired(before=now - timedelta(days=days)), batch_size=batch_size, dry_run=dry_run
+            )
             self.stdout.write(f"{name}: {verb} {count} (finished more than {days} days ago)")
         tokens = OutstandingToken.objects.filter(expires_at__lte=now)
         count = tokens.count()
         if not dry_run:
             call_command("flushexpiredtokens")  # simplejwt's; blacklist rows go with their tokens
         self.stdout.write(f"outstanding tokens: {verb} {count} (expired)")
-        count = retention.delete_in_batches(RevokedLogin.objects.filter(expires_at__lt=now), batch_size=batch_size,
-                                            dry_run=dry_run)
+        count = retention.delete_in_batches(
+            RevokedLogin.objects.filter(expires_at__lt=now), batch_size=batch_size, dry_run=dry_run
+        )
         self.stdout.write(f"logout records: {verb} {count} (all their tokens expired)")
