@@ -342,7 +342,10 @@ class RelayMachine(RuleBasedStateMachine):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise AssertionError(f"{sock}: the setup timer's webrtc_close did not arrive; got {got}")
-                text = await sock.comm.receive_from(timeout=remaining)
+                try:
+                    text = await sock.comm.receive_from(timeout=remaining)
+                except TimeoutError:
+                    raise AssertionError(f"{sock}: the setup timer's webrtc_close did not arrive; got {got}") from None
                 with deep_recursion():
                     got.append(check_sent(json.loads(text), sock.comm.scope.get("path")))
 

@@ -92,4 +92,6 @@ def test_a_socket_that_stops_answering_ping(monkeypatch):
         await receive(self, text_data, bytes_data)
 
     monkeypatch.setattr(RelayConsumer, "receive", wedging)
-    _fuzz_fails("did not answer ping")
+    # Usually seen at the next ping; when the example's last step waits for a setup timer instead, the
+    # wedged socket shows as that timer's close not arriving. Either is the fuzzer catching it.
+    _fuzz_fails("did not answer ping", "did not arrive")
