@@ -27,6 +27,15 @@ _SECRET_PATH_NAME = (
     r"(?:[A-Za-z0-9]+[_-])*(?:secret|token|sig|signature|password|pairing[_-]?code"
     r"|claim[_-]?code|provisioning[_-]?code|api[_-]?key)"
 )
+_SECRET_NAME_RE = re.compile(rf"(?i){_SECRET_NAME}")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether `name` (a key, a header, a field) says its value is a secret: one of the secret words,
+    alone or as a part of a longer name (`device_secret`, `HTTP_X_SIGNATURE`, `pairing-code`)."""
+    return _SECRET_NAME_RE.fullmatch(name) is not None
+
+
 _PATTERNS = [
     # JSON or Python-repr pairs: `"device_secret": "…"`, `'token': '…'` (escaped quotes inside kept).
     (re.compile(rf'(?i)(")({_SECRET_NAME})("\s*:\s*)"(?:[^"\\]|\\.)*"'), r'\1\2\3"***"'),

@@ -26,7 +26,7 @@ from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.scrubber import DEFAULT_DENYLIST
 from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event, Hint
 
-from core.logging import scrub
+from core.logging import is_secret_name, scrub
 
 # Header and query-parameter name fragments filtered besides Sentry's own (auth, token, secret, key, …).
 DENY_TERMS = ["signature", "sig", "code", "refresh", "access", "credential"]
@@ -51,7 +51,6 @@ DENYLIST = frozenset(
         "http_cookie",
     ]
 )
-SECRET_FRAGMENTS = ("secret", "token", "password", "signature", "authorization", "cookie", "pairing_code")
 FILTERED = "[Filtered]"
 
 
@@ -60,7 +59,8 @@ def is_secret_key(key: object) -> bool:
     if not isinstance(key, str):
         return False
     name = key.lower().replace("-", "_")
-    return name in DENYLIST or any(fragment in name for fragment in SECRET_FRAGMENTS)
+    # The log scrubber's rule for secret names (core.logging), plus Sentry's own denylist and cookies.
+    return name in DENYLIST or is_secret_name(name) or "cookie" in name
 
 
 def scrub_value(value: Any) -> Any:
