@@ -17,27 +17,22 @@ import statistics
 import sys
 import time
 
-import websockets
+from sim import client
 
 from .stack import SERVICES, Services, detect_mode
 
 TIMEOUT = 30.0
 
 
-async def _recv(ws, timeout=TIMEOUT) -> dict:
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
 async def _until(ws, wanted, timeout=TIMEOUT) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        frame = await _recv(ws, max(0.1, deadline - time.monotonic()))
+        frame = await client.recv_json(ws, max(0.1, deadline - time.monotonic()))
         if wanted(frame):
             return frame
 
 
 async def one_run(services: Services, pair, ts: int) -> float:
-    from devices.signing import sign
     from sim.process import RelayProcess
 
     relays = [RelayProcess(services.env(), services.tmp / f"liveness-{name}-{ts}.log") for name in "ab"]
@@ -45,22 +40,17 @@ async def one_run(services: Services, pair, ts: int) -> float:
         for relay in relays:
             relay.wait_ready()
         a, b = relays
-        headers = {
-            "X-Device-ID": pair.device_id,
-            "X-Timestamp": str(ts),
-            "X-Signature": sign(pair.secret, pair.device_id, ts),
-        }
-        robot = await websockets.connect(f"{a.ws}/ws/device", additional_headers=headers)
-        app = await websockets.connect(f"{b.ws}/ws/app?token={pair.token}")
+        robot = await client.open_robot(a.ws, pair.device_id, pair.secret, ts)
+        app = await client.open_app(b.ws, pair.token)
         await _until(app, lambda f: f.get("type") == "device_status")
-        await app.send(json.dumps({"type": "webrtc_request", "device_id": pair.device_id}))
+        await client.send_json(app, {"type": "webrtc_request", "device_id": pair.device_id})
         sid = (await _until(app, lambda f: f.get("type") == "webrtc_credentials"))["session_id"]
         await _until(robot, lambda f: f.get("type") == "webrtc_request")
         started = time.monotonic()
         os.kill(a.pid, signal.SIGKILL)
         seen = set()
         while seen != {"close", "offline"}:
-            frame = await _recv(app)
+            frame = await client.recv_json(app, TIMEOUT)
             if frame.get("type") == "webrtc_close" and frame.get("session_id") == sid:
                 seen.add("close")
             if frame.get("type") == "device_status" and frame.get("status") == "offline":

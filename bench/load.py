@@ -1,5 +1,7 @@
 """The load generator: WebSocket clients, the bench frames, and the delivery accounting.
 
+Relay sockets are opened with `sim.client`, the client library the simulators and the live tests use.
+
 One asyncio process (pinned to the client core) holds every client socket. The same frames go to the
 floors and to the relay (about 1 KB of JSON text each):
 
@@ -27,10 +29,11 @@ import json
 import re
 import time
 from collections import Counter, defaultdict
-from urllib.parse import urlencode
 
 import websockets
 from websockets.asyncio.client import connect
+
+from sim import client
 
 from .stack import Pair, Target
 from .stats import summary
@@ -247,28 +250,21 @@ _CONNECT = {
 
 
 async def open_robot(target: Target, pair: Pair, recorder: Recorder, base: str | None = None) -> Client:
-    """The robot socket of `pair`: `/ws/device` with signed headers on a relay, `/r/<key>` on a floor."""
+    """The robot socket of `pair`: `/ws/device` with signed headers on a relay (`sim.client`), `/r/<key>` on a
+    floor."""
     base = base or target.robot_base
     if target.kind == "relay":
-        from devices.signing import sign  # after django.setup() (Services)
-
-        ts = pair.next_timestamp()
-        headers = {
-            "X-Device-ID": pair.device_id,
-            "X-Timestamp": str(ts),
-            "X-Signature": sign(pair.secret, pair.device_id, ts),
-        }
-        ws = await connect(base + "/ws/device", additional_headers=headers, **_CONNECT)
+        ws = await client.open_robot(base, pair.device_id, pair.secret, pair.next_timestamp(), **_CONNECT)
     else:
         ws = await connect(f"{base}/r/{pair.device_id}", **_CONNECT)
     return Client(ws, "robot", recorder, pair)
 
 
 async def open_app(target: Target, pair: Pair, recorder: Recorder, base: str | None = None) -> Client:
-    """An app socket of `pair`'s owner: `/ws/app?token=` on a relay, `/a/<key>` on a floor."""
+    """An app socket of `pair`'s owner: `/ws/app?token=` on a relay (`sim.client`), `/a/<key>` on a floor."""
     base = base or target.app_base
     if target.kind == "relay":
-        ws = await connect(base + "/ws/app?" + urlencode({"token": pair.token}), **_CONNECT)
+        ws = await client.open_app(base, pair.token, **_CONNECT)
     else:
         ws = await connect(f"{base}/a/{pair.device_id}", **_CONNECT)
     return Client(ws, "app", recorder, pair)

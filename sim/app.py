@@ -22,19 +22,17 @@ from dataclasses import dataclass, field
 
 import httpx
 from aiortc import MediaStreamError, RTCPeerConnection, RTCSessionDescription
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from .client import http_url, open_app
 from .common import (
     JsonSocket,
     RemoteCandidates,
     SimError,
-    http_url,
     nominated_pair,
     quiet_libraries,
     rtc_configuration,
     sdp_candidates,
-    ws_url,
 )
 
 log = logging.getLogger("sim.app")
@@ -191,7 +189,7 @@ class AppSim:
     async def connect(self, open_timeout: float = 10.0) -> None:
         """Open `/ws/app?token=<access JWT>` and start reading frames."""
         try:
-            connection = await connect(ws_url(self.url, "/ws/app", token=self.access_token), open_timeout=open_timeout)
+            connection = await open_app(self.url, self.access_token, open_timeout=open_timeout)
         except InvalidStatus as exc:
             raise SimError(f"app handshake refused with HTTP {exc.response.status_code}") from exc
         self.socket = JsonSocket(connection, "app")

@@ -1,11 +1,11 @@
-"""Pieces both simulators share: relay URLs, ICE servers, ICE candidates and a JSON WebSocket."""
+"""Pieces both simulators share: ICE servers, ICE candidates and a JSON WebSocket (URLs and handshakes are
+`sim.client`'s)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
@@ -29,23 +29,6 @@ class SimError(Exception):
     def __init__(self, message: str, frame: dict | None = None):
         super().__init__(message if frame is None else f"{message}: {json.dumps(frame)}")
         self.frame = frame
-
-
-def ws_url(base_url: str, path: str, **query: str) -> str:
-    """The WebSocket URL for `path` on the relay at `base_url` (`http://` → `ws://`, `https://` → `wss://`).
-
-    `base_url` may already be `ws://`/`wss://`; `query` items become the query string.
-    """
-    parts = urlsplit(base_url)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + path, urlencode(query), ""))
-
-
-def http_url(base_url: str, path: str) -> str:
-    """The HTTP URL for `path` on the relay at `base_url` (`ws://` → `http://`, `wss://` → `https://`)."""
-    parts = urlsplit(base_url)
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + path, "", ""))
 
 
 def rtc_configuration(ice_servers: list[dict] | None, *, relay_only: bool = False) -> RTCConfiguration:

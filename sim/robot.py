@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,25 +21,15 @@ from fractions import Fraction
 
 import av
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from .common import JsonSocket, RemoteCandidates, SimError, quiet_libraries, rtc_configuration, sdp_candidates, ws_url
+from .client import open_robot
+from .common import JsonSocket, RemoteCandidates, SimError, quiet_libraries, rtc_configuration, sdp_candidates
 
 log = logging.getLogger("sim.robot")
 
 DATA_CHANNEL_LABEL = "wimz"
 CAPABILITIES = ("video", "audio", "commands")
-
-
-def sign(secret: str, device_id: str, timestamp: int) -> str:
-    """Hex HMAC-SHA256 of `"<device_id>:<timestamp>"` keyed by the device secret (utf-8).
-
-    This is what a deployed robot sends as `X-Signature` (docs/protocol.md §4); the
-    relay's `devices.signing.sign` is the server side, not imported here because the simulator runs
-    without the relay's Django code.
-    """
-    return hmac.new(secret.encode(), f"{device_id}:{timestamp}".encode(), hashlib.sha256).hexdigest()
 
 
 class PatternVideoTrack(VideoStreamTrack):
@@ -136,15 +124,8 @@ class RobotSim:
     async def start(self, open_timeout: float = 10.0) -> None:
         """Open `/ws/device` with signed headers, send `hello`, and start serving frames."""
         timestamp = await self._fresh_timestamp()
-        headers = {
-            "X-Device-ID": self.device_id,
-            "X-Timestamp": str(timestamp),
-            "X-Signature": sign(self.secret, self.device_id, timestamp),
-        }
         try:
-            connection = await connect(
-                ws_url(self.url, "/ws/device"), additional_headers=headers, open_timeout=open_timeout
-            )
+            connection = await open_robot(self.url, self.device_id, self.secret, timestamp, open_timeout=open_timeout)
         except InvalidStatus as exc:
             raise SimError(f"robot handshake refused with HTTP {exc.response.status_code}") from exc
         self.socket = JsonSocket(connection, f"robot {self.device_id}")

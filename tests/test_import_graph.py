@@ -57,3 +57,19 @@ def test_the_checker_sees_imports_inside_functions(tmp_path, monkeypatch):
     (tmp_path / "devices" / "x.py").write_text("def f():\n    from relay import delivery\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert upward_imports("devices") == ["devices/x.py:2 imports relay"]
+
+
+def server_imports(package: str) -> list[str]:
+    """`path:line imports module` for each import of a server package (core, the apps, wimz) in `package`."""
+    return [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for line, module in imported_modules(path)
+        if module.split(".")[0] in RANK
+    ]
+
+
+def test_the_client_library_imports_nothing_of_the_server():
+    """`sim/` (the client library the simulators, the bench and the live tests connect with) speaks the wire
+    contract only: it imports no server package, so it checks the relay against a second reading of it."""
+    assert server_imports("sim") == []

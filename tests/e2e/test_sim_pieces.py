@@ -3,8 +3,9 @@
 from aiortc import RTCIceServer
 
 from devices.signing import sign as relay_sign
-from sim.common import candidate_from_frame, http_url, rtc_configuration, sdp_candidates, ws_url
-from sim.robot import sign as robot_sign
+from sim.client import http_url, ws_url
+from sim.client import sign as robot_sign
+from sim.common import candidate_from_frame, rtc_configuration, sdp_candidates
 from tests.fixtures import aiortc_call
 
 

@@ -58,7 +58,7 @@ from devices.signing import generate_secret
 from relay.models import Session
 from relay.protocol import MAX_NESTING
 from tests.relay import flows
-from tests.relay import wsutil as ws
+from tests.support import asgi as ws
 from tests.support.frames import check_sent
 
 from . import strategies as fs
@@ -508,9 +508,7 @@ class RelayMachine(RuleBasedStateMachine):
         dev = self.devices[d]
         STATS.rules["connect_robot"] += 1
 
-        comm, accepted = self.run(
-            ws.connect("/ws/device", ws.robot_headers(dev.device_id, dev.secret, flows.fresh_ts(dev.device_id)))
-        )
+        comm, accepted = self.run(ws.connect("/ws/device", ws.robot_headers(dev.device_id, dev.secret)))
         if not dev.active:  # §16: a deactivated device's handshake is refused (HTTP 403)
             assert not accepted, f"D{d} is deactivated, yet its handshake was accepted"
             note(f"D{d} (deactivated) is refused")

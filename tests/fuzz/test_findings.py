@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 
 from devices.models import Device
 from tests.relay import flows
-from tests.relay import wsutil as ws
+from tests.support import asgi as ws
 
 pytestmark = flows.RELAY_DB
 
@@ -31,7 +31,7 @@ ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgres")
 )
 async def test_hello_with_a_nul_character_is_not_an_internal_error(world, hello):
     """Found by the fuzzer: a `hello` whose firmware_version (or a capability) holds U+0000."""
-    robot = await flows.robot(flows.R1, world.r1_secret)
+    robot = await ws.robot(flows.R1, world.r1_secret)
     await ws.send(robot, hello)
     answered = await flows.barrier(robot)
     await ws.close(robot)
@@ -45,7 +45,7 @@ async def test_an_error_ref_naming_a_long_type_is_truncated(world):
     app = await ws.app(world.t1, drain_status=1)
     await ws.send(app, {"type": "x" * 300})
     try:
-        answer = await ws.recv(app)  # wsutil.recv checks every frame against the schema
+        answer = await ws.recv(app)  # asgi.recv checks every frame against the schema
     finally:
         await ws.close(app)
     assert answer["code"] == "DEVICE_OFFLINE"
@@ -62,7 +62,7 @@ async def test_a_session_id_spelled_otherwise_reaches_the_peer_canonical(world, 
     sid, _, _ = await flows.open_session(app, robot)
     await ws.send(robot, {"type": "webrtc_offer", "session_id": spell(sid), "sdp": flows.OFFER})
     try:
-        offer = await ws.recv(app)  # wsutil.recv checks the frame against the schema
+        offer = await ws.recv(app)  # asgi.recv checks the frame against the schema
     finally:
         await ws.close(robot, app)
     assert offer["session_id"] == sid

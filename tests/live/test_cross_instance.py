@@ -11,8 +11,8 @@ import websockets
 
 from relay.models import Session
 from tests.fixtures import aiortc_call
-from tests.live import client as c
 from tests.live.conftest import STATS_TOKEN
+from tests.support import live as c
 
 pytestmark = [pytest.mark.live, pytest.mark.services]
 

@@ -7,8 +7,8 @@ import httpx
 import pytest
 from django.db import connection
 
-from tests.live import client as c
 from tests.live.conftest import relay_env, running_relays
+from tests.support import live as c
 
 pytestmark = [pytest.mark.live, pytest.mark.services]
 

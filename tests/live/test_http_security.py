@@ -75,7 +75,7 @@ async def test_behind_a_trusted_proxy_the_address_it_saw_is_the_client(settings,
             assert [await register(f"10.9.9.{i}, 192.0.2.10") for i in range(3)] == [201, 201, 429]
             # another client behind the same proxy has its own bucket
             assert await register("192.0.2.11") == 201
-        from tests.live import client as c
+        from tests.support import live as c
 
         assert await c.handshake_status(relay.ws + "/ws/app?token=x", {"X-Forwarded-For": "6.6.6.6, 192.0.2.12"}) == 403
         log = relay.output()

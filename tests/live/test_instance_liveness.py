@@ -13,8 +13,8 @@ import time
 import pytest
 
 from relay.models import Connection, Session
-from tests.live import client as c
 from tests.live.conftest import relay_env, running_relays
+from tests.support import live as c
 
 pytestmark = [pytest.mark.live, pytest.mark.services]
 

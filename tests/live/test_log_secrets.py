@@ -12,13 +12,13 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-import websockets
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
-from devices.signing import generate_secret, sign
-from tests.live import client as c
+from devices.signing import generate_secret
 from tests.relay.flows import ANSWER, APP_CANDIDATES, OFFER, ROBOT_CANDIDATES
+from tests.support import live as c
+from tests.support.signing import signed
 
 pytestmark = [pytest.mark.live, pytest.mark.services]
 
@@ -65,7 +65,7 @@ async def test_no_secret_of_a_whole_flow_reaches_a_log_line(live_relays, transac
 
         robot_headers = c.robot_headers(DEVICE_ID, secret, base - 2)
         used["signature 2"] = robot_headers["X-Signature"]
-        robot = await websockets.connect(a.ws + "/ws/device", additional_headers=robot_headers)
+        robot = await c.robot(a.ws, DEVICE_ID, secret, base - 2)
         app = await c.app(b.ws, refreshed["access"])
         try:
             assert (await c.recv_type(app, "device_status"))["device_id"] == DEVICE_ID
@@ -102,7 +102,7 @@ async def test_no_secret_of_a_whole_flow_reaches_a_log_line(live_relays, transac
         used["bad signature"] = wrong["X-Signature"]
         assert await c.handshake_status(a.ws + "/ws/device", wrong) == 403
         query_ts = base - 1
-        query_sig = sign(secret, DEVICE_ID, query_ts)
+        query_sig = signed(DEVICE_ID, secret, query_ts).sig
         used["query signature"] = query_sig
         assert (
             await c.handshake_status(

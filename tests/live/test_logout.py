@@ -4,7 +4,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.live import client as c
+from tests.support import live as c
 
 pytestmark = [pytest.mark.live, pytest.mark.services]
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from relay.models import Connection
-from tests.live import client as c
+from tests.support import live as c
 
 pytestmark = [pytest.mark.live, pytest.mark.services]
 

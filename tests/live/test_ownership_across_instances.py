@@ -15,8 +15,7 @@ from django.db import connection
 
 from devices import services
 from devices.models import Device
-from devices.signing import sign
-from tests.live import client as c
+from tests.support import live as c
 
 pytestmark = [pytest.mark.live, pytest.mark.services]
 
@@ -113,7 +112,7 @@ async def test_transfer_to_another_user_moves_events_and_commands_at_once(live_r
             ts = int(time.time()) - 7  # not the handshake's timestamp: a signature triple is accepted once
             code = await http.post(
                 f"{a.http}/api/devices/pairing-code",
-                headers={"X-Device-ID": R1, "X-Timestamp": str(ts), "X-Signature": sign(world.r1_secret, R1, ts)},
+                headers=c.robot_headers(R1, world.r1_secret, ts),
             )
             assert code.status_code in (200, 201), code.text
             paired = await http.post(

@@ -6,7 +6,7 @@ import pytest
 import websockets
 
 from relay.models import Connection, Session
-from tests.live import client as c
+from tests.support import live as c
 
 pytestmark = [pytest.mark.live, pytest.mark.services]
 

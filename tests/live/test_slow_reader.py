@@ -7,13 +7,11 @@ event is either delivered (once the app reads) or answered `RATE_LIMITED` to the
 """
 
 import asyncio
-import json
 import time
 
 import pytest
-import websockets
 
-from tests.live import client as c
+from tests.support import live as c
 
 pytestmark = [pytest.mark.live, pytest.mark.services]
 
@@ -26,16 +24,16 @@ PAD = "x" * 64 * 1024
 async def test_a_socket_that_does_not_read_is_shed_not_buffered_without_bound(live_relays, world):
     a, b = live_relays
     robot = await c.robot(a.ws, R1, world.r1_secret)
-    app = await websockets.connect(f"{b.ws}/ws/app?token={world.t1}", max_queue=1)
+    app = await c.app(b.ws, world.t1, max_queue=1)
     try:
         await asyncio.sleep(0.5)  # the app's snapshot is in; from now on it reads nothing
         for i in range(EVENTS):
-            await robot.send(json.dumps({"type": "telemetry", "seq": i, "pad": PAD}))
+            await c.send(robot, {"type": "telemetry", "seq": i, "pad": PAD})
         limited = 0
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # the robot's answers: RATE_LIMITED for what was shed
             try:
-                frame = json.loads(await asyncio.wait_for(robot.recv(), 3))
+                frame = await c.recv(robot, 3)
             except TimeoutError:
                 break
             assert frame.get("code") == "RATE_LIMITED", frame
@@ -44,7 +42,7 @@ async def test_a_socket_that_does_not_read_is_shed_not_buffered_without_bound(li
         seqs = []
         while True:  # now the app reads everything the server kept for it
             try:
-                frame = json.loads(await asyncio.wait_for(app.recv(), 3))
+                frame = await c.recv(app, 3)
             except TimeoutError:
                 break
             if frame.get("type") == "telemetry":

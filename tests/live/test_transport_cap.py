@@ -6,7 +6,7 @@ import json
 import pytest
 import websockets
 
-from tests.live import client as c
+from tests.support import live as c
 from wimz.serve import TRANSPORT_CAP_BYTES
 
 pytestmark = [pytest.mark.live, pytest.mark.services]

@@ -13,8 +13,8 @@ from prometheus_client import REGISTRY
 
 from relay import metrics
 from tests.relay import flows
-from tests.relay import wsutil as ws
 from tests.relay.flows import R1, answer_frame, ice_frame, offer_frame
+from tests.support import asgi as ws
 from wimz.asgi import application
 from wimz.proxy import parse_networks
 
@@ -184,7 +184,7 @@ async def test_a_real_flow_is_counted_exactly(world, settings):
     settings.WIMZ_ICE_PROVIDER = "stun"
     base_gauges, before = gauges(), counters()
 
-    refused, accepted = await ws.connect("/ws/device", ws.robot_headers(R1, "0" * 64, flows.fresh_ts(R1)))
+    refused, accepted = await ws.connect("/ws/device", ws.robot_headers(R1, "0" * 64))
     assert not accepted
     refused_app, accepted = await ws.connect("/ws/app?token=not-a-jwt")
     assert not accepted

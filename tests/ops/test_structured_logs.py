@@ -22,8 +22,8 @@ from core.logformat import formatter
 from core.logging import ScrubSecretsFilter
 from relay import connections, dispatch
 from tests.relay import flows
-from tests.relay import wsutil as ws
 from tests.relay.flows import R1, R2
+from tests.support import asgi as ws
 from wimz.asgi import application
 
 pytestmark = flows.RELAY_DB
@@ -150,8 +150,8 @@ async def test_two_sockets_lines_carry_their_own_ids(world, json_log, monkeypatc
 
     monkeypatch.setattr(dispatch, "app_frame", broken)
     monkeypatch.setattr(dispatch, "robot_frame", broken)
-    r1 = await ws.robot(R1, world.r1_secret, flows.fresh_ts(R1))
-    r2 = await ws.robot(R2, world.r2_secret, flows.fresh_ts(R2))
+    r1 = await ws.robot(R1, world.r1_secret)
+    r2 = await ws.robot(R2, world.r2_secret)
     a1 = await ws.app(world.t1, drain_status=1)
     a2 = await ws.app(world.t2, drain_status=1)
     sockets = {"r1": r1, "a2": a2, "r2": r2, "a1": a1}
@@ -196,7 +196,7 @@ async def test_process_wide_tasks_do_not_carry_the_ids_of_the_socket_that_starte
     connections._heartbeat_tasks.clear()
     settings.WIMZ_PRESENCE_HEARTBEAT = 0.05
     monkeypatch.setattr(connections, "heartbeat_once", failing)
-    robot = await ws.robot(R1, world.r1_secret, flows.fresh_ts(R1))
+    robot = await ws.robot(R1, world.r1_secret)
     try:
         await asyncio.sleep(0.3)
     finally:

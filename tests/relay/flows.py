@@ -1,6 +1,6 @@
 """Building blocks for consumer-level relay tests: fixture data, session set-up, frame assertions.
 
-Everything here drives the relay through its sockets (`tests.relay.wsutil`) or reads the history
+Everything here drives the relay through its sockets (`tests.support.asgi`) or reads the history
 rows the contract promises (docs/protocol.md §13: every session is a row of history).
 """
 
@@ -17,7 +17,7 @@ from channels.testing import WebsocketCommunicator
 
 from relay.models import Connection, Session
 from tests import fixtures
-from tests.relay import wsutil as ws
+from tests.support import asgi as ws
 
 # A real aiortc 1.16 negotiation: offer, answer, candidates per side (tests/fixtures).
 CALL = fixtures.aiortc_call()
@@ -48,28 +48,6 @@ R1 = "wimz_robot_01"
 R2 = "wimz_robot_02"
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)$")
-
-
-_used_ts: dict[str, set[int]] = {}
-
-
-def fresh_ts(device_id: str) -> int:
-    """A handshake timestamp not used yet for `device_id` in this process, as close to now as possible.
-
-    A (device_id, timestamp, signature) triple is accepted once (protocol.md), so two handshakes of one
-    robot within the same second need different timestamps, as a real robot's reconnect a second later has.
-    """
-    used = _used_ts.setdefault(device_id, set())
-    ts = int(time.time())
-    while ts in used:
-        ts -= 1
-    used.add(ts)
-    return ts
-
-
-async def robot(device_id: str, secret: str):
-    """A connected robot socket with a fresh handshake timestamp."""
-    return await ws.robot(device_id, secret, fresh_ts(device_id))
 
 
 def is_iso_utc(value) -> bool:
@@ -153,7 +131,7 @@ class Client:
 
 async def robot_app(world, *, app_token=None, robot_id=R1, secret=None):
     """R1 online (no `hello`: online from the handshake), then one app of U1 with its snapshot drained."""
-    robot = await ws.robot(robot_id, secret or world.r1_secret, fresh_ts(robot_id))
+    robot = await ws.robot(robot_id, secret or world.r1_secret)
     app = await ws.app(app_token or world.t1, drain_status=1)
     return robot, app
 

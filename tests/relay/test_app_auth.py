@@ -12,8 +12,8 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts.models import User
 from tests.relay import flows
-from tests.relay import wsutil as ws
 from tests.relay.flows import R1, R2
+from tests.support import asgi as ws
 
 pytestmark = flows.RELAY_DB
 
@@ -99,7 +99,7 @@ async def test_snapshot_one_device_status_per_owned_device(world, make_device):
     """Right after connecting, the app gets one `device_status` per owned device (online or not), with
     `status`, `online` and `last_seen` (ISO 8601 UTC or null); other users' devices are not listed."""
     await database_sync_to_async(make_device)("wimz_robot_03", owner=world.u1)
-    robot = await flows.robot(R1, world.r1_secret)
+    robot = await ws.robot(R1, world.r1_secret)
     app = await ws.app(world.t1)
     frames = await flows.receive_all(app, 2)
     by_id = {f["device_id"]: f for f in frames}
@@ -137,7 +137,7 @@ async def test_status_pushes_reach_every_app_socket_of_the_owner_only(world):
     a1 = await ws.app(world.t1, drain_status=1)
     a2 = await ws.app(world.t1, drain_status=1)
     b1 = await ws.app(world.t2, drain_status=1)
-    robot = await flows.robot(R1, world.r1_secret)
+    robot = await ws.robot(R1, world.r1_secret)
     for app in (a1, a2):
         frame = await ws.recv(app)
         assert frame["type"] == "device_status" and frame["status"] == "online" and frame["device_id"] == R1
@@ -190,7 +190,7 @@ async def test_another_users_token_answers_not_authorized_and_keeps_identity(wor
     """Renewing with another user's token answers NOT_AUTHORIZED and does not switch users: U1's robot
     still reaches the socket, U2's does not, and U2's device cannot be addressed."""
     r1, app = await flows.robot_app(world)
-    r2 = await flows.robot(R2, world.r2_secret)
+    r2 = await ws.robot(R2, world.r2_secret)
     await ws.send(app, {"type": "auth", "token": world.t2})
     await flows.expect_error(app, "NOT_AUTHORIZED")
     await ws.send(r2, {"type": "battery", "level": 1})
@@ -226,7 +226,7 @@ async def test_token_expiry_sends_token_expired_and_closes_4001_within_5s(world)
 async def test_compat_ws_in_band_app_auth_succeeds_and_behaves_as_ws_app(world):
     """Compat `/ws`: `{"type":"auth","token":<JWT>}` answers `auth_result` success, then the snapshot, and
     the socket behaves exactly as `/ws/app` (it can open a session)."""
-    robot = await flows.robot(R1, world.r1_secret)
+    robot = await ws.robot(R1, world.r1_secret)
     comm, accepted = await ws.connect("/ws")
     assert accepted
     await ws.send(comm, {"type": "auth", "token": world.t1})

@@ -236,7 +236,7 @@ async def test_unpair_drops_the_device_from_the_former_owner_before_telling_it(w
 async def test_a_shed_report_from_another_instance_reaches_the_sender_as_rate_limited(world):
     """`relay.shed` (the receiving instance found a full queue) is written to the sender's socket as
     RATE_LIMITED with the frame's ref: a frame lost between instances is never silent."""
-    from tests.relay import wsutil as ws
+    from tests.support import asgi as ws
 
     robot = await ws.robot(R1, world.r1_secret)
     channel = await database_sync_to_async(
@@ -290,7 +290,7 @@ async def test_a_handshake_that_waited_too_long_is_refused_before_any_presence_w
     """Under a connect storm a handshake may wait for the relay longer than the server keeps it open
     (daphne: 5 s). Past `WIMZ_HANDSHAKE_BUDGET` it is refused at once: no presence row, no `online`
     pushed to the owner for a robot whose socket is already gone."""
-    from tests.relay import wsutil as ws
+    from tests.support import asgi as ws
 
     app = await ws.app(world.t1, drain_status=1)
     settings.WIMZ_HANDSHAKE_BUDGET = -1.0  # every handshake is "too old"
@@ -329,7 +329,7 @@ async def test_a_deactivated_user_loses_every_open_app_socket_at_once(world):
     """Deactivating a user (admin, `save()`) closes every app socket of that user (4003) right after
     commit — a socket opened with a still-valid token does not keep control; other users are untouched."""
     from tests.relay import flows
-    from tests.relay import wsutil as ws
+    from tests.support import asgi as ws
 
     app = await ws.app(world.t1, drain_status=1)
     other = await ws.app(world.t2, drain_status=1)
@@ -349,7 +349,7 @@ async def test_a_user_deactivated_without_a_signal_is_closed_at_the_next_heartbe
     app sockets (4003)."""
     from accounts.models import User
     from tests.relay import flows
-    from tests.relay import wsutil as ws
+    from tests.support import asgi as ws
 
     app = await ws.app(world.t1, drain_status=1)
     await database_sync_to_async(lambda: User.objects.filter(pk=world.u1.pk).update(is_active=False))()

@@ -12,8 +12,8 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from relay import dispatch
 from tests.relay import flows
-from tests.relay import wsutil as ws
 from tests.relay.flows import R1, R2, answer_frame, ice_frame
+from tests.support import asgi as ws
 
 pytestmark = flows.RELAY_DB
 
@@ -209,7 +209,7 @@ async def test_rate_limited_when_the_robot_stops_reading(world, settings):
     that were not reported, in order."""
     flows.set_channel_capacity(settings, 5)
     client = flows.Client()
-    robot = await client.connect("/ws/device", ws.robot_headers(R1, world.r1_secret, flows.fresh_ts(R1)))
+    robot = await client.connect("/ws/device", ws.robot_headers(R1, world.r1_secret))
     app = await ws.app(world.t1, drain_status=1)
     client.stall()
     for i in range(20):
@@ -315,7 +315,7 @@ async def test_webrtc_request_the_robot_cannot_take_is_rate_limited_and_leaves_n
 
     flows.set_channel_capacity(settings, 3)
     client = flows.Client()
-    robot = await client.connect("/ws/device", ws.robot_headers(R1, world.r1_secret, flows.fresh_ts(R1)))
+    robot = await client.connect("/ws/device", ws.robot_headers(R1, world.r1_secret))
     app = await ws.app(world.t1, drain_status=1)
     client.stall()
     for i in range(10):  # fill the robot's channel

@@ -15,7 +15,6 @@ from urllib.parse import urlencode
 from rest_framework_simplejwt.tokens import AccessToken
 
 from tests.relay import flows
-from tests.relay import wsutil as ws
 from tests.relay.flows import (
     ANSWER,
     APP_CANDIDATES,
@@ -26,6 +25,7 @@ from tests.relay.flows import (
     close_frame,
     ice_frame,
 )
+from tests.support import asgi as ws
 
 pytestmark = flows.RELAY_DB
 
@@ -44,7 +44,7 @@ async def test_f1_app_cut_mid_stream_is_cleaned_up(world, caplog):
     only the last 10; A1's session ends `app_disconnected` at R1; A1's presence row is closed so it is
     no longer routed to; no unhandled exception is logged."""
     caplog.set_level(logging.WARNING)
-    robot = await flows.robot(R1, world.r1_secret)
+    robot = await ws.robot(R1, world.r1_secret)
     client = flows.Client()
     a1 = await client.connect("/ws/app?" + urlencode({"token": world.t1}))
     await ws.recv(a1)  # snapshot
@@ -123,7 +123,7 @@ async def test_f2_ice_burst_of_300_for_one_session(world):
 async def test_f2_event_burst_of_300_to_three_app_sockets(world):
     """F2: 300 events back to back to A1, A2 and a third socket of U1: each gets every event, in order,
     exactly once (the default capacity absorbs the burst; R1 is told nothing)."""
-    robot = await flows.robot(R1, world.r1_secret)
+    robot = await ws.robot(R1, world.r1_secret)
     apps = [await ws.app(world.t1, drain_status=1) for _ in range(3)]
     for i in range(300):
         await ws.send(robot, {"type": "telemetry", "seq": i})
@@ -140,7 +140,7 @@ async def test_f2_event_burst_with_a_slow_socket_is_shed_loudly(world, settings)
     event) for every event the slow socket could not take, and the slow socket, once it reads again,
     gets exactly the others, in order. Nothing is lost silently."""
     flows.set_channel_capacity(settings, 40)
-    robot = await flows.robot(R1, world.r1_secret)
+    robot = await ws.robot(R1, world.r1_secret)
     apps = [await ws.app(world.t1, drain_status=1) for _ in range(3)]
     client = flows.Client()
     slow = await client.connect("/ws/app?" + urlencode({"token": world.t1}))
@@ -170,7 +170,7 @@ async def test_f3_fan_out_to_50_app_sockets(world, settings):
     p95 delay well under 0.5 s; B1 gets nothing. (50 sockets of one user are over the default cap of
     docs/protocol.md §15.1, which this fan-out scenario raises.)"""
     settings.WIMZ_MAX_APP_SOCKETS_PER_USER = 50
-    robot = await flows.robot(R1, world.r1_secret)
+    robot = await ws.robot(R1, world.r1_secret)
     apps = [await ws.app(world.t1, drain_status=1) for _ in range(50)]
     b1 = await ws.app(world.t2, drain_status=1)
     sent_at = {}
@@ -212,7 +212,7 @@ async def test_f4_robot_replaced_while_its_old_socket_is_half_dead(world):
     a2 = await ws.app(world.t1, drain_status=1)
     await ws.send(a1, {"type": "command", "device_id": R1, "command": "before", "data": {}})
     assert await flows.barrier(a1) == []
-    s2 = await flows.robot(R1, world.r1_secret)
+    s2 = await ws.robot(R1, world.r1_secret)
     for i in range(3):
         await ws.send(a1, {"type": "command", "device_id": R1, "command": f"after-{i}", "data": {}})
     assert [(await ws.recv(s2))["command"] for _ in range(3)] == ["after-0", "after-1", "after-2"]
@@ -350,7 +350,7 @@ async def test_f9_malformed_input_from_a_robot(world, caplog):
     reaches only R1's owner; a `hello` or event naming "робот-1" is BAD_REQUEST / overwritten."""
     caplog.set_level(logging.WARNING)
     r1, a1 = await flows.robot_app(world)
-    r2 = await flows.robot(R2, world.r2_secret)
+    r2 = await ws.robot(R2, world.r2_secret)
     b1 = await ws.app(world.t2, drain_status=1)
     inputs = [(text, robot_code) for text, robot_code, _ in F9_INPUTS]
     inputs.append(('{"type":"hello","device_id":"робот-1"}', "BAD_REQUEST"))
@@ -370,7 +370,7 @@ async def test_f9_malformed_input_from_an_app(world, caplog):
     device (default device rule): it reaches R1 alone."""
     caplog.set_level(logging.WARNING)
     r1, a1 = await flows.robot_app(world)
-    r2 = await flows.robot(R2, world.r2_secret)
+    r2 = await ws.robot(R2, world.r2_secret)
     b1 = await ws.app(world.t2, drain_status=1)
     inputs = [(text, app_code) for text, _, app_code in F9_INPUTS]
     inputs.append(('{"type":"command","device_id":"робот-1","command":"motor"}', "BAD_REQUEST"))

@@ -10,8 +10,8 @@ from channels.db import database_sync_to_async
 
 from devices.models import Device
 from tests.relay import flows
-from tests.relay import wsutil as ws
 from tests.relay.flows import DEPLOYED, R1, R2
+from tests.support import asgi as ws
 
 pytestmark = flows.RELAY_DB
 
@@ -45,7 +45,7 @@ def r3(world, make_device):
 async def test_robot_event_reaches_every_app_of_the_owner(world, kind):
     """Any non-reserved robot type is an event: forwarded to every app socket of the owner with the
     robot's keys unchanged, `device_id` set and a server ISO 8601 UTC `timestamp` added."""
-    robot = await flows.robot(R1, world.r1_secret)
+    robot = await ws.robot(R1, world.r1_secret)
     a1 = await ws.app(world.t1, drain_status=1)
     a2 = await ws.app(world.t1, drain_status=1)
     frame = {"type": kind, "battery": 87, "mode": "guardian", "charging": False, "nested": {"x": [1, None]}}
@@ -91,7 +91,7 @@ async def test_event_keeps_the_robots_own_timestamp(world):
 
 async def test_event_with_no_app_online_is_silently_accepted(world):
     """An event while the owner has no app socket is no error for the robot."""
-    robot = await flows.robot(R1, world.r1_secret)
+    robot = await ws.robot(R1, world.r1_secret)
     await ws.send(robot, {"type": "status_update", "battery": 1})
     assert await flows.silent(robot)
     await ws.ping_ok(robot)
@@ -101,7 +101,7 @@ async def test_event_with_no_app_online_is_silently_accepted(world):
 async def test_unowned_device_talks_to_nobody(world, make_device):
     """A device with no owner: its events reach no app, and no app can address it (NOT_AUTHORIZED)."""
     _, secret = await database_sync_to_async(make_device)("wimz_robot_09")
-    robot = await flows.robot("wimz_robot_09", secret)
+    robot = await ws.robot("wimz_robot_09", secret)
     a1 = await ws.app(world.t1, drain_status=1)
     b1 = await ws.app(world.t2, drain_status=1)
     await ws.send(robot, {"type": "status_update", "battery": 5})
@@ -130,8 +130,8 @@ async def test_command_is_forwarded_with_params_equal_to_data(world):
 
 async def test_command_reaches_only_the_addressed_robot(world, r3):
     """With two robots of one user, a command addressed to one reaches that one only."""
-    robot1 = await flows.robot(R1, world.r1_secret)
-    robot3 = await flows.robot("wimz_robot_03", r3)
+    robot1 = await ws.robot(R1, world.r1_secret)
+    robot3 = await ws.robot("wimz_robot_03", r3)
     app = await ws.app(world.t1, drain_status=2)
     await ws.send(app, {"type": "command", "device_id": "wimz_robot_03", "command": "spin", "data": {"deg": 90}})
     assert (await ws.recv(robot3))["command"] == "spin"
@@ -230,7 +230,7 @@ async def test_omitted_device_id_with_no_device_is_no_device(world, make_user, a
 )
 async def test_omitted_device_id_with_several_devices_is_bad_request(world, r3, frame):
     """A user owning several devices must name one: BAD_REQUEST "device_id required"; nothing forwarded."""
-    robot = await flows.robot(R1, world.r1_secret)
+    robot = await ws.robot(R1, world.r1_secret)
     app = await ws.app(world.t1, drain_status=2)
     await ws.send(app, frame)
     error = await flows.expect_error(app, "BAD_REQUEST", ref=frame["type"])
@@ -249,7 +249,7 @@ async def test_other_users_device_is_not_authorized_online_or_offline(world, kin
     frame = {"type": kind, "device_id": R2, "command": "motor", "data": {}}
     await ws.send(app, frame)
     await flows.expect_error(app, "NOT_AUTHORIZED", ref=kind)
-    r2 = await flows.robot(R2, world.r2_secret)
+    r2 = await ws.robot(R2, world.r2_secret)
     await ws.send(app, frame)
     await flows.expect_error(app, "NOT_AUTHORIZED", ref=kind)
     assert await flows.silent(r2)

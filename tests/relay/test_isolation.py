@@ -8,7 +8,6 @@ from channels.db import database_sync_to_async
 from devices import services as device_services
 from devices.models import Device
 from tests.relay import flows
-from tests.relay import wsutil as ws
 from tests.relay.flows import (
     APP_CANDIDATES,
     R1,
@@ -18,6 +17,7 @@ from tests.relay.flows import (
     ice_frame,
     offer_frame,
 )
+from tests.support import asgi as ws
 
 pytestmark = flows.RELAY_DB
 
@@ -30,8 +30,8 @@ async def two(world):
         pass
 
     t = Two()
-    t.r1 = await flows.robot(R1, world.r1_secret)
-    t.r2 = await flows.robot(R2, world.r2_secret)
+    t.r1 = await ws.robot(R1, world.r1_secret)
+    t.r2 = await ws.robot(R2, world.r2_secret)
     t.a1 = await ws.app(world.t1, drain_status=1)
     t.b1 = await ws.app(world.t2, drain_status=1)
     t.sid, _, _ = await flows.open_session(t.a1, t.r1)
@@ -191,7 +191,7 @@ async def test_status_pushes_and_session_ends_reach_no_other_user(two, world):
     await two.r1.disconnect(code=1006)
     frames = await drain(two.a1)
     assert {f["type"] for f in frames} == {"device_status", "webrtc_close"}
-    two.r1 = await flows.robot(R1, world.r1_secret)
+    two.r1 = await ws.robot(R1, world.r1_secret)
     assert (await ws.recv(two.a1))["status"] == "online"
     assert await flows.silent(two.b1, two.r2)
 

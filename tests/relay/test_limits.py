@@ -10,8 +10,8 @@ import pytest
 
 from relay import limits
 from tests.relay import flows
-from tests.relay import wsutil as ws
 from tests.relay.flows import R1, R2, ice_frame
+from tests.support import asgi as ws
 
 pytestmark = flows.RELAY_DB
 
@@ -74,7 +74,7 @@ async def test_one_users_flood_is_refused_by_count_while_another_user_is_served(
     settings.WIMZ_FRAME_RATE, settings.WIMZ_FRAME_BURST = 100.0, 50.0
     settings.WIMZ_RATE_LIMIT_CLOSE_AFTER = 0
     r1, a1 = await flows.robot_app(world)
-    r2 = await flows.robot(R2, world.r2_secret)
+    r2 = await ws.robot(R2, world.r2_secret)
     b1 = await ws.app(world.t2, drain_status=1)
     for i in range(40):
         await ws.send(a1, {"type": "command", "device_id": R1, "command": "motor", "seq": i})

@@ -15,8 +15,8 @@ from core import logging as core_logging
 from core.logging import ScrubSecretsFilter, client_text, scrub
 from relay import dispatch
 from tests.relay import flows
-from tests.relay import wsutil as ws
 from tests.relay.flows import R1
+from tests.support import asgi as ws
 
 pytestmark = flows.RELAY_DB
 

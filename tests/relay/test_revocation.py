@@ -6,7 +6,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from devices.services import device_deactivate, device_rotate_secret
-from tests.relay import wsutil as ws
+from tests.support import asgi as ws
 
 
 @pytest.mark.parametrize("revoke", [device_deactivate, device_rotate_secret], ids=["deactivate", "rotate"])

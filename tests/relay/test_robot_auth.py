@@ -6,8 +6,8 @@ from urllib.parse import urlencode
 
 from devices.signing import sign
 from tests.relay import flows
-from tests.relay import wsutil as ws
 from tests.relay.flows import R1
+from tests.support import asgi as ws
 from tests.support.signing import signed
 
 pytestmark = flows.RELAY_DB
@@ -197,7 +197,7 @@ async def test_robot_is_online_from_the_handshake_without_hello(world):
     app = await ws.app(world.t1)
     snapshot = await ws.recv(app)
     assert snapshot["device_id"] == R1 and snapshot["online"] is False
-    robot = await flows.robot(R1, world.r1_secret)
+    robot = await ws.robot(R1, world.r1_secret)
     status = await ws.recv(app)
     assert status["type"] == "device_status" and status["device_id"] == R1
     assert status["status"] == "online" and status["online"] is True
@@ -219,8 +219,8 @@ async def test_robot_disconnect_tells_the_owner_offline(world):
 
 async def test_second_connection_replaces_the_first_with_4009(world):
     """A second connection for the same `device_id` is accepted and the first is closed with 4009."""
-    s1 = await flows.robot(R1, world.r1_secret)
-    s2 = await flows.robot(R1, world.r1_secret)
+    s1 = await ws.robot(R1, world.r1_secret)
+    s2 = await ws.robot(R1, world.r1_secret)
     await flows.expect_close(s1, 4009)
     await ws.ping_ok(s2)
     await ws.close(s1, s2)
@@ -230,7 +230,7 @@ async def test_replacement_ends_old_sessions_superseded_and_tells_the_new_socket
     """The replaced socket's sessions end with `superseded` at their apps; the new socket gets nothing."""
     s1, app = await flows.robot_app(world)
     session_id, _, _ = await flows.open_session(app, s1)
-    s2 = await flows.robot(R1, world.r1_secret)
+    s2 = await ws.robot(R1, world.r1_secret)
     assert await ws.recv_type(app, "webrtc_close") == flows.close_frame(session_id, "superseded")
     await flows.expect_close(s1, 4009)
     assert await flows.silent(s2)

@@ -9,7 +9,6 @@ from channels.db import database_sync_to_async
 from devices import services as device_services
 from devices.models import Device
 from tests.relay import flows
-from tests.relay import wsutil as ws
 from tests.relay.flows import (
     ANSWER,
     APP_CANDIDATES,
@@ -22,6 +21,7 @@ from tests.relay.flows import (
     ice_frame,
     offer_frame,
 )
+from tests.support import asgi as ws
 
 pytestmark = flows.RELAY_DB
 
@@ -225,7 +225,7 @@ async def test_superseded_when_the_robot_is_replaced(world, settings):
     s1, app = await flows.robot_app(world)
     first = await flows.answered_session(app, s1)
     second, _, _ = await flows.open_session(app, s1)
-    s2 = await flows.robot(R1, world.r1_secret)
+    s2 = await ws.robot(R1, world.r1_secret)
     closes = [await ws.recv_type(app, "webrtc_close") for _ in range(2)]
     assert sorted(closes, key=str) == sorted(
         [close_frame(first, "superseded"), close_frame(second, "superseded")], key=str
@@ -345,7 +345,7 @@ async def test_ended_session_answers_session_not_found_to_the_reconnected_robot(
     session_id = await flows.answered_session(app, robot)
     await robot.disconnect(code=1006)
     assert await ws.recv_type(app, "webrtc_close") == close_frame(session_id, "robot_disconnected")
-    robot = await flows.robot(R1, world.r1_secret)
+    robot = await ws.robot(R1, world.r1_secret)
     for frame in (ice_frame(session_id, ROBOT_CANDIDATES[0]), {"type": "webrtc_close", "session_id": session_id}):
         await ws.send(robot, frame)
         await flows.expect_error(robot, "SESSION_NOT_FOUND", ref=session_id)
@@ -356,7 +356,7 @@ async def test_others_sessions_and_unknown_ids_answer_not_authorized(world):
     """Session ids that are someone else's (live or ended) or never existed answer NOT_AUTHORIZED, to
     apps and robots alike, so ids cannot be probed; nothing reaches the session's parties."""
     robot, a1 = await flows.robot_app(world)
-    r2 = await flows.robot(R2, world.r2_secret)
+    r2 = await ws.robot(R2, world.r2_secret)
     b1 = await ws.app(world.t2, drain_status=1)
     live, _, _ = await flows.open_session(a1, robot)
     unknown = str(uuid.uuid4())

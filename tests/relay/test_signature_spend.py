@@ -9,8 +9,8 @@ import time
 from devices.models import UsedSignature
 from devices.signing import sign
 from tests.relay import flows
-from tests.relay import wsutil as ws
 from tests.relay.flows import R1
+from tests.support import asgi as ws
 
 pytestmark = flows.RELAY_DB
 

@@ -1,6 +1,6 @@
 """Smoke: robot and app connect, a session is signaled end to end."""
 
-from tests.relay import wsutil as ws
+from tests.support import asgi as ws
 
 
 async def test_full_signaling(world):

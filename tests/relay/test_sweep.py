@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from relay import connections
 from relay.models import Connection, Session
-from tests.relay import wsutil as ws
+from tests.support import asgi as ws
 
 
 @database_sync_to_async

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from relay import ice
 from tests.relay import flows
-from tests.relay import wsutil as ws
+from tests.support import asgi as ws
 
 TURN_URL = "/api/turn/credentials"
 STUN = [{"urls": ["stun:stun.cloudflare.com:3478"]}]

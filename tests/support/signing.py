@@ -1,18 +1,20 @@
 """The one robot-signature helper of the test suites: a signed handshake in every shape a test needs.
 
 A robot proves itself with `X-Device-ID`, `X-Timestamp` and `X-Signature` headers (or `device_id`, `ts`,
-`sig` query parameters), the signature being `devices.signing.sign(secret, device_id, timestamp)`
+`sig` query parameters), the signature being the hex HMAC-SHA256 of `"<device_id>:<timestamp>"`
 (docs/protocol.md §4.1, §4.2). `signed(...)` builds one; its methods give the headers for channels'
 WebsocketCommunicator, for the `websockets` client, for Django's test client, or a query string.
-(The robot simulator in `sim/` signs with its own, independent implementation on purpose: it checks
-the relay against a second reading of the contract.)
+
+The signature comes from the client library `sim.client.sign`, never from the relay's own
+`devices.signing.sign`: the tests sign as a deployed robot does, so a fault in the server's signing
+code cannot be mirrored by the tests that check it.
 """
 
 import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from devices.signing import sign
+from sim.client import sign
 
 
 @dataclass(frozen=True)
@@ -49,3 +51,21 @@ def signed(device_id: str, secret: str, ts: int | None = None, *, sig: str | Non
     signature (to send a wrong one)."""
     ts = int(time.time()) if ts is None else ts
     return Signed(device_id, ts, sig if sig is not None else sign(secret, device_id, ts))
+
+
+_used_ts: dict[str, set[int]] = {}
+
+
+def fresh_ts(device_id: str) -> int:
+    """A handshake timestamp (unix seconds) not used yet for `device_id` in this process, as close to now as can be.
+
+    A (device_id, timestamp, signature) triple is accepted once (docs/protocol.md §4.3, the replay rule), so two
+    handshakes of one robot within the same second need different timestamps, as a robot's reconnect a second
+    later has.
+    """
+    used = _used_ts.setdefault(device_id, set())
+    ts = int(time.time())
+    while ts in used:
+        ts -= 1
+    used.add(ts)
+    return ts

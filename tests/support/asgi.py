@@ -1,4 +1,8 @@
-"""Helpers for driving the relay's WebSockets with channels' WebsocketCommunicator."""
+"""In-process clients: the relay's robot and app sockets through channels' WebsocketCommunicator.
+
+The consumer-level twin of `tests.support.live` (real sockets on live daphnes): the same robot and app
+roles, the same `recv`/`recv_type`/`nothing`, every received frame checked against the frame schema.
+"""
 
 import json
 from urllib.parse import urlencode
@@ -6,15 +10,15 @@ from urllib.parse import urlencode
 from channels.testing import WebsocketCommunicator
 
 from tests.support.frames import check_sent
-from tests.support.signing import signed
+from tests.support.signing import fresh_ts, signed
 from wimz.asgi import application
 
 TIMEOUT = 3
 
 
 def robot_headers(device_id: str, secret: str, ts: int | None = None) -> list[tuple[bytes, bytes]]:
-    """The handshake headers a deployed robot sends (docs/protocol.md §4)."""
-    return signed(device_id, secret, ts).asgi_headers()
+    """The handshake headers a deployed robot sends (docs/protocol.md §4), signed at `ts` (default: `fresh_ts`)."""
+    return signed(device_id, secret, fresh_ts(device_id) if ts is None else ts).asgi_headers()
 
 
 async def connect(path: str, headers=None) -> tuple[WebsocketCommunicator, bool]:
@@ -25,7 +29,8 @@ async def connect(path: str, headers=None) -> tuple[WebsocketCommunicator, bool]
 
 
 async def robot(device_id: str, secret: str, ts: int | None = None, *, hello: bool = False) -> WebsocketCommunicator:
-    """A connected robot socket (asserts the handshake was accepted)."""
+    """A connected robot socket (asserts the handshake was accepted), signed at `ts` (default: a timestamp this
+    process has not used for `device_id` yet, `tests.support.signing.fresh_ts`)."""
     comm, accepted = await connect("/ws/device", robot_headers(device_id, secret, ts))
     assert accepted, "robot handshake refused"
     if hello:
