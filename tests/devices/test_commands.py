@@ -8,7 +8,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from devices.models import Device, PairingCode
-from devices.signing import sign, verify_device_signature
+from devices.signing import verify_device_signature
+from sim.client import sign
 
 pytestmark = pytest.mark.django_db
 

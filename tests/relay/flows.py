@@ -192,15 +192,7 @@ async def receive_all(comm, count: int, timeout: float = ws.TIMEOUT) -> list[dic
     return [await ws.recv(comm, timeout) for _ in range(count)]
 
 
-# How long a socket must stay quiet to count as receiving nothing. Every test first waits for the
-# sender's own answer (or the receiver's other frames), so the relay has already routed the frame:
-# in-memory channel-layer delivery takes milliseconds.
-QUIET = 0.15
-
-
-async def silent(*comms, timeout: float = QUIET) -> bool:
-    """True when none of `comms` receives anything within `timeout` (`receive_nothing` on each)."""
-    return await all_silent(*comms, timeout=timeout)
+QUIET = ws.QUIET
 
 
 async def settle(*comms, timeout: float = QUIET) -> list[list[dict]]:
@@ -226,14 +218,3 @@ async def barrier(comm) -> list[dict]:
     while (frame := await ws.recv(comm)) != {"type": "pong"}:
         frames.append(frame)
     return frames
-
-
-async def all_silent(*comms, timeout: float = QUIET) -> bool:
-    """True when none of `comms` receives anything within `timeout` (waits once, checks all)."""
-    first, *rest = comms
-    if not await first.receive_nothing(timeout=timeout):
-        return False
-    for comm in rest:
-        if not await comm.receive_nothing(timeout=0.01):
-            return False
-    return True

@@ -119,7 +119,7 @@ async def test_snapshot_one_device_status_per_owned_device(world, make_device):
         "online": False,
         "last_seen": None,
     }
-    assert await flows.silent(app)
+    assert await ws.nothing(app)
     await ws.close(robot, app)
 
 
@@ -127,7 +127,7 @@ async def test_user_without_devices_gets_no_snapshot(world, make_user, access_to
     """An app of a user who owns nothing gets no `device_status` at all."""
     user = await database_sync_to_async(make_user)("u3@example.com")
     app = await ws.app(await database_sync_to_async(access_token)(user))
-    assert await flows.silent(app)
+    assert await ws.nothing(app)
     await ws.ping_ok(app)
     await ws.close(app)
 
@@ -145,7 +145,7 @@ async def test_status_pushes_reach_every_app_socket_of_the_owner_only(world):
     for app in (a1, a2):
         frame = await ws.recv(app)
         assert frame["type"] == "device_status" and frame["status"] == "offline" and frame["device_id"] == R1
-    assert await flows.silent(b1)
+    assert await ws.nothing(b1)
     await ws.close(a1, a2, b1)
 
 
@@ -198,7 +198,7 @@ async def test_another_users_token_answers_not_authorized_and_keeps_identity(wor
     assert (await ws.recv(app))["device_id"] == R1
     await ws.send(app, {"type": "command", "device_id": R2, "command": "motor", "data": {}})
     await flows.expect_error(app, "NOT_AUTHORIZED")
-    assert await flows.silent(r2)
+    assert await ws.nothing(r2)
     await ws.close(r1, r2, app)
 
 

@@ -47,7 +47,7 @@ async def test_bad_request_for_frames_that_are_not_typed_json_objects(world, fra
     robot, app = await flows.robot_app(world)
     await answers(robot, frame, "BAD_REQUEST")
     await answers(app, frame, "BAD_REQUEST")
-    assert await flows.silent(robot, app)
+    assert await ws.nothing(robot, app)
     await ws.close(robot, app)
 
 
@@ -78,7 +78,7 @@ async def test_bad_request_for_missing_or_mistyped_fields(world):
     )
     await answers(robot, {"type": "webrtc_ice", "session_id": sid, "candidate": [1]}, "BAD_REQUEST")
     await answers(robot, {"type": "webrtc_close"}, "BAD_REQUEST", ref="webrtc_close")
-    assert await flows.silent(robot, app)
+    assert await ws.nothing(robot, app)
     await ws.close(robot, app)
 
 
@@ -89,7 +89,7 @@ async def test_bad_request_for_device_id_outside_the_alphabet(world):
         await answers(app, {"type": "command", "device_id": device_id, "command": "m"}, "BAD_REQUEST", ref="command")
         await answers(app, {"type": "webrtc_request", "device_id": device_id}, "BAD_REQUEST")
     await answers(robot, {"type": "hello", "device_id": "робот-1"}, "BAD_REQUEST", ref="hello")
-    assert await flows.silent(robot, app)
+    assert await ws.nothing(robot, app)
     await ws.close(robot, app)
 
 
@@ -101,7 +101,7 @@ async def test_unknown_type_for_reserved_types_out_of_place(world):
     robot, app = await flows.robot_app(world)
     await answers(robot, {"type": "webrtc_request"}, "UNKNOWN_TYPE", ref="webrtc_request")
     await answers(app, {"type": "webrtc_offer", "device_id": R1}, "UNKNOWN_TYPE", ref="webrtc_offer")
-    assert await flows.silent(robot, app)
+    assert await ws.nothing(robot, app)
     await ws.close(robot, app)
 
 
@@ -153,7 +153,7 @@ async def test_message_too_large_from_both_sides_is_not_forwarded(world):
     big = "A" * (300 * 1024)
     await answers(app, {"type": "audio_message", "device_id": R1, "data": big}, "MESSAGE_TOO_LARGE")
     await answers(robot, {"type": "status_update", "blob": big}, "MESSAGE_TOO_LARGE")
-    assert await flows.silent(robot, app)
+    assert await ws.nothing(robot, app)
     await ws.close(robot, app)
 
 
@@ -172,7 +172,7 @@ async def test_message_size_limit_follows_the_setting_and_counts_bytes(world, se
     wide = {"type": "get_status", "device_id": R1, "pad": "ж" * 90}
     assert len(json.dumps(wide, ensure_ascii=False)) < 200 < len(json.dumps(wide, ensure_ascii=False).encode())
     await answers(app, json.dumps(wide, ensure_ascii=False), "MESSAGE_TOO_LARGE")
-    assert await flows.silent(robot)
+    assert await ws.nothing(robot)
     await ws.close(robot, app)
 
 

@@ -67,7 +67,7 @@ async def test_f1_app_cut_mid_stream_is_cleaned_up(world, caplog):
     received += [(await ws.recv(a2))["seq"] for _ in range(10)]
     assert received == list(range(510))
     assert [(await ws.recv(a1b))["seq"] for _ in range(10)] == list(range(500, 510))
-    assert await flows.silent(a2, a1b)
+    assert await ws.nothing(a2, a1b)
 
     rows = await flows.connection_rows(role="app", user_id=world.u1.pk)
     closed = [r for r in rows if r["disconnected_at"] is not None]
@@ -130,7 +130,7 @@ async def test_f2_event_burst_of_300_to_three_app_sockets(world):
     assert await flows.barrier(robot) == []
     for app in apps:
         assert [(await ws.recv(app))["seq"] for _ in range(300)] == list(range(300))
-    assert await flows.silent(*apps)
+    assert await ws.nothing(*apps)
     await ws.close(robot, *apps)
 
 
@@ -196,7 +196,7 @@ async def test_f3_fan_out_to_50_app_sockets(world, settings):
     print(f"F3: p95 fan-out delay {p95 * 1000:.1f} ms over {len(delays)} deliveries")
     # The field report's bound; the bench measures the real figure (bench/README.md: p95 ~30-40 ms).
     assert p95 < 0.5, f"p95 fan-out delay {p95:.3f}s"
-    assert await flows.silent(b1)
+    assert await ws.nothing(b1)
     assert await flows.barrier(robot) == []
     await ws.close(robot, b1, *apps)
 
@@ -216,13 +216,13 @@ async def test_f4_robot_replaced_while_its_old_socket_is_half_dead(world):
     for i in range(3):
         await ws.send(a1, {"type": "command", "device_id": R1, "command": f"after-{i}", "data": {}})
     assert [(await ws.recv(s2))["command"] for _ in range(3)] == ["after-0", "after-1", "after-2"]
-    assert await flows.silent(s2)
+    assert await ws.nothing(s2)
     # What S1 had not read: the command from before, then the 4009 close — nothing sent after it.
     assert (await ws.recv(s1))["command"] == "before"
     await flows.expect_close(s1, 4009)
-    assert await s1.receive_nothing(timeout=flows.QUIET)
+    assert await ws.nothing(s1)
     await s1.disconnect(code=4009)  # the server reports the close handshake's end
-    assert await flows.silent(a1, a2)
+    assert await ws.nothing(a1, a2)
     await ws.send(a1, {"type": "command", "device_id": R1, "command": "later", "data": {}})
     assert (await ws.recv(s2))["command"] == "later"
     await ws.close(s2, a1, a2)
@@ -279,7 +279,7 @@ async def test_f5_early_ice_order_per_direction_byte_for_byte(world):
             assert frame["candidate"]["sdpMid"] == candidate["sdpMid"]
     assert '"sdpMid":null' in "".join(raw_to_app).replace(" ", "")
     assert '"sdpMLineIndex":0' in "".join(raw_to_robot).replace(" ", "")
-    assert await flows.silent(robot, app)
+    assert await ws.nothing(robot, app)
     # Each party's socket counts the candidates it forwarded; the row gets them when the session ends.
     await ws.send(app, {"type": "webrtc_close", "session_id": session_id})
     assert (await ws.recv(robot))["type"] == "webrtc_close"
@@ -357,7 +357,7 @@ async def test_f9_malformed_input_from_a_robot(world, caplog):
     await f9_run(r1, a1, [b1, r2], inputs, caplog)
     teleport = await ws.recv(a1)
     assert teleport["type"] == "teleport" and teleport["device_id"] == R1
-    assert await flows.silent(a1)
+    assert await ws.nothing(a1)
     await ws.send(r1, {"type": "status_update", "device_id": "робот-1"})
     assert (await ws.recv(a1))["device_id"] == R1
     await ws.close(r1, a1, r2, b1)
@@ -377,7 +377,7 @@ async def test_f9_malformed_input_from_an_app(world, caplog):
     inputs.append(('{"type":"webrtc_request","device_id":"робот-1"}', "BAD_REQUEST"))
     await f9_run(a1, r1, [b1, r2], inputs, caplog)
     assert await ws.recv(r1) == {"type": "teleport", "device_id": R1}
-    assert await flows.silent(r1)
+    assert await ws.nothing(r1)
     await ws.close(r1, a1, r2, b1)
 
 

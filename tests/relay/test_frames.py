@@ -55,7 +55,7 @@ async def test_robot_event_reaches_every_app_of_the_owner(world, kind):
         assert without(event, "device_id", "timestamp") == frame
         assert event["device_id"] == R1
         assert flows.is_iso_utc(event["timestamp"])
-    assert await flows.silent(robot)
+    assert await ws.nothing(robot)
     await ws.close(robot, a1, a2)
 
 
@@ -93,7 +93,7 @@ async def test_event_with_no_app_online_is_silently_accepted(world):
     """An event while the owner has no app socket is no error for the robot."""
     robot = await ws.robot(R1, world.r1_secret)
     await ws.send(robot, {"type": "status_update", "battery": 1})
-    assert await flows.silent(robot)
+    assert await ws.nothing(robot)
     await ws.ping_ok(robot)
     await ws.close(robot)
 
@@ -107,8 +107,8 @@ async def test_unowned_device_talks_to_nobody(world, make_device):
     await ws.send(robot, {"type": "status_update", "battery": 5})
     await ws.send(a1, {"type": "command", "device_id": "wimz_robot_09", "command": "motor", "data": {}})
     await flows.expect_error(a1, "NOT_AUTHORIZED")
-    assert await flows.all_silent(robot, b1)
-    assert await flows.silent(a1)
+    assert await ws.nothing(robot, b1)
+    assert await ws.nothing(a1)
     await ws.close(robot, a1, b1)
 
 
@@ -124,7 +124,7 @@ async def test_command_is_forwarded_with_params_equal_to_data(world):
     frame = {"type": "command", "device_id": R1, "command": "dispense_treat", "data": {}}
     await ws.send(app, frame)
     assert await ws.recv(robot) == {**frame, "params": {}}
-    assert await flows.silent(app)
+    assert await ws.nothing(app)
     await ws.close(robot, app)
 
 
@@ -135,7 +135,7 @@ async def test_command_reaches_only_the_addressed_robot(world, r3):
     app = await ws.app(world.t1, drain_status=2)
     await ws.send(app, {"type": "command", "device_id": "wimz_robot_03", "command": "spin", "data": {"deg": 90}})
     assert (await ws.recv(robot3))["command"] == "spin"
-    assert await flows.silent(robot1)
+    assert await ws.nothing(robot1)
     await ws.close(robot1, robot3, app)
 
 
@@ -148,7 +148,7 @@ async def test_command_without_a_string_command_is_bad_request(world, command):
         frame["command"] = command
     await ws.send(app, frame)
     await flows.expect_error(app, "BAD_REQUEST", ref="command")
-    assert await flows.silent(robot)
+    assert await ws.nothing(robot)
     await ws.close(robot, app)
 
 
@@ -170,7 +170,7 @@ async def test_other_app_types_with_device_id_are_passed_through_unchanged(world
     frame = {"type": kind, "device_id": R1, "x": {"y": [1, 2.5, None, True]}, "s": "ünïcode ✓"}
     await ws.send(app, frame)
     assert await ws.recv(robot) == frame
-    assert await flows.silent(app)
+    assert await ws.nothing(app)
     await ws.close(robot, app)
 
 
@@ -235,7 +235,7 @@ async def test_omitted_device_id_with_several_devices_is_bad_request(world, r3, 
     await ws.send(app, frame)
     error = await flows.expect_error(app, "BAD_REQUEST", ref=frame["type"])
     assert "device_id required" in error["message"]
-    assert await flows.silent(robot)
+    assert await ws.nothing(robot)
     await ws.close(robot, app)
 
 
@@ -252,7 +252,7 @@ async def test_other_users_device_is_not_authorized_online_or_offline(world, kin
     r2 = await ws.robot(R2, world.r2_secret)
     await ws.send(app, frame)
     await flows.expect_error(app, "NOT_AUTHORIZED", ref=kind)
-    assert await flows.silent(r2)
+    assert await ws.nothing(r2)
     await ws.close(r2, app)
 
 
@@ -297,7 +297,7 @@ async def test_hello_naming_another_device_is_bad_request_and_changes_nothing(wo
     await flows.expect_error(robot, "BAD_REQUEST", ref="hello")
     device = await database_sync_to_async(Device.objects.get)(device_id=R1)
     assert device.capabilities == [] and device.firmware_version == ""
-    assert await flows.silent(app)
+    assert await ws.nothing(app)
     await ws.ping_ok(robot)
     await ws.close(robot, app)
 
@@ -306,7 +306,7 @@ async def test_hello_as_deployed_is_accepted_silently(world):
     """The deployed `hello` (own id, capabilities, no firmware) is accepted without any answer."""
     robot, app = await flows.robot_app(world)
     await ws.send(robot, {"type": "hello", "device_id": R1, "capabilities": ["video", "audio", "commands"]})
-    assert await flows.all_silent(robot, app)
+    assert await ws.nothing(robot, app)
     device = await database_sync_to_async(Device.objects.get)(device_id=R1)
     assert device.capabilities == ["video", "audio", "commands"]
     await ws.close(robot, app)
@@ -317,7 +317,7 @@ async def test_hello_values_are_bounded(world):
     64 characters of firmware (docs/protocol.md §8.1), however long the strings it sends."""
     robot, app = await flows.robot_app(world)
     await ws.send(robot, {"type": "hello", "capabilities": ["c" * 1000] * 40, "firmware_version": "f" * 500})
-    assert await flows.all_silent(robot, app)
+    assert await ws.nothing(robot, app)
     device = await database_sync_to_async(Device.objects.get)(device_id=R1)
     assert device.capabilities == ["c" * 64] * 32 and device.firmware_version == "f" * 64
     await ws.close(robot, app)
@@ -332,7 +332,7 @@ async def test_ping_gets_pong_from_both_sides(world):
     for comm in (robot, app):
         await ws.send(comm, {"type": "ping"})
         assert await ws.recv(comm) == {"type": "pong"}
-    assert await flows.all_silent(robot, app)
+    assert await ws.nothing(robot, app)
     await ws.close(robot, app)
 
 
@@ -341,7 +341,7 @@ async def test_pong_is_accepted_silently_from_both_sides(world):
     robot, app = await flows.robot_app(world)
     await ws.send(robot, {"type": "pong", "timestamp": 1767225600.25})
     await ws.send(app, {"type": "pong"})
-    assert await flows.all_silent(robot, app)
+    assert await ws.nothing(robot, app)
     await ws.close(robot, app)
 
 
@@ -356,7 +356,7 @@ async def test_robot_sending_a_reserved_type_of_the_other_table_is_unknown_type(
     robot, app = await flows.robot_app(world)
     await ws.send(robot, {"type": kind, "device_id": R1, "session_id": "x", "status": "online"})
     await flows.expect_error(robot, "UNKNOWN_TYPE", ref=kind)
-    assert await flows.silent(app)
+    assert await ws.nothing(app)
     await ws.close(robot, app)
 
 
@@ -369,7 +369,7 @@ async def test_app_sending_a_reserved_type_of_the_other_table_is_unknown_type(wo
     robot, app = await flows.robot_app(world)
     await ws.send(app, {"type": kind, "device_id": R1, "session_id": "x"})
     await flows.expect_error(app, "UNKNOWN_TYPE", ref=kind)
-    assert await flows.silent(robot)
+    assert await ws.nothing(robot)
     await ws.close(robot, app)
 
 
@@ -400,7 +400,7 @@ async def test_every_deployed_client_frame_is_accepted(world):
     assert await ws.recv(app) == {"type": "pong"}
     for when in ("right after the handshake", "answer to a relay ping"):
         await ws.send(robot, take("robot", when))
-        assert await flows.all_silent(robot, app)
+        assert await ws.nothing(robot, app)
 
     await ws.send(app, take("app", "start video"))
     creds = await ws.recv(app)

@@ -146,7 +146,7 @@ async def test_other_users_app_cannot_address_the_robot(two, frame):
     """B1 naming R1 gets NOT_AUTHORIZED; R1 and A1 receive nothing (and R1's session stays alive)."""
     await ws.send(two.b1, frame)
     await flows.expect_error(two.b1, "NOT_AUTHORIZED", ref=frame["type"])
-    assert await flows.silent(two.r1, two.a1, two.r2)
+    assert await ws.nothing(two.r1, two.a1, two.r2)
     assert (await flows.session_row(two.sid)).ended_at is None
 
 
@@ -160,7 +160,7 @@ async def test_other_users_app_cannot_signal_into_the_session(two, kind):
     }[kind](two.sid)
     await ws.send(two.b1, frame)
     await flows.expect_error(two.b1, "NOT_AUTHORIZED", ref=two.sid)
-    assert await flows.silent(two.r1, two.a1, two.r2)
+    assert await ws.nothing(two.r1, two.a1, two.r2)
     assert (await flows.session_row(two.sid)).ended_at is None
 
 
@@ -175,7 +175,7 @@ async def test_other_users_robot_cannot_signal_into_the_session(two, kind):
     }[kind](two.sid)
     await ws.send(two.r2, frame)
     await flows.expect_error(two.r2, "NOT_AUTHORIZED", ref=two.sid)
-    assert await flows.silent(two.a1, two.r1, two.b1)
+    assert await ws.nothing(two.a1, two.r1, two.b1)
     assert (await flows.session_row(two.sid)).ended_at is None
 
 
@@ -183,7 +183,7 @@ async def test_other_robots_event_naming_r1_reaches_only_its_owner_as_r2(two):
     """R2 claiming to be R1 in an event: only B1 gets it, with `device_id` R2; A1 nothing."""
     await ws.send(two.r2, {"type": "status_update", "device_id": R1, "battery": 1})
     assert (await ws.recv(two.b1))["device_id"] == R2
-    assert await flows.silent(two.a1, two.r1)
+    assert await ws.nothing(two.a1, two.r1)
 
 
 async def test_status_pushes_and_session_ends_reach_no_other_user(two, world):
@@ -193,7 +193,7 @@ async def test_status_pushes_and_session_ends_reach_no_other_user(two, world):
     assert {f["type"] for f in frames} == {"device_status", "webrtc_close"}
     two.r1 = await ws.robot(R1, world.r1_secret)
     assert (await ws.recv(two.a1))["status"] == "online"
-    assert await flows.silent(two.b1, two.r2)
+    assert await ws.nothing(two.b1, two.r2)
 
 
 async def test_unpair_is_told_to_the_former_owner_only(two, world):
@@ -205,7 +205,7 @@ async def test_unpair_is_told_to_the_former_owner_only(two, world):
     await database_sync_to_async(unpair)()
     assert {f["type"] for f in await drain(two.a1)} == {"device_status", "webrtc_close"}
     assert [f["type"] for f in await drain(two.r1)] == ["webrtc_close"]
-    assert await flows.silent(two.b1, two.r2)
+    assert await ws.nothing(two.b1, two.r2)
 
 
 async def test_robot_of_a_new_owner_reaches_the_new_owner_only(two, world):
@@ -226,7 +226,7 @@ async def test_robot_of_a_new_owner_reaches_the_new_owner_only(two, world):
     assert (status["type"], status["device_id"], status["status"]) == ("device_status", R1, "online")
     await ws.send(two.r1, {"type": "battery", "level": 9})
     assert (await ws.recv(two.b1))["device_id"] == R1
-    assert await flows.silent(two.a1)
+    assert await ws.nothing(two.a1)
     await ws.send(two.a1, {"type": "command", "device_id": R1, "command": "m", "data": {}})
     await flows.expect_error(two.a1, "NOT_AUTHORIZED", ref="command")
     await ws.send(two.b1, {"type": "command", "device_id": R1, "command": "m", "data": {}})

@@ -56,7 +56,7 @@ async def test_ice_bucket_passes_exactly_its_burst_then_its_rate(world, settings
     refused = await drain(robot)
     assert [(f["code"], f.get("ref")) for f in refused] == [("RATE_LIMITED", "webrtc_ice")] * 20
     assert [seq_of(f) for f in await flows.receive_all(app, 60)] == list(range(60))
-    assert await flows.silent(app)
+    assert await ws.nothing(app)
 
     frozen_clock.now += 1.0
     for i in range(80, 110):
@@ -89,7 +89,7 @@ async def test_one_users_flood_is_refused_by_count_while_another_user_is_served(
     assert [f["seq"] for f in await flows.receive_all(r1, 50)] == list(range(50))
     frozen_clock.now += 1.0
     assert await drain(a1) == []  # exactly 70 refused, and the socket answers again
-    assert await flows.silent(r1, r2)
+    assert await ws.nothing(r1, r2)
     await ws.close(r1, a1, r2, b1)
 
 
@@ -155,7 +155,7 @@ async def test_ice_candidates_per_session_are_capped(world, settings):
     refused = await drain(robot)
     assert [(f["code"], f["ref"]) for f in refused] == [("RATE_LIMITED", session_id)] * 3
     assert [seq_of(f) for f in await flows.receive_all(app, 5)] == list(range(5))
-    assert await flows.silent(app)
+    assert await ws.nothing(app)
     await ws.send(app, {"type": "webrtc_close", "session_id": session_id})
     assert (await ws.recv_type(robot, "webrtc_close"))["reason"] == "closed_by_app"
     assert (await flows.session_row(session_id)).robot_ice_candidates == 5

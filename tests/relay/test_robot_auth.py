@@ -4,7 +4,7 @@ import logging
 import time
 from urllib.parse import urlencode
 
-from devices.signing import sign
+from sim.client import sign
 from tests.relay import flows
 from tests.relay.flows import R1
 from tests.support import asgi as ws
@@ -233,7 +233,7 @@ async def test_replacement_ends_old_sessions_superseded_and_tells_the_new_socket
     s2 = await ws.robot(R1, world.r1_secret)
     assert await ws.recv_type(app, "webrtc_close") == flows.close_frame(session_id, "superseded")
     await flows.expect_close(s1, 4009)
-    assert await flows.silent(s2)
+    assert await ws.nothing(s2)
     row = await flows.session_row(session_id)
     assert row.end_reason == "superseded" and row.ended_at is not None
     await ws.close(s1, s2, app)
@@ -251,7 +251,7 @@ async def test_hello_is_optional_and_records_capabilities(world):
         {"type": "hello", "device_id": R1, "capabilities": ["video", "audio", "commands"], "firmware_version": "2.4.1"},
     )
     await ws.ping_ok(robot)
-    assert await flows.silent(app)
+    assert await ws.nothing(app)
     device = await database_sync_to_async(Device.objects.get)(device_id=R1)
     assert device.capabilities == ["video", "audio", "commands"] and device.firmware_version == "2.4.1"
     await ws.close(robot, app)
@@ -309,7 +309,7 @@ async def test_compat_ws_frames_before_auth_are_refused(world):
     await ws.send(comm, {"type": "status_update", "device_id": R1})
     frame = await ws.recv(comm)
     assert frame["type"] == "error"
-    assert await flows.silent(app)
+    assert await ws.nothing(app)
     await ws.close(comm, app)
 
 

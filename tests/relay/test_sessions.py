@@ -62,7 +62,7 @@ async def test_full_signaling_with_the_aiortc_call_byte_for_byte(world):
     for candidate in APP_CANDIDATES:
         assert await ws.recv(robot) == ice_frame(session_id, candidate)
 
-    assert await flows.silent(a2, robot, a1)
+    assert await ws.nothing(a2, robot, a1)
     await ws.close(robot, a1, a2)
 
 
@@ -111,7 +111,7 @@ async def test_closed_by_app(world):
     frame = {"type": "webrtc_close", "session_id": session_id, "device_id": R1}
     await ws.send(app, frame)
     assert await ws.recv(robot) == {**frame, "reason": "closed_by_app"}
-    assert await flows.silent(app, robot)
+    assert await ws.nothing(app, robot)
     assert (await flows.session_row(session_id)).end_reason == "closed_by_app"
     await ws.close(robot, app)
 
@@ -123,7 +123,7 @@ async def test_closed_by_robot(world):
     session_id = await flows.answered_session(app, robot)
     await ws.send(robot, {"type": "webrtc_close", "session_id": session_id})
     assert await ws.recv(app) == close_frame(session_id, "closed_by_robot")
-    assert await flows.silent(robot, app)
+    assert await ws.nothing(robot, app)
     assert (await flows.session_row(session_id)).end_reason == "closed_by_robot"
     await ws.close(robot, app)
 
@@ -137,7 +137,7 @@ async def test_another_app_socket_of_the_user_may_close(world):
     await ws.send(a2, {"type": "webrtc_close", "session_id": session_id})
     assert await ws.recv(robot) == close_frame(session_id, "closed_by_app")
     assert await ws.recv(a1) == close_frame(session_id, "closed_by_app")
-    assert await flows.silent(a2)
+    assert await ws.nothing(a2)
     assert (await flows.session_row(session_id)).end_reason == "closed_by_app"
     await ws.close(robot, a1, a2)
 
@@ -152,7 +152,7 @@ async def test_another_app_socket_of_the_user_may_signal_but_replies_go_to_the_o
     assert await ws.recv(robot) == ice_frame(session_id, APP_CANDIDATES[0])
     await ws.send(robot, ice_frame(session_id, ROBOT_CANDIDATES[0]))
     assert await ws.recv(a1) == ice_frame(session_id, ROBOT_CANDIDATES[0])
-    assert await flows.silent(a2)
+    assert await ws.nothing(a2)
     await ws.close(robot, a1, a2)
 
 
@@ -172,7 +172,7 @@ async def test_other_app_disconnecting_does_not_end_the_session(world):
     a2 = await ws.app(world.t1, drain_status=1)
     session_id = await flows.answered_session(a1, robot)
     await a2.disconnect()
-    assert await flows.silent(robot, a1)
+    assert await ws.nothing(robot, a1)
     assert (await flows.session_row(session_id)).ended_at is None
     await ws.close(robot, a1)
 
@@ -210,7 +210,7 @@ async def test_max_sessions_setting_supersedes_only_the_oldest(world, settings):
     robot, app = await flows.robot_app(world)
     s1, _, _ = await flows.open_session(app, robot)
     s2, _, _ = await flows.open_session(app, robot)
-    assert await flows.silent(app, robot)
+    assert await ws.nothing(app, robot)
     await ws.send(app, {"type": "webrtc_request", "device_id": R1})
     frames = await flows.receive_all(app, 2)
     assert close_frame(s1, "superseded") in frames
@@ -231,7 +231,7 @@ async def test_superseded_when_the_robot_is_replaced(world, settings):
         [close_frame(first, "superseded"), close_frame(second, "superseded")], key=str
     )
     await flows.expect_close(s1, 4009)
-    assert await flows.silent(s2)
+    assert await ws.nothing(s2)
     for sid in (first, second):
         assert (await flows.session_row(sid)).end_reason == "superseded"
     await ws.close(s1, s2, app)
@@ -257,7 +257,7 @@ async def test_answered_session_does_not_time_out(world, settings):
     settings.WIMZ_SESSION_SETUP_TIMEOUT = 0.4
     robot, app = await flows.robot_app(world)
     session_id = await flows.answered_session(app, robot)
-    assert await flows.silent(robot, app, timeout=0.8)
+    assert await ws.nothing(robot, app, timeout=0.8)
     assert (await flows.session_row(session_id)).ended_at is None
     await ws.close(robot, app)
 
@@ -296,7 +296,7 @@ async def test_unpaired(world):
     await ws.send(robot, {"type": "status_update", "battery": 3})
     await ws.send(app, {"type": "command", "device_id": R1, "command": "motor", "data": {}})
     await flows.expect_error(app, "NOT_AUTHORIZED")
-    assert await flows.silent(robot, app)
+    assert await ws.nothing(robot, app)
     await ws.close(robot, app)
 
 
@@ -316,7 +316,7 @@ async def test_ended_session_answers_session_not_found_to_the_app_side(world):
         ):
             await ws.send(app, frame)
             await flows.expect_error(app, "SESSION_NOT_FOUND", ref=session_id)
-    assert await flows.silent(robot)
+    assert await ws.nothing(robot)
     await ws.close(robot, a1, a2)
 
 
@@ -334,7 +334,7 @@ async def test_ended_session_answers_session_not_found_to_the_robot_side(world):
     ):
         await ws.send(robot, frame)
         await flows.expect_error(robot, "SESSION_NOT_FOUND", ref=session_id)
-    assert await flows.silent(app)
+    assert await ws.nothing(app)
     await ws.close(robot, app)
 
 
@@ -379,7 +379,7 @@ async def test_others_sessions_and_unknown_ids_answer_not_authorized(world):
     await flows.expect_error(b1, "NOT_AUTHORIZED")
     await ws.send(r2, {"type": "webrtc_close", "session_id": live})
     await flows.expect_error(r2, "NOT_AUTHORIZED")
-    assert await flows.silent(robot, a1)
+    assert await ws.nothing(robot, a1)
     await ws.close(robot, a1, r2, b1)
 
 

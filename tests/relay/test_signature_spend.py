@@ -7,7 +7,7 @@ must leave the robot free to retry at once with the very same (device, timestamp
 import time
 
 from devices.models import UsedSignature
-from devices.signing import sign
+from sim.client import sign
 from tests.relay import flows
 from tests.relay.flows import R1
 from tests.support import asgi as ws

@@ -71,9 +71,20 @@ async def send(comm: WebsocketCommunicator, frame) -> None:
         await comm.send_to(text_data=json.dumps(frame))
 
 
-async def nothing(comm: WebsocketCommunicator, timeout: float = 0.3) -> bool:
-    """True when the socket receives nothing within `timeout` seconds."""
-    return await comm.receive_nothing(timeout=timeout)
+# How long a socket must stay quiet to count as receiving nothing. Tests first wait for the sender's own
+# answer (or the receiver's other frames), so the relay has already routed the frame: in-memory
+# channel-layer delivery takes milliseconds.
+QUIET = 0.3
+
+
+async def nothing(*comms: WebsocketCommunicator, timeout: float = QUIET) -> bool:
+    """True when none of `comms` receives a frame within `timeout` seconds (one wait, then a look at each);
+    raises AssertionError naming the first frame that did arrive. The one way the suites say "nothing arrived"
+    (`tests.support.live.nothing` is its twin for real sockets)."""
+    for i, comm in enumerate(comms):
+        if not await comm.receive_nothing(timeout=timeout if i == 0 else 0.01):
+            raise AssertionError(f"expected nothing on {comm.scope.get('path')}, got {await comm.receive_output()!r}")
+    return True
 
 
 async def ping_ok(comm: WebsocketCommunicator) -> None:
