@@ -36,7 +36,6 @@ from typing import Literal, NotRequired, TypedDict, Unpack
 from urllib.parse import quote
 
 import httpx
-from asgiref.sync import async_to_sync
 from django.conf import settings
 
 from . import metrics
@@ -46,7 +45,6 @@ logger = logging.getLogger(__name__)
 PROVIDER_STUN = "stun"
 PROVIDER_CLOUDFLARE = "cloudflare"
 PROVIDER_COTURN = "coturn"
-PROVIDERS = frozenset({PROVIDER_STUN, PROVIDER_CLOUDFLARE, PROVIDER_COTURN})
 
 # Credential lifetime bounds, seconds. Below a minute a credential can expire during ICE gathering;
 # above a day a leaked credential stays useful too long (draft-uberti-behave-turn-rest-00 §2.1
@@ -117,10 +115,6 @@ class IceServers:
     provider: str
     fallback: bool = False
     failure: str | None = None
-
-    def has_turn(self) -> bool:
-        """True when at least one entry carries TURN credentials."""
-        return any("credential" in server for server in self.ice_servers)
 
 
 DEFAULT_TTL = 600
@@ -397,14 +391,6 @@ def _stun_only(ttl: int, clock: Callable[[], float] | None, *, failure: str) -> 
         fallback=True,
         failure=failure,
     )
-
-
-def get_ice_servers_sync(*, user_id: int | str, ttl: int | None = None, **kwargs: Unpack[IceOptions]) -> IceServers:
-    """Synchronous `get_ice_servers` (same keyword arguments and result) for sync code such as DRF views.
-
-    Must not be called from a thread running an event loop (use `await get_ice_servers(...)` there).
-    """
-    return async_to_sync(get_ice_servers)(user_id=user_id, ttl=ttl, **kwargs)
 
 
 def _fallback(provider: str, kind: str, reason: str, ttl: int, expires_at: datetime) -> IceServers:
