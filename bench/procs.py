@@ -52,11 +52,6 @@ def services_cpu_seconds() -> float:
     return sum(cpu_seconds(p) for p in service_pids())
 
 
-def cores() -> int:
-    """Cores this process may run on."""
-    return len(os.sched_getaffinity(0))
-
-
 def pin(pid: int, core: int) -> bool:
     """Pin `pid` (0 = this process) to `core` when the machine has more than one; True if pinned."""
     if (os.cpu_count() or 1) < 2 or core >= (os.cpu_count() or 1):
