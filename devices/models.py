@@ -107,3 +107,6 @@ class UsedSignature(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["device_id", "timestamp", "signature"], name="unique_used_signature")
         ]
+
+    def __str__(self) -> str:
+        return f"signature used by {self.device_id} at {self.timestamp}"
