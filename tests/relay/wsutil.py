@@ -1,5 +1,6 @@
 """Helpers for driving the relay's WebSockets with channels' WebsocketCommunicator."""
 
+import contextlib
 import json
 from urllib.parse import urlencode
 
@@ -80,7 +81,5 @@ async def ping_ok(comm: WebsocketCommunicator) -> None:
 async def close(*comms: WebsocketCommunicator) -> None:
     """Disconnect every communicator (ignoring ones already closed)."""
     for comm in comms:
-        try:
+        with contextlib.suppress(Exception):  # already closed by the relay
             await comm.disconnect()
-        except Exception:  # noqa: S110 - already closed by the relay
-            pass
