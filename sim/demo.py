@@ -70,7 +70,7 @@ async def _run(*args: str, env: dict[str, str], time_limit: float) -> str:
     except TimeoutError:
         process.kill()
         await process.wait()
-        raise SimError(f"manage.py {args[0]} took longer than {time_limit:.0f} s")
+        raise SimError(f"manage.py {args[0]} took longer than {time_limit:.0f} s") from None  # the message is all
     if process.returncode != 0:
         raise SimError(f"manage.py {args[0]} failed ({process.returncode}): {stderr.decode()[-2000:]}")
     return stdout.decode()
