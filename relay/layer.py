@@ -520,12 +520,7 @@ class RelayChannelLayer(BaseChannelLayer):
                     if kind == "message":
                         self._dispatch(item["data"])
                     elif kind == "subscribe":
-                        key = item["channel"].decode()
-                        future = self._pending_subs.pop(key, None)
-                        if future is not None and not future.done():
-                            future.set_result(None)
-                        if key == own and self._ready is not None and not self._ready.done():
-                            self._ready.set_result(None)
+                        self._subscription_confirmed(item["channel"].decode(), own)
                         backoff = 0.1
             except asyncio.CancelledError:
                 raise
@@ -542,6 +537,15 @@ class RelayChannelLayer(BaseChannelLayer):
                     await pubsub.aclose()
                 with contextlib.suppress(Exception):
                     await client.aclose()
+
+    def _subscription_confirmed(self, key: str, own: str) -> None:
+        """Redis confirmed the subscription to `key`: wake its `_subscribe` waiter, and once this process's
+        own key (`own`) is subscribed, `_ensure_reader`'s."""
+        future = self._pending_subs.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+        if key == own and self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
 
     async def _announce_groups(self) -> None:
         """After a lost subscription: other instances may have stopped publishing to our groups, and
