@@ -117,14 +117,14 @@ def machine(relay_root: Path) -> dict:
         pass
     try:
         commit = subprocess.run(
-            ["git", "-C", str(relay_root), "log", "-1", "--format=%h %s"],  # noqa: S607
+            ["git", "-C", str(relay_root), "log", "-1", "--format=%h %s"],
             capture_output=True,
             text=True,
             timeout=10,
             check=False,
         ).stdout.strip()[:90]
         dirty = subprocess.run(
-            ["git", "-C", str(relay_root), "status", "--porcelain", "--", "relay", "wimz"],  # noqa: S607
+            ["git", "-C", str(relay_root), "status", "--porcelain", "--", "relay", "wimz"],
             capture_output=True,
             text=True,
             timeout=10,
@@ -155,7 +155,7 @@ async def run_target(target, scenarios: list[str], n: dict) -> dict:
             result = await asyncio.wait_for(RUNNERS[name](target, n, deadline), timeout=budget + 60)
         except TimeoutError:
             result = {"failures": [f"{name}: did not finish within {budget + 60:.0f} s"]}
-        except Exception as exc:  # noqa: BLE001 - one scenario's crash is reported, the run goes on
+        except Exception as exc:  # one scenario's crash is reported, the run goes on
             result = {"failures": [f"{name}: crashed: {type(exc).__name__}: {exc}"]}
         result["seconds"] = round(time.perf_counter() - started, 1)
         result["settle_seconds"] = waited
@@ -225,7 +225,7 @@ def main(argv=None) -> int:
                 left = services.open_presence_rows()
                 if left:
                     notes.append(f"{left} relay presence rows still open after all targets stopped")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"bench could not run: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     meta["total_seconds"] = round(time.perf_counter() - started, 1)
@@ -245,7 +245,7 @@ def bench_target(
     t0 = time.perf_counter()
     try:
         target = start_target(name, services, pairs=pairs, idle=idle)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         services.failed = True
         msg = f"{name}: could not start: {exc}"
         (failures if name.startswith("relay") else notes).append(msg[:2000])
