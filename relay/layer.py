@@ -38,7 +38,7 @@ import secrets
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Mapping
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, cast
 
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
@@ -118,7 +118,7 @@ class RelayChannelLayer(BaseChannelLayer):
     may use up to twice `capacity`, so state changes are not lost behind a backlog of frames.
     """
 
-    extensions = ["groups", "flush"]
+    extensions: ClassVar[list[str]] = ["groups", "flush"]
 
     def __init__(
         self,
