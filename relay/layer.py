@@ -102,7 +102,7 @@ def encode_envelope(target: str, origin: str, message: Message, ack: str | None 
 
 def decode_envelope(data: bytes) -> tuple[str, str, str | None, dict[str, Any]]:
     """Inverse of `encode_envelope`: `(target, origin, ack, message)`. Raises ValueError on garbage."""
-    head, sep, text = data.partition(_ENVELOPE_SEP)
+    head, _, text = data.partition(_ENVELOPE_SEP)
     target, origin, ack, message, has_text = json.loads(head)
     if has_text:
         message["text"] = text.decode("utf-8")
@@ -147,6 +147,7 @@ class RelayChannelLayer(BaseChannelLayer):
         self._subscribed: set[str] = set()
         self._pending_subs: dict[str, asyncio.Future[None]] = {}
         self._ready: asyncio.Future[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()  # `_in_background` tasks not yet done
 
     # --- names -------------------------------------------------------------------------------------
 
@@ -577,7 +578,7 @@ class RelayChannelLayer(BaseChannelLayer):
             self.remote_interest.add(target)  # an instance sending to the group may host members too
             shed = self._deliver_local_group(target, message)
         if ack:
-            asyncio.ensure_future(self._quiet(self._ack(ack)))
+            self._in_background(self._ack(ack))
         if shed:
             self._report_shed(message, shed)
 
@@ -587,7 +588,7 @@ class RelayChannelLayer(BaseChannelLayer):
             logger.warning("%s message shed for %d full channel(s); no sender to tell", message.get("type"), shed)
             return
         notice = {"type": "relay.shed", "ref": message.get("ref"), "count": shed}
-        asyncio.ensure_future(self._quiet(self.send(reply_to, notice)))
+        self._in_background(self.send(reply_to, notice))
 
     async def _ack(self, key: str) -> None:
         client, _ = self._client()
@@ -595,6 +596,13 @@ class RelayChannelLayer(BaseChannelLayer):
         pipe.rpush(key, 1)
         pipe.expire(key, 10)
         await pipe.execute()
+
+    def _in_background(self, coro: Awaitable[None]) -> None:
+        """Run `coro` as a task whose failure is only logged (`_quiet`), referenced until it is done: the
+        event loop keeps only a weak reference to a task, which could otherwise be collected mid-flight."""
+        task = asyncio.ensure_future(self._quiet(coro))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     @staticmethod
     async def _quiet(coro: Awaitable[None]) -> None:
@@ -636,6 +644,7 @@ class _Publisher:
         self.client = client
         self.pending: list[_Publish] = []
         self.flushing = False
+        self._flusher: asyncio.Task[None] | None = None  # referenced: the loop keeps tasks weakly
 
     async def publish(self, key: str, payload: bytes) -> int:
         """Publish `payload` on `key`; returns how many subscribers received it."""
@@ -643,7 +652,7 @@ class _Publisher:
         self.pending.append((key, payload, future))
         if not self.flushing:
             self.flushing = True
-            asyncio.ensure_future(self._flush())
+            self._flusher = asyncio.ensure_future(self._flush())
         return await future
 
     async def _flush(self) -> None:
