@@ -77,7 +77,7 @@ class LayerUnavailable(ChannelFull):
 class _Queue:
     """One channel's bounded FIFO with a single waiting receiver."""
 
-    __slots__ = ("items", "bytes", "waiter")
+    __slots__ = ("bytes", "items", "waiter")
 
     def __init__(self) -> None:
         self.items: deque[Message] = deque()
