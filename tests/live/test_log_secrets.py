@@ -30,7 +30,7 @@ REQUIRED = ("timestamp", "level", "logger", "event", "instance")
 
 async def test_no_secret_of_a_whole_flow_reaches_a_log_line(live_relays, transactional_db, make_device):
     a, b = live_relays
-    device, secret = await c.db(lambda: make_device(DEVICE_ID))
+    _, secret = await c.db(lambda: make_device(DEVICE_ID))
     used: dict[str, str] = {"device secret": secret, "password": PASSWORD}
     base = int(time.time())  # signed timestamps base-3, base-2, base-1: each (timestamp, signature) is spent once
     async with httpx.AsyncClient(timeout=10) as http:
