@@ -1,6 +1,6 @@
 """Django admin for the email-based user model."""
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from django import forms
 from django.contrib import admin
@@ -24,7 +24,7 @@ class UserCreationAdminForm(_CreationForm):
     class Meta:
         model = User
         fields = ("email",)
-        field_classes = {"email": forms.EmailField}
+        field_classes: ClassVar[dict[str, type[forms.Field]]] = {"email": forms.EmailField}
 
     def clean_email(self) -> str:
         """Store the email lower-case and refuse a case-insensitive duplicate."""
@@ -40,7 +40,7 @@ class UserChangeAdminForm(_ChangeForm):
     class Meta:
         model = User
         fields = "__all__"
-        field_classes = {"email": forms.EmailField}
+        field_classes: ClassVar[dict[str, type[forms.Field]]] = {"email": forms.EmailField}
 
 
 @admin.register(User)

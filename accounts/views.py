@@ -50,9 +50,9 @@ class RegisterApi(APIView):
     (per client address, `WIMZ_THROTTLE_REGISTER_ADDRESS`).
     """
 
-    authentication_classes = []
-    permission_classes = [AllowAny]
-    throttle_classes = [RegisterAddressThrottle]
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+    throttle_classes = (RegisterAddressThrottle,)
 
     @extend_schema(
         request=RegisterInputSerializer,
@@ -74,9 +74,9 @@ class LoginApi(APIView):
     400 `invalid` (malformed body), 429 `throttled` (per account and per client address).
     """
 
-    authentication_classes = []
-    permission_classes = [AllowAny]
-    throttle_classes = [LoginAddressThrottle, LoginAccountThrottle]
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+    throttle_classes = (LoginAddressThrottle, LoginAccountThrottle)
 
     @extend_schema(
         request=CredentialsInputSerializer,
@@ -118,8 +118,8 @@ class LogoutApi(APIView):
     No access token needed: holding the refresh token is the proof. Errors: 401 `token_not_valid`.
     """
 
-    authentication_classes = []
-    permission_classes = [AllowAny]
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
 
     @extend_schema(
         request=RefreshInputSerializer,
@@ -137,7 +137,7 @@ class LogoutApi(APIView):
 class MeApi(APIView):
     """`GET /api/auth/me` → `{"user_id","email","date_joined","last_login"}` for the authenticated user."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = (IsAuthenticated,)
 
     @extend_schema(responses={200: MeOutputSerializer, 401: ERROR_SCHEMA}, summary="The current user")
     def get(self, request: Request) -> Response:
@@ -150,8 +150,8 @@ class ValidateApi(APIView):
     An invalid, expired or missing token answers 401 (`not_authenticated` / `token_not_valid`).
     """
 
-    authentication_classes = [JWTAuthentication]
-    permission_classes = [IsAuthenticated]
+    authentication_classes = (JWTAuthentication,)
+    permission_classes = (IsAuthenticated,)
 
     @extend_schema(
         responses={200: ValidateOutputSerializer, 401: ERROR_SCHEMA}, summary="Check an access token (compat)"

@@ -69,7 +69,7 @@ def _count_commands(redis_url: str, prefix: str, seconds: float) -> dict:
     import subprocess
 
     result = subprocess.run(
-        ["timeout", str(seconds), "redis-cli", "-u", redis_url, "monitor"],  # noqa: S603,S607
+        ["timeout", str(seconds), "redis-cli", "-u", redis_url, "monitor"],
         capture_output=True,
         text=True,
         check=False,

@@ -188,7 +188,7 @@ def main(argv=None) -> int:
             finally:
                 target.stop()
             result["mode"] = services.describe()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"profile could not run: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     result["label"] = args.label or f"relay at {args.relay_root}"

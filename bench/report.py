@@ -292,6 +292,9 @@ def targets_summary(per: dict) -> list[str]:
 # --- plots ---------------------------------------------------------------------------------------------
 
 
+_COLORS = {"raw": "tab:gray", "channels": "tab:blue", "relay1": "tab:red", "relay2": "tab:orange"}
+
+
 def plots(per: dict, out_dir: Path, prefix: str = "") -> list[Path]:
     """latency CDF, latency vs offered load, memory vs sockets as PNGs in `out_dir`; [] without matplotlib."""
     try:
@@ -303,8 +306,31 @@ def plots(per: dict, out_dir: Path, prefix: str = "") -> list[Path]:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    colors = {"raw": "tab:gray", "channels": "tab:blue", "relay1": "tab:red", "relay2": "tab:orange"}
+    for name, draw in (
+        ("latency-cdf", _plot_latency_cdf),
+        ("latency-vs-load", _plot_latency_vs_load),
+        ("memory-vs-sockets", _plot_memory),
+    ):
+        fig = draw(plt, per)
+        fig.tight_layout()
+        paths.append(out_dir / f"{prefix}{name}.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths
 
+
+def _label(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """Axis labels, title, a light grid and a legend when something was plotted."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+
+def _plot_latency_cdf(plt, per: dict):
+    """One-way latency CDFs: one pair (both directions) and 100 pairs, side by side."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for t in TARGETS:
         for d, style in (("r2a", "-"), ("a2r", "--")):
@@ -314,25 +340,20 @@ def plots(per: dict, out_dir: Path, prefix: str = "") -> list[Path]:
                     [p[0] for p in pts],
                     [p[1] for p in pts],
                     style,
-                    color=colors[t],
+                    color=_COLORS[t],
                     label=f"{TARGET_LABELS[t]} {'robot→app' if d == 'r2a' else 'app→robot'}",
                 )
         pts = dig(per, t, "pairs100", "cdf")
         if pts:
-            axes[1].plot([p[0] for p in pts], [p[1] for p in pts], color=colors[t], label=TARGET_LABELS[t])
+            axes[1].plot([p[0] for p in pts], [p[1] for p in pts], color=_COLORS[t], label=TARGET_LABELS[t])
     for ax, title in zip(axes, ("1 pair, one frame at a time", "100 pairs × 20 frames/s"), strict=True):
         ax.set_xscale("log")
-        ax.set_xlabel("one-way latency (ms, log)")
-        ax.set_ylabel("fraction of frames")
-        ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out_dir / f"{prefix}latency-cdf.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+        _label(ax, "one-way latency (ms, log)", "fraction of frames", title)
+    return fig
 
+
+def _plot_latency_vs_load(plt, per: dict):
+    """p50 and p99 latency at each step of the max-throughput ramp."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for t in TARGETS:
         steps = dig(per, t, "max", "steps") or []
@@ -342,26 +363,26 @@ def plots(per: dict, out_dir: Path, prefix: str = "") -> list[Path]:
                 x,
                 [s["latency_ms"].get("p50") for s in steps],
                 "-o",
-                color=colors[t],
+                color=_COLORS[t],
                 ms=3,
                 label=f"{TARGET_LABELS[t]} p50",
             )
             ax.plot(
-                x, [s["latency_ms"].get("p99") for s in steps], ":", color=colors[t], label=f"{TARGET_LABELS[t]} p99"
+                x, [s["latency_ms"].get("p99") for s in steps], ":", color=_COLORS[t], label=f"{TARGET_LABELS[t]} p99"
             )
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("offered frames/s (all pairs, both directions)")
-    ax.set_ylabel("one-way latency (ms)")
-    ax.set_title("Latency vs offered load (ramp ends at the first step not sustained)")
-    ax.grid(True, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out_dir / f"{prefix}latency-vs-load.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    _label(
+        ax,
+        "offered frames/s (all pairs, both directions)",
+        "one-way latency (ms)",
+        "Latency vs offered load (ramp ends at the first step not sustained)",
+    )
+    return fig
 
+
+def _plot_memory(plt, per: dict):
+    """Server RSS growth against the number of idle robot sockets."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for t in TARGETS:
         levels = dig(per, t, "memory", "levels") or []
@@ -370,21 +391,12 @@ def plots(per: dict, out_dir: Path, prefix: str = "") -> list[Path]:
                 [0] + [lv["sockets"] for lv in levels],
                 [0] + [lv["rss_growth_kib"] / 1024 for lv in levels],
                 "-o",
-                color=colors[t],
+                color=_COLORS[t],
                 ms=3,
                 label=TARGET_LABELS[t],
             )
-    ax.set_xlabel("idle robot sockets")
-    ax.set_ylabel("server RSS growth (MiB, all instances)")
-    ax.set_title("Memory vs idle sockets")
-    ax.grid(True, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out_dir / f"{prefix}memory-vs-sockets.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-    return paths
+    _label(ax, "idle robot sockets", "server RSS growth (MiB, all instances)", "Memory vs idle sockets")
+    return fig
 
 
 # --- docs/performance.md -----------------------------------------------------------------------------

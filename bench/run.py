@@ -117,14 +117,14 @@ def machine(relay_root: Path) -> dict:
         pass
     try:
         commit = subprocess.run(
-            ["git", "-C", str(relay_root), "log", "-1", "--format=%h %s"],  # noqa: S607
+            ["git", "-C", str(relay_root), "log", "-1", "--format=%h %s"],
             capture_output=True,
             text=True,
             timeout=10,
             check=False,
         ).stdout.strip()[:90]
         dirty = subprocess.run(
-            ["git", "-C", str(relay_root), "status", "--porcelain", "--", "relay", "wimz"],  # noqa: S607
+            ["git", "-C", str(relay_root), "status", "--porcelain", "--", "relay", "wimz"],
             capture_output=True,
             text=True,
             timeout=10,
@@ -155,7 +155,7 @@ async def run_target(target, scenarios: list[str], n: dict) -> dict:
             result = await asyncio.wait_for(RUNNERS[name](target, n, deadline), timeout=budget + 60)
         except TimeoutError:
             result = {"failures": [f"{name}: did not finish within {budget + 60:.0f} s"]}
-        except Exception as exc:  # noqa: BLE001 - one scenario's crash is reported, the run goes on
+        except Exception as exc:  # one scenario's crash is reported, the run goes on
             result = {"failures": [f"{name}: crashed: {type(exc).__name__}: {exc}"]}
         result["seconds"] = round(time.perf_counter() - started, 1)
         result["settle_seconds"] = waited
@@ -216,42 +216,64 @@ def main(argv=None) -> int:
             meta["description"] = services.describe()
             print(services.describe(), flush=True)
             for name in targets:
-                t0 = time.perf_counter()
-                try:
-                    target = start_target(name, services, pairs=pairs, idle=max_idle)
-                except Exception as exc:  # noqa: BLE001
-                    services.failed = True
-                    msg = f"{name}: could not start: {exc}"
-                    (failures if name.startswith("relay") else notes).append(msg[:2000])
-                    print(msg[:2000], file=sys.stderr)
-                    continue
-                print(f"{target.label}: started in {time.perf_counter() - t0:.1f} s (pids {target.pids})", flush=True)
-                try:
-                    per[name] = asyncio.run(run_target(target, scenarios, n))
-                finally:
-                    target.stop()
-                logs = target.logs()
-                tracebacks = logs.count("Traceback")
-                per[name]["server_log"] = {"tracebacks": tracebacks, "error_lines": logs.count(" ERROR ")}
-                found = [
-                    f"{name}/{msg}" for r in per[name].values() if isinstance(r, dict) for msg in r.get("failures", [])
-                ]
-                if tracebacks:
-                    found.append(f"{name}: {tracebacks} traceback(s) in the server log ({services.tmp})")
-                    services.failed = True
-                if target.kind == "relay":
-                    failures += found
-                else:
-                    notes += found
+                measured = bench_target(
+                    name, services, scenarios, n, pairs=pairs, idle=max_idle, failures=failures, notes=notes
+                )
+                if measured is not None:
+                    per[name] = measured
             if any(t.startswith("relay") for t in per):
                 left = services.open_presence_rows()
                 if left:
                     notes.append(f"{left} relay presence rows still open after all targets stopped")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"bench could not run: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     meta["total_seconds"] = round(time.perf_counter() - started, 1)
     results = {"meta": meta, "targets": per, "skipped": skipped, "failures": failures, "notes": notes}
+    write_report(results, args, out_dir)
+    return 1 if failures else 0
+
+
+def bench_target(
+    name: str, services: Services, scenarios: list[str], n: dict, *, pairs: int, idle: int, failures: list, notes: list
+) -> dict | None:
+    """Start target `name`, run `scenarios` against it and stop it; its results, None when it could not start.
+
+    What went wrong is appended to `failures` for a relay target (a correctness failure) and to `notes` for
+    a floor; a traceback in the server log marks the run failed (`services.failed`: its files are kept).
+    """
+    t0 = time.perf_counter()
+    try:
+        target = start_target(name, services, pairs=pairs, idle=idle)
+    except Exception as exc:
+        services.failed = True
+        msg = f"{name}: could not start: {exc}"
+        (failures if name.startswith("relay") else notes).append(msg[:2000])
+        print(msg[:2000], file=sys.stderr)
+        return None
+    print(f"{target.label}: started in {time.perf_counter() - t0:.1f} s (pids {target.pids})", flush=True)
+    try:
+        measured = asyncio.run(run_target(target, scenarios, n))
+    finally:
+        target.stop()
+    logs = target.logs()
+    tracebacks = logs.count("Traceback")
+    measured["server_log"] = {"tracebacks": tracebacks, "error_lines": logs.count(" ERROR ")}
+    found = [f"{name}/{msg}" for r in measured.values() if isinstance(r, dict) for msg in r.get("failures", [])]
+    if tracebacks:
+        found.append(f"{name}: {tracebacks} traceback(s) in the server log ({services.tmp})")
+        services.failed = True
+    if target.kind == "relay":
+        failures += found
+    else:
+        notes += found
+    return measured
+
+
+def write_report(results: dict, args: argparse.Namespace, out_dir: Path) -> None:
+    """Write the run's JSON, Markdown table and plots (and with `--write-docs` its docs section); print a summary."""
+    meta, per, failures, notes = results["meta"], results["targets"], results["failures"], results["notes"]
+    mode = meta["mode"]
     json_path = Path(args.json) if args.json else out_dir / f"bench-{mode}{'-quick' if args.quick else ''}.json"
     json_path.write_text(json.dumps(results, indent=1))
     table = report.markdown(report.table_rows(per))
@@ -270,7 +292,6 @@ def main(argv=None) -> int:
         print(f"docs: {report.write_docs(results, args.section, args.label, profile, images)}")
     verdict = "OK" if not failures else "FAILED\n  " + "\n  ".join(failures)
     print(f"total {meta['total_seconds']} s; correctness: {verdict}")
-    return 1 if failures else 0
 
 
 if __name__ == "__main__":

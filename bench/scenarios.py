@@ -6,6 +6,7 @@ Scenario names (for `--scenario`): latency, pairs100, pairs1000, max, setup, fan
 """
 
 import asyncio
+import contextlib
 import time
 from functools import partial
 
@@ -138,10 +139,8 @@ async def latency(target: Target, n: dict, deadline: float) -> dict:
         limit = now() + 5.0
         while phase.delivered[d] + phase.rate_limited[d] == before and now() < limit:
             rec.progress.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(rec.progress.wait(), timeout=0.5)
-            except TimeoutError:
-                pass
 
     warm = rec.start(0)
     for i in range(min(20, n["latency_frames"])):

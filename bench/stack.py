@@ -158,7 +158,7 @@ class Services:
             from django.db import connections
 
             connections.close_all()
-        except Exception:  # noqa: BLE001, S110 - Django may not be set up yet
+        except Exception:  # Django may not be set up yet
             pass
         with psycopg.connect(self._admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self._db_name}" WITH (FORCE)')
@@ -174,7 +174,7 @@ class Services:
             for start in range(0, len(keys), 1000):
                 client.delete(*keys[start : start + 1000])
             client.close()
-        except Exception as exc:  # noqa: BLE001 - cleanup only: the keys expire anyway
+        except Exception as exc:  # cleanup only: the keys expire anyway
             print(f"note: could not delete Redis keys {self.prefix}*: {exc}", file=sys.stderr)
 
     def env(self, **extra) -> dict:
@@ -214,7 +214,7 @@ class Services:
 
     def _setup_django(self) -> None:
         started = time.perf_counter()
-        result = subprocess.run(  # noqa: S603 - our interpreter, the relay checkout's manage.py
+        result = subprocess.run(  # our interpreter, the relay checkout's manage.py
             [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
             cwd=self.relay_root,
             env=self.env(),
@@ -280,7 +280,7 @@ class Services:
             from relay.models import Connection
 
             return Connection.objects.filter(disconnected_at__isnull=True).count()
-        except Exception:  # noqa: BLE001 - the relay's models may differ in another checkout
+        except Exception:  # the relay's models may differ in another checkout
             return None
         finally:
             connection.close()

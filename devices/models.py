@@ -48,7 +48,7 @@ class Device(models.Model):
     is_online: bool
 
     class Meta:
-        ordering = ["device_id"]
+        ordering = ["device_id"]  # noqa: RUF012 - a list, as in the migrations' state: a tuple would be a new migration
 
     def __str__(self) -> str:
         return self.device_id
@@ -104,6 +104,9 @@ class UsedSignature(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["device_id", "timestamp", "signature"], name="unique_used_signature")
-        ]
+        constraints = (
+            models.UniqueConstraint(fields=["device_id", "timestamp", "signature"], name="unique_used_signature"),
+        )
+
+    def __str__(self) -> str:
+        return f"signature used by {self.device_id} at {self.timestamp}"

@@ -39,7 +39,7 @@ class DeviceOutputSerializer(serializers.ModelSerializer[Device]):
 
     class Meta:
         model = Device
-        fields = ["device_id", "name", "is_online", "last_seen", "paired_at", "firmware_version", "capabilities"]
+        fields = ("device_id", "name", "is_online", "last_seen", "paired_at", "firmware_version", "capabilities")
         read_only_fields = fields
 
 
@@ -50,7 +50,7 @@ class CompatDeviceOutputSerializer(serializers.ModelSerializer[Device]):
 
     class Meta:
         model = Device
-        fields = ["device_id", "name", "is_online", "last_seen", "paired_at"]
+        fields = ("device_id", "name", "is_online", "last_seen", "paired_at")
         read_only_fields = fields
 
 

@@ -87,7 +87,7 @@ def _unpair(request: Request, device_id: str) -> _Unpaired:
 class DeviceListApi(APIView):
     """`GET /api/devices` → `[Device]`: the user's active devices with presence (`is_online`)."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = (IsAuthenticated,)
 
     @extend_schema(responses={200: DeviceOutputSerializer(many=True)}, summary="List my devices")
     def get(self, request: Request) -> Response:
@@ -98,7 +98,7 @@ class DeviceListApi(APIView):
 class DeviceDetailApi(APIView):
     """`GET /api/devices/<device_id>` → Device; `PATCH` `{"name"}` → Device. 404 `not_found` if not yours."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = (IsAuthenticated,)
 
     @extend_schema(responses={200: DeviceOutputSerializer, 404: ERROR_SCHEMA}, summary="One of my devices")
     def get(self, request: Request, device_id: str) -> Response:
@@ -129,7 +129,7 @@ class DevicePairApi(APIView):
     Pairing a device you already own succeeds (idempotent).
     """
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = (IsAuthenticated,)
     throttle_classes = PAIR_THROTTLES
 
     @extend_schema(
@@ -147,7 +147,7 @@ class DeviceUnpairApi(APIView):
     After commit the owner's apps get `device_status` `unpaired` and the device's sessions end (`unpaired`).
     """
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = (IsAuthenticated,)
 
     @extend_schema(request=None, responses={200: UnpairOutputSerializer, 404: ERROR_SCHEMA}, summary="Unpair a device")
     def post(self, request: Request, device_id: str) -> Response:
@@ -164,9 +164,9 @@ class RobotPairingCodeApi(APIView):
     expire. Throttled per client address (`WIMZ_THROTTLE_ROBOT_ADDRESS`), before the signature is checked.
     """
 
-    authentication_classes = []
-    permission_classes = [AllowAny]
-    throttle_classes = [RobotAddressThrottle]
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+    throttle_classes = (RobotAddressThrottle,)
 
     @extend_schema(
         request=None,
@@ -195,7 +195,7 @@ class RobotPairingCodeApi(APIView):
 class CompatDeviceListApi(APIView):
     """compat `GET /api/user/devices` → `{"devices":[{"device_id","name","is_online","last_seen","paired_at"}]}`."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = (IsAuthenticated,)
 
     @extend_schema(responses={200: CompatDeviceListOutputSerializer}, summary="List my devices (compat)")
     def get(self, request: Request) -> Response:
@@ -211,7 +211,7 @@ class CompatPairApi(APIView):
     Same rules and errors as `POST /api/devices/pair`; `{"device_id"}` alone → 400 `pairing_code_required`.
     """
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = (IsAuthenticated,)
     throttle_classes = PAIR_THROTTLES
 
     @extend_schema(
@@ -230,7 +230,7 @@ class CompatUnpairApi(APIView):
     404 `not_found` when the device is not yours (or does not exist).
     """
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = (IsAuthenticated,)
 
     @extend_schema(
         request=CompatUnpairInputSerializer,

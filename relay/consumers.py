@@ -276,17 +276,14 @@ class RelayConsumer(AsyncWebsocketConsumer):
         """Decode one frame and dispatch it; every failure becomes an error frame, the socket stays."""
         if self.closing:
             return
-        if text_data is None:
-            if not self.limiter.allow_frame():
-                await self._rate_limited(None)
-                return
+        if not self.limiter.allow_frame():  # before any parsing: a flood costs as little as possible
+            await self._rate_limited(None)
+            return
+        if text_data is None:  # a binary frame: it took its token like any frame, and is refused
             metrics.REFUSED[Code.BAD_REQUEST].inc()
             await self.send_frame(error_frame(Code.BAD_REQUEST, "binary frames are not supported; send JSON text"))
             return
         kind = None
-        if not self.limiter.allow_frame():  # before any parsing: a flood costs as little as possible
-            await self._rate_limited(None)
-            return
         try:
             frame = parse_text_frame(text_data, max_bytes=settings.WIMZ_MAX_FRAME_BYTES)
             kind = frame_type(frame, allow_legacy_event=self.party is None or self.party.role == ROBOT)
@@ -301,13 +298,9 @@ class RelayConsumer(AsyncWebsocketConsumer):
             if self.party is None:
                 await self._compat_auth(kind, frame)
                 return
-            if self.party.role == APP:
-                if await self._token_has_expired():
-                    metrics.REFUSED[Code.TOKEN_EXPIRED].inc()
-                    return
-                if kind == "auth":
-                    await self._renew(frame)
-                    return
+            if self.party.role == APP and await self._token_has_expired():
+                metrics.REFUSED[Code.TOKEN_EXPIRED].inc()
+                return
             await self._dispatch(kind, frame)
         except RelayError as exc:
             metrics.REFUSED[exc.code].inc()
@@ -335,6 +328,9 @@ class RelayConsumer(AsyncWebsocketConsumer):
             raise RelayError(Code.UNKNOWN_TYPE, f"'{kind}' is not accepted from this side", kind)
         if party.role == ROBOT:
             outcome = await dispatch.robot_frame(party, kind, frame)
+        elif kind == "auth":  # in-band renewal of the app's token, answered here (docs/protocol.md §5)
+            await self._renew(frame)
+            return
         else:
             outcome = await dispatch.app_frame(party, kind, frame)
         self.routed[kind].inc()  # pre-resolved children: one dict lookup (relay.metrics)

@@ -185,10 +185,10 @@ def _short(ref: Ref) -> Ref:
 async def _send(channel: str, message: Message, ref: Ref) -> None:
     try:
         await layer().send(channel, message)
-    except ChannelGone:
-        raise Undeliverable(Code.RATE_LIMITED, "receiver is no longer connected; frame not delivered", ref)
-    except ChannelFull:
-        raise RelayError(Code.RATE_LIMITED, "receiver is not keeping up; frame dropped", ref)
+    except ChannelGone as exc:
+        raise Undeliverable(Code.RATE_LIMITED, "receiver is no longer connected; frame not delivered", ref) from exc
+    except ChannelFull as exc:
+        raise RelayError(Code.RATE_LIMITED, "receiver is not keeping up; frame dropped", ref) from exc
 
 
 async def frame_to(
@@ -234,8 +234,8 @@ async def event_to_owner(owner_id: int, device_id: str, frame: Frame, *, reply_t
         await layer().group_send(owner_group(owner_id), message)
     except GroupSendShed as exc:
         return exc.shed
-    except ChannelFull:  # the layer could not send at all (Redis unreachable)
-        raise RelayError(Code.RATE_LIMITED, "relay could not deliver the event right now; retry", ref)
+    except ChannelFull as exc:  # the layer could not send at all (Redis unreachable: the cause says why)
+        raise RelayError(Code.RATE_LIMITED, "relay could not deliver the event right now; retry", ref) from exc
     return 0
 
 

@@ -38,7 +38,7 @@ import secrets
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Mapping
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, cast
 
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
@@ -77,7 +77,7 @@ class LayerUnavailable(ChannelFull):
 class _Queue:
     """One channel's bounded FIFO with a single waiting receiver."""
 
-    __slots__ = ("items", "bytes", "waiter")
+    __slots__ = ("bytes", "items", "waiter")
 
     def __init__(self) -> None:
         self.items: deque[Message] = deque()
@@ -102,7 +102,7 @@ def encode_envelope(target: str, origin: str, message: Message, ack: str | None 
 
 def decode_envelope(data: bytes) -> tuple[str, str, str | None, dict[str, Any]]:
     """Inverse of `encode_envelope`: `(target, origin, ack, message)`. Raises ValueError on garbage."""
-    head, sep, text = data.partition(_ENVELOPE_SEP)
+    head, _, text = data.partition(_ENVELOPE_SEP)
     target, origin, ack, message, has_text = json.loads(head)
     if has_text:
         message["text"] = text.decode("utf-8")
@@ -118,7 +118,7 @@ class RelayChannelLayer(BaseChannelLayer):
     may use up to twice `capacity`, so state changes are not lost behind a backlog of frames.
     """
 
-    extensions = ["groups", "flush"]
+    extensions: ClassVar[list[str]] = ["groups", "flush"]
 
     def __init__(
         self,
@@ -147,6 +147,7 @@ class RelayChannelLayer(BaseChannelLayer):
         self._subscribed: set[str] = set()
         self._pending_subs: dict[str, asyncio.Future[None]] = {}
         self._ready: asyncio.Future[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()  # `_in_background` tasks not yet done
 
     # --- names -------------------------------------------------------------------------------------
 
@@ -520,12 +521,7 @@ class RelayChannelLayer(BaseChannelLayer):
                     if kind == "message":
                         self._dispatch(item["data"])
                     elif kind == "subscribe":
-                        key = item["channel"].decode()
-                        future = self._pending_subs.pop(key, None)
-                        if future is not None and not future.done():
-                            future.set_result(None)
-                        if key == own and self._ready is not None and not self._ready.done():
-                            self._ready.set_result(None)
+                        self._subscription_confirmed(item["channel"].decode(), own)
                         backoff = 0.1
             except asyncio.CancelledError:
                 raise
@@ -542,6 +538,15 @@ class RelayChannelLayer(BaseChannelLayer):
                     await pubsub.aclose()
                 with contextlib.suppress(Exception):
                     await client.aclose()
+
+    def _subscription_confirmed(self, key: str, own: str) -> None:
+        """Redis confirmed the subscription to `key`: wake its `_subscribe` waiter, and once this process's
+        own key (`own`) is subscribed, `_ensure_reader`'s."""
+        future = self._pending_subs.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+        if key == own and self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
 
     async def _announce_groups(self) -> None:
         """After a lost subscription: other instances may have stopped publishing to our groups, and
@@ -573,7 +578,7 @@ class RelayChannelLayer(BaseChannelLayer):
             self.remote_interest.add(target)  # an instance sending to the group may host members too
             shed = self._deliver_local_group(target, message)
         if ack:
-            asyncio.ensure_future(self._quiet(self._ack(ack)))
+            self._in_background(self._ack(ack))
         if shed:
             self._report_shed(message, shed)
 
@@ -583,7 +588,7 @@ class RelayChannelLayer(BaseChannelLayer):
             logger.warning("%s message shed for %d full channel(s); no sender to tell", message.get("type"), shed)
             return
         notice = {"type": "relay.shed", "ref": message.get("ref"), "count": shed}
-        asyncio.ensure_future(self._quiet(self.send(reply_to, notice)))
+        self._in_background(self.send(reply_to, notice))
 
     async def _ack(self, key: str) -> None:
         client, _ = self._client()
@@ -591,6 +596,13 @@ class RelayChannelLayer(BaseChannelLayer):
         pipe.rpush(key, 1)
         pipe.expire(key, 10)
         await pipe.execute()
+
+    def _in_background(self, coro: Awaitable[None]) -> None:
+        """Run `coro` as a task whose failure is only logged (`_quiet`), referenced until it is done: the
+        event loop keeps only a weak reference to a task, which could otherwise be collected mid-flight."""
+        task = asyncio.ensure_future(self._quiet(coro))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     @staticmethod
     async def _quiet(coro: Awaitable[None]) -> None:
@@ -632,6 +644,7 @@ class _Publisher:
         self.client = client
         self.pending: list[_Publish] = []
         self.flushing = False
+        self._flusher: asyncio.Task[None] | None = None  # referenced: the loop keeps tasks weakly
 
     async def publish(self, key: str, payload: bytes) -> int:
         """Publish `payload` on `key`; returns how many subscribers received it."""
@@ -639,7 +652,7 @@ class _Publisher:
         self.pending.append((key, payload, future))
         if not self.flushing:
             self.flushing = True
-            asyncio.ensure_future(self._flush())
+            self._flusher = asyncio.ensure_future(self._flush())
         return await future
 
     async def _flush(self) -> None:

@@ -26,7 +26,7 @@ class TokenBucket:
     A `rate` of 0 (or less) never refuses. Times are `clock()` seconds.
     """
 
-    __slots__ = ("rate", "burst", "tokens", "stamp")
+    __slots__ = ("burst", "rate", "stamp", "tokens")
 
     def __init__(self, rate: float, burst: float, now: float):
         self.rate = rate
@@ -84,7 +84,7 @@ class Limits:
 class FrameLimiter:
     """One socket's buckets and its recent refusals. Not shared: each consumer owns one."""
 
-    __slots__ = ("limits", "frames", "types", "refusals", "window_start")
+    __slots__ = ("frames", "limits", "refusals", "types", "window_start")
 
     def __init__(self, limits: Limits, now: float | None = None):
         now = clock() if now is None else now

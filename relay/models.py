@@ -36,11 +36,11 @@ class Connection(models.Model):
     close_code = models.IntegerField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-connected_at"]
-        indexes = [
+        ordering = ["-connected_at"]  # noqa: RUF012 - a list, as in the migrations' state: a tuple would be a new migration
+        indexes = (
             models.Index(fields=["role", "user", "disconnected_at"], name="conn_role_user_open"),
             models.Index(fields=["role", "device", "disconnected_at"], name="conn_role_device_open"),
-        ]
+        )
 
     def __str__(self) -> str:
         who = self.device_id if self.role == self.Role.ROBOT else self.user_id
@@ -87,12 +87,12 @@ class Session(models.Model):
     robot_ice_candidates = models.PositiveIntegerField(default=0)
 
     class Meta:
-        ordering = ["-created_at"]
-        indexes = [
+        ordering = ["-created_at"]  # noqa: RUF012 - a list, as in the migrations' state: a tuple would be a new migration
+        indexes = (
             models.Index(fields=["device", "ended_at"], name="session_device_live"),
             models.Index(fields=["app_channel", "ended_at"], name="session_app_live"),
             models.Index(fields=["robot_channel", "ended_at"], name="session_robot_live"),
-        ]
+        )
 
     def __str__(self) -> str:
         return f"session {self.id} ({self.state})"

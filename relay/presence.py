@@ -79,14 +79,13 @@ def robot_channels(device_ids: Iterable[str]) -> dict[str, str]:
 
 def robot_channel(device_id: str) -> str | None:
     """Channel name of the robot socket currently open for `device_id`, or None when offline."""
-    row = (
+    return (
         live_connections()
         .filter(role=Connection.Role.ROBOT, device__device_id=device_id)
         .order_by("-connected_at")
         .values_list("channel_name", flat=True)
         .first()
     )
-    return row
 
 
 def online_device_ids(device_ids: Iterable[str]) -> set[str]:

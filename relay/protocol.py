@@ -134,13 +134,14 @@ def parse_text_frame(text: str, *, max_bytes: int) -> Frame:
         try:
             size = len(text.encode("utf-8"))
         except UnicodeEncodeError:  # a raw lone surrogate (a test client can send one; a socket cannot)
-            raise RelayError(Code.BAD_REQUEST, "frame contains a lone UTF-16 surrogate (\\uD800-\\uDFFF)")
+            # from None: the cause holds the client's whole frame text and says no more than the message.
+            raise RelayError(Code.BAD_REQUEST, "frame contains a lone UTF-16 surrogate (\\uD800-\\uDFFF)") from None
     if size > max_bytes:
         raise RelayError(Code.MESSAGE_TOO_LARGE, f"frame of {size} bytes exceeds the limit of {max_bytes} bytes")
     try:
         frame = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError):
-        raise RelayError(Code.BAD_REQUEST, "frame is not valid JSON")
+        raise RelayError(Code.BAD_REQUEST, "frame is not valid JSON") from None  # the cause quotes client text
     if not isinstance(frame, dict):
         raise RelayError(Code.BAD_REQUEST, "frame must be a JSON object")
     # Only a frame with more brackets than the limit can nest deeper than it: the common frame pays two
@@ -242,7 +243,8 @@ def session_id_of(frame: Frame) -> str:
     try:
         return str(uuid.UUID(raw))
     except ValueError:
-        raise RelayError(Code.NOT_AUTHORIZED, "unknown session", raw[:64])
+        # from None: a malformed id is answered like an unknown one (docs/protocol.md §15).
+        raise RelayError(Code.NOT_AUTHORIZED, "unknown session", raw[:64]) from None
 
 
 def require_sdp(frame: Frame, expected: str) -> None:

@@ -61,7 +61,7 @@ class SessionSerializer(serializers.ModelSerializer[Session]):
 
     class Meta:
         model = Session
-        fields = [
+        fields = (
             "session_id",
             "device_id",
             "state",
@@ -72,5 +72,5 @@ class SessionSerializer(serializers.ModelSerializer[Session]):
             "end_reason",
             "app_ice_candidates",
             "robot_ice_candidates",
-        ]
+        )
         read_only_fields = fields

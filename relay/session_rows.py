@@ -125,10 +125,7 @@ def session_for_party(
     session = Session.objects.select_related("device").filter(pk=session_id).first()
     if session is None:
         raise RelayError(Code.NOT_AUTHORIZED, "unknown session", session_id)
-    if side == APP:
-        is_party = session.user_id == user_id
-    else:
-        is_party = session.device_id == device_pk
+    is_party = (session.user_id == user_id) if side == APP else (session.device_id == device_pk)
     if not is_party:
         raise RelayError(Code.NOT_AUTHORIZED, "unknown session", session_id)
     if session.ended_at is not None:

@@ -168,6 +168,52 @@ class _Call:
             self.failed.set_result(frame)
 
 
+class _Media:
+    """What the robot sends on the call's peer connection `pc`: its video track, whose frames are decoded
+    and counted (`frames`, `size` of the last one; `first_frame` resolves with the `perf_counter()` of the
+    first, `enough_frames` once `wanted` were decoded), and its data channel (`channel_ready`)."""
+
+    def __init__(self, pc: RTCPeerConnection, wanted: int):
+        loop = asyncio.get_running_loop()
+        self.wanted = wanted
+        self.frames = 0
+        self.size: tuple[int, int] | None = None
+        self.first_frame: asyncio.Future = loop.create_future()
+        self.enough_frames: asyncio.Future = loop.create_future()
+        self.channel_ready: asyncio.Future = loop.create_future()
+        self._consumers: list[asyncio.Task] = []
+        pc.on("track", self._on_track)
+        pc.on("datachannel", self._on_datachannel)
+
+    def _on_track(self, track) -> None:
+        if track.kind == "video":
+            self._consumers.append(asyncio.create_task(self._consume(track)))
+
+    def _on_datachannel(self, channel) -> None:
+        if not self.channel_ready.done():
+            self.channel_ready.set_result(channel)
+
+    async def _consume(self, track) -> None:
+        """Decode every frame of the robot's video track until it ends."""
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            self.frames += 1
+            self.size = (frame.width, frame.height)
+            if not self.first_frame.done():
+                self.first_frame.set_result(time.perf_counter())
+            if self.frames >= self.wanted and not self.enough_frames.done():
+                self.enough_frames.set_result(None)
+
+    async def stop(self) -> None:
+        """Cancel the track consumers and wait for them to end."""
+        for task in self._consumers:
+            task.cancel()
+        await asyncio.gather(*self._consumers, return_exceptions=True)
+
+
 class AppSim:
     """A simulated app connected to `/ws/app` with an access JWT.
 
@@ -227,7 +273,7 @@ class AppSim:
             await self.wait_online(device_id, min(time_limit / 2, 10.0))
         call = self._call = _Call(device_id)
         pc: RTCPeerConnection | None = None
-        consumers: list[asyncio.Task] = []
+        media: _Media | None = None
         try:
             started = time.perf_counter()
             await self.socket.send(
@@ -239,34 +285,7 @@ class AppSim:
             offer_at = time.perf_counter()
 
             pc = RTCPeerConnection(rtc_configuration(credentials.get("ice_servers"), relay_only=self.relay_only))
-            first_frame: asyncio.Future = asyncio.get_running_loop().create_future()
-            enough_frames: asyncio.Future = asyncio.get_running_loop().create_future()
-            channel_ready: asyncio.Future = asyncio.get_running_loop().create_future()
-            counter = {"frames": 0, "size": None}
-
-            async def consume(track) -> None:
-                """Decode every frame of the robot's video track until it ends."""
-                while True:
-                    try:
-                        frame = await track.recv()
-                    except MediaStreamError:
-                        return
-                    counter["frames"] += 1
-                    counter["size"] = (frame.width, frame.height)
-                    if not first_frame.done():
-                        first_frame.set_result(time.perf_counter())
-                    if counter["frames"] >= frames and not enough_frames.done():
-                        enough_frames.set_result(None)
-
-            @pc.on("track")
-            def on_track(track):
-                if track.kind == "video":
-                    consumers.append(asyncio.create_task(consume(track)))
-
-            @pc.on("datachannel")
-            def on_datachannel(channel):
-                if not channel_ready.done():
-                    channel_ready.set_result(channel)
+            media = _Media(pc, frames)
 
             sdp = offer.get("sdp")
             await pc.setRemoteDescription(
@@ -292,11 +311,12 @@ class AppSim:
                 answer_sent_ms=(answered_at - started) * 1000,
                 local_candidates=len(local),
             )
-            channel = await self._step(call, channel_ready, "the robot's data channel", deadline)
+            channel = await self._step(call, media.channel_ready, "the robot's data channel", deadline)
             result.datachannel_rtts_ms = await self._round_trips(call, channel, rtt_samples, deadline)
-            result.first_frame_ms = (await self._step(call, first_frame, "a decoded frame", deadline) - started) * 1000
-            await self._step(call, enough_frames, f"{frames} decoded frames", deadline)
-            result.frames_decoded, result.frame_size = counter["frames"], counter["size"]
+            first_frame_at = await self._step(call, media.first_frame, "a decoded frame", deadline)
+            result.first_frame_ms = (first_frame_at - started) * 1000
+            await self._step(call, media.enough_frames, f"{frames} decoded frames", deadline)
+            result.frames_decoded, result.frame_size = media.frames, media.size
             result.candidate_pair = nominated_pair(pc)
 
             await self.socket.send({"type": "webrtc_close", "session_id": call.session_id})
@@ -308,9 +328,8 @@ class AppSim:
             self._call = None
             if pc is not None:
                 await pc.close()
-            for task in consumers:
-                task.cancel()
-            await asyncio.gather(*consumers, return_exceptions=True)
+            if media is not None:
+                await media.stop()
 
     async def _round_trips(self, call: _Call, channel, samples: int, deadline: float) -> list[float]:
         """Send `samples` `"ping <perf_counter>"` messages one after another; the echo times in ms."""

@@ -70,7 +70,7 @@ async def _run(*args: str, env: dict[str, str], time_limit: float) -> str:
     except TimeoutError:
         process.kill()
         await process.wait()
-        raise SimError(f"manage.py {args[0]} took longer than {time_limit:.0f} s")
+        raise SimError(f"manage.py {args[0]} took longer than {time_limit:.0f} s") from None  # the message is all
     if process.returncode != 0:
         raise SimError(f"manage.py {args[0]} failed ({process.returncode}): {stderr.decode()[-2000:]}")
     return stdout.decode()
@@ -245,10 +245,7 @@ async def run_demo(
         if relay is not None:
             url = await relay.start()
         if device is None:
-            if relay is None and urlsplit(url).hostname not in LOCAL_HOSTS:
-                raise SimError("a remote --url needs --device-id, --secret and --pairing-code")
-            env = relay.env if relay is not None else {**os.environ, "DEBUG": os.environ.get("DEBUG", "1")}
-            device = await provision_device(f"demo_robot_{secrets.token_hex(4)}", env)
+            device = await _provision_for_demo(url, relay)
         result = DemoResult(url=url, device_id=device.device_id)
 
         api = RelayApi(url)
@@ -265,52 +262,85 @@ async def run_demo(
             result.problems.append(f"call failed: {exc}")
             return result
 
-        robot_session = robot.sessions.get(call.session_id)
-        if robot_session is None:
-            result.problems.append(f"the robot never got a webrtc_request for session {call.session_id}")
-        else:
-            if robot_session.answer_received_at is not None:
-                result.answer_delivered_ms = (robot_session.answer_received_at - call.request_sent_at) * 1000
-
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(3.0):
-                    await robot_session.ended.wait()
-            result.robot_close_reason = robot_session.close_reason
-            if robot_session.close_reason != "closed_by_app":
-                result.problems.append(
-                    f"robot's webrtc_close reason={robot_session.close_reason!r}, expected 'closed_by_app'"
-                )
-
-        for _ in range(25):  # the row may lag the close frames by a moment: up to 5 s
-            with contextlib.suppress(SimError):
-                result.history = await api.session(call.session_id)
-            if result.history is not None and result.history.get("state") == "ended":
-                break
-            await asyncio.sleep(0.2)
+        await _check_robot_side(result, robot, call)
+        result.history = await _ended_history(api, call.session_id)
         result.problems += check_history(result.history, call.session_id)
-        if call.frames_decoded < frames:
-            result.problems.append(f"{call.frames_decoded} frames decoded, expected at least {frames}")
-        if call.datachannel_rtt_ms is None:
-            result.problems.append("no data-channel echo came back")
-        result.problems += [f"relay error frame {frame}" for frame in call.relay_errors]
-        if turn and call.candidate_pair != ("relay", "relay"):
-            result.problems.append(f"ICE candidate pair {call.candidate_pair}, expected relay/relay through TURN")
+        result.problems += check_call(call, frames=frames, turn=turn)
         return result
     finally:
         for closer in (app and app.close, robot and robot.stop, api and api.aclose):
             if closer is not None:
                 with contextlib.suppress(Exception):
                     await closer()
-        if relay is not None:
-            if result is not None:
-                result.relay_log_problems = relay.log_problems()
-                if not result.ok:
-                    print(f"--- relay log (last lines) ---\n{relay.log_tail()}\n---", file=sys.stderr)
-            await relay.stop()
-        if turn_server is not None:
-            if result is not None and not result.ok:
-                print(f"--- turnserver log (last lines) ---\n{turn_server.log_tail()}\n---", file=sys.stderr)
-            await turn_server.stop()
+        await _stop_servers(result, relay, turn_server)
+
+
+async def _provision_for_demo(url: str, relay: LocalRelay | None) -> Provisioned:
+    """A new robot for the demo, in the started relay's database or, for a local `url`, this environment's."""
+    if relay is None and urlsplit(url).hostname not in LOCAL_HOSTS:
+        raise SimError("a remote --url needs --device-id, --secret and --pairing-code")
+    env = relay.env if relay is not None else {**os.environ, "DEBUG": os.environ.get("DEBUG", "1")}
+    return await provision_device(f"demo_robot_{secrets.token_hex(4)}", env)
+
+
+async def _check_robot_side(result: DemoResult, robot: RobotSim, call: CallResult) -> None:
+    """The robot's view of the call into `result`: when the answer reached it, and that it was told
+    `webrtc_close` with reason `closed_by_app` (waiting up to 3 s for it)."""
+    robot_session = robot.sessions.get(call.session_id)
+    if robot_session is None:
+        result.problems.append(f"the robot never got a webrtc_request for session {call.session_id}")
+        return
+    if robot_session.answer_received_at is not None:
+        result.answer_delivered_ms = (robot_session.answer_received_at - call.request_sent_at) * 1000
+
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(3.0):
+            await robot_session.ended.wait()
+    result.robot_close_reason = robot_session.close_reason
+    if robot_session.close_reason != "closed_by_app":
+        result.problems.append(f"robot's webrtc_close reason={robot_session.close_reason!r}, expected 'closed_by_app'")
+
+
+async def _ended_history(api: RelayApi, session_id: str) -> dict | None:
+    """The session's history row once it is `ended` (the row may lag the close frames by a moment: up
+    to 5 s); the last row read when it never is, None when none could be read."""
+    history = None
+    for _ in range(25):
+        with contextlib.suppress(SimError):
+            history = await api.session(session_id)
+        if history is not None and history.get("state") == "ended":
+            break
+        await asyncio.sleep(0.2)
+    return history
+
+
+def check_call(call: CallResult, *, frames: int, turn: bool) -> list[str]:
+    """What is wrong with the app's figures of a call (empty list: nothing): too few decoded frames, no
+    data-channel echo, relay error frames, and with `turn` a candidate pair not relayed through TURN."""
+    problems = []
+    if call.frames_decoded < frames:
+        problems.append(f"{call.frames_decoded} frames decoded, expected at least {frames}")
+    if call.datachannel_rtt_ms is None:
+        problems.append("no data-channel echo came back")
+    problems += [f"relay error frame {frame}" for frame in call.relay_errors]
+    if turn and call.candidate_pair != ("relay", "relay"):
+        problems.append(f"ICE candidate pair {call.candidate_pair}, expected relay/relay through TURN")
+    return problems
+
+
+async def _stop_servers(result: DemoResult | None, relay: LocalRelay | None, turn_server: LocalTurn | None) -> None:
+    """Stop the relay and TURN server the demo started; the relay's log problems go into `result`, and
+    both logs' last lines to stderr when a check failed."""
+    if relay is not None:
+        if result is not None:
+            result.relay_log_problems = relay.log_problems()
+            if not result.ok:
+                print(f"--- relay log (last lines) ---\n{relay.log_tail()}\n---", file=sys.stderr)
+        await relay.stop()
+    if turn_server is not None:
+        if result is not None and not result.ok:
+            print(f"--- turnserver log (last lines) ---\n{turn_server.log_tail()}\n---", file=sys.stderr)
+        await turn_server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

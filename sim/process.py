@@ -50,7 +50,7 @@ class RelayProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         if argv is None:
             argv = [sys.executable, "-m", "wimz.serve", "--host", "127.0.0.1", "--port", "{port}", *extra_args]
-        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and modules, fixed arguments
+        self.proc = subprocess.Popen(  # our own interpreter and modules, fixed arguments
             [a.replace("{port}", str(self.port)) for a in argv],
             cwd=cwd or REPO,
             env=env,
@@ -81,7 +81,7 @@ class RelayProcess:
                 if self.health_path is None:
                     with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                         return
-                with urllib.request.urlopen(self.http + self.health_path, timeout=2) as response:  # noqa: S310
+                with urllib.request.urlopen(self.http + self.health_path, timeout=2) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError):

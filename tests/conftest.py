@@ -7,7 +7,7 @@ import pytest
 from channels.layers import channel_layers
 from rest_framework_simplejwt.tokens import AccessToken
 
-from tests.support.factories import PASSWORD, DeviceFactory, UserFactory  # noqa: F401 (PASSWORD: tests import it here)
+from tests.support.factories import PASSWORD, DeviceFactory, UserFactory  # PASSWORD: tests import it here
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -49,7 +49,7 @@ class ForwardConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_send(self.peer_group, {"type": "floor.frame", "text": text_data})
         except ChannelFull:
             await self.send(text_data=RATE_LIMITED)
-        except Exception as exc:  # noqa: BLE001 - e.g. the Redis pool exhausted: answer, as the relay does
+        except Exception as exc:  # e.g. the Redis pool exhausted: answer, as the relay does
             await self.send(text_data=INTERNAL.replace("{}", type(exc).__name__))
 
     async def floor_frame(self, message):

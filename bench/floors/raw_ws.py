@@ -31,7 +31,7 @@ async def handler(ws) -> None:
             for peer in tuple(members[other]):
                 try:
                     await peer.send(message)
-                except Exception:  # noqa: BLE001, S112 - a peer that went away
+                except Exception:  # a peer that went away
                     continue
     finally:
         members[role].discard(ws)

@@ -229,7 +229,7 @@ class _Upstream(http.server.ThreadingHTTPServer):
         upstream = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's naming
+            def do_GET(self):  # http.server's naming
                 upstream.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
                 body = b"ok"
                 self.send_response(200)

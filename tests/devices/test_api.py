@@ -199,8 +199,8 @@ def test_compat_pair_device(u1, make_device, client_for, key):
 
 def test_unpair_and_compat_unpair(u1, make_device, client_for):
     """`POST /api/devices/<id>/unpair` and compat `POST /api/user/unpair-device` answer the unpaired status."""
-    d1, _ = make_device("r1", owner=u1)
-    d2, _ = make_device("r2", owner=u1)
+    make_device("r1", owner=u1)
+    make_device("r2", owner=u1)
     client = client_for(u1)
     r = client.post("/api/devices/r1/unpair")
     assert r.status_code == 200
@@ -274,7 +274,7 @@ def test_robot_code_request_expires_previous_robot_code(make_device, api, robot_
 def test_secret_never_appears_in_any_api_response(u1, make_device, client_for, api, robot_headers, set_online):
     """Across every devices endpoint (success and error answers) the device secret never appears in a body."""
     device, secret = make_device(owner=None)
-    other, other_secret = make_device("r_other", owner=None)
+    _, other_secret = make_device("r_other", owner=None)
     set_online(device)
     client = client_for(u1)
     now = int(time.time())

@@ -143,11 +143,11 @@ def test_bulk_refuses_duplicates_and_writes_nothing(tmp_path, make_device):
     """An id already stored, or given twice, fails the whole batch with a CommandError naming it; nothing
     is written (no device, no pairing code)."""
     make_device("lab_07")
-    with pytest.raises(CommandError, match="already exist.*lab_07"):
+    with pytest.raises(CommandError, match=r"already exist.*lab_07"):
         run("provision_device", "--count", "20", "--prefix", "lab_")
     path = tmp_path / "twice.csv"
     path.write_text("one\ntwo\none\n")
-    with pytest.raises(CommandError, match="more than once.*'one'"):
+    with pytest.raises(CommandError, match=r"more than once.*'one'"):
         run("provision_device", "--csv", str(path))
     assert list(Device.objects.values_list("device_id", flat=True)) == ["lab_07"]
     assert not PairingCode.objects.exists()

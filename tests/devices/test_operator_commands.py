@@ -42,7 +42,7 @@ def test_list_devices_json_never_prints_a_secret_and_filters(make_user, make_dev
     owner, presence and state; the secret appears nowhere."""
     user = make_user("owner@example.com")
     r1, s1 = make_device("wimz_robot_01", owner=user)
-    r2, s2 = make_device("wimz_robot_02", is_active=False)
+    _, s2 = make_device("wimz_robot_02", is_active=False)
     set_online(r1)
     out, _ = run("list_devices", "--json")
     rows = [json.loads(line) for line in out.splitlines()]

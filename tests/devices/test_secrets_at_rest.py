@@ -198,7 +198,7 @@ def test_rotate_secret_keys_encrypts_a_plain_row(keys, make_device):
 def test_commands_that_need_secrets_fail_clearly_without_keys(keys, settings, make_device, keys_value):
     """Without usable keys, provisioning (one or bulk), `rotate_device_secret` and `rotate_secret_keys` stop with
     a CommandError naming WIMZ_SECRET_KEYS and change nothing; commands that need no secret still run."""
-    device, secret = make_device("r1")
+    make_device("r1")
     token = stored("r1")
     settings.WIMZ_SECRET_KEYS = keys_value
     for args in (

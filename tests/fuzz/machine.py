@@ -264,7 +264,7 @@ class RelayMachine(RuleBasedStateMachine):
         """docs/protocol.md §12 from the model's facts: (error Match, None) or (None, device index)."""
         if "device_id" in frame and frame["device_id"] is not None:
             device_id = frame["device_id"]
-            if not isinstance(device_id, str) or not fs._ID_CHARS >= set(device_id) or not 0 < len(device_id) <= 64:
+            if not isinstance(device_id, str) or not set(device_id) <= fs._ID_CHARS or not 0 < len(device_id) <= 64:
                 return error("BAD_REQUEST", ref), None
             index = next((d for d, dev in enumerate(self.devices) if dev.device_id == device_id), None)
             if index is None or index not in self._owned(user):

@@ -89,9 +89,7 @@ class Match:
             if want is ABSENT:
                 if key in frame:
                     return False
-            elif key not in frame:
-                return False
-            elif want is not ANY and not _same(frame[key], want):
+            elif key not in frame or (want is not ANY and not _same(frame[key], want)):
                 return False
         if self.exact:
             wanted = {k for k, v in self.keys.items() if v is not ABSENT}

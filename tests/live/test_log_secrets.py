@@ -30,7 +30,7 @@ REQUIRED = ("timestamp", "level", "logger", "event", "instance")
 
 async def test_no_secret_of_a_whole_flow_reaches_a_log_line(live_relays, transactional_db, make_device):
     a, b = live_relays
-    device, secret = await c.db(lambda: make_device(DEVICE_ID))
+    _, secret = await c.db(lambda: make_device(DEVICE_ID))
     used: dict[str, str] = {"device secret": secret, "password": PASSWORD}
     base = int(time.time())  # signed timestamps base-3, base-2, base-1: each (timestamp, signature) is spent once
     async with httpx.AsyncClient(timeout=10) as http:
@@ -93,29 +93,39 @@ async def test_no_secret_of_a_whole_flow_reaches_a_log_line(live_relays, transac
             await app.close()
             await robot.close()
 
-        # refused handshakes: bad tokens and a bad signature
-        expired = await c.db(lambda: _expired_token(user_id))
-        used["expired token"] = expired
-        for token in (tampered, expired, "garbage-token-value-123"):
-            assert await c.handshake_status(b.ws + "/ws/app?" + urlencode({"token": token})) == 403
-        wrong = c.robot_headers(DEVICE_ID, generate_secret(), int(time.time()))
-        used["bad signature"] = wrong["X-Signature"]
-        assert await c.handshake_status(a.ws + "/ws/device", wrong) == 403
-        query_ts = base - 1
-        query_sig = signed(DEVICE_ID, secret, query_ts).sig
-        used["query signature"] = query_sig
-        assert (
-            await c.handshake_status(
-                a.ws + "/ws/device?" + urlencode({"device_id": DEVICE_ID, "ts": query_ts, "sig": query_sig})
-            )
-            == 101
-        )
+        # refused handshakes (bad tokens, a bad signature) and one signed in the query string
+        await _handshakes(a, b, used, user_id=user_id, tampered=tampered, secret=secret, query_ts=base - 1)
 
         for refresh in (registered["refresh"], refreshed["refresh"]):
             assert (await http.post(b.http + "/api/auth/logout", json={"refresh": refresh})).status_code == 200
     await asyncio.sleep(0.5)
+    _check_log_lines((a.output() + b.output()).splitlines(), used, user_id=user_id, session_id=session_id)
 
-    lines = (a.output() + b.output()).splitlines()
+
+async def _handshakes(a, b, used: dict[str, str], *, user_id: int, tampered: str, secret: str, query_ts: int) -> None:
+    """Refused handshakes (bad tokens on B, a bad signature on A) and a robot's accepted one signed in the
+    query string at `query_ts`; every token and signature they use goes into `used`."""
+    expired = await c.db(lambda: _expired_token(user_id))
+    used["expired token"] = expired
+    for token in (tampered, expired, "garbage-token-value-123"):
+        assert await c.handshake_status(b.ws + "/ws/app?" + urlencode({"token": token})) == 403
+    wrong = c.robot_headers(DEVICE_ID, generate_secret(), int(time.time()))
+    used["bad signature"] = wrong["X-Signature"]
+    assert await c.handshake_status(a.ws + "/ws/device", wrong) == 403
+    query_sig = signed(DEVICE_ID, secret, query_ts).sig
+    used["query signature"] = query_sig
+    assert (
+        await c.handshake_status(
+            a.ws + "/ws/device?" + urlencode({"device_id": DEVICE_ID, "ts": query_ts, "sig": query_sig})
+        )
+        == 101
+    )
+
+
+def _check_log_lines(lines: list[str], used: dict[str, str], *, user_id: int, session_id: str) -> None:
+    """Every line is a JSON object with the `REQUIRED` fields; no value of `used` (named by its key) nor a
+    token's tail is in them; and they are useful: the robot's, the user's and the session's lines name
+    them, the access log has every request and handshake, and the relays logged at DEBUG."""
     records = []
     for line in lines:
         record = json.loads(line)  # every line is one JSON object

@@ -104,7 +104,7 @@ async def test_heartbeat_refreshes_every_row_of_the_process_in_a_few_queries(wor
         assert old == fresh == 6
         return len(queries), fresh
 
-    queries, fresh = await beat_and_count()
+    queries, _ = await beat_and_count()
     assert queries <= 4  # one UPDATE for all rows of the process (+ robots, users), not one per socket
 
 
@@ -143,7 +143,7 @@ async def test_event_goes_to_the_owner_group_and_nowhere_without_an_owner(world)
 
 async def test_event_to_a_full_app_socket_is_rate_limited_not_lost(world, settings):
     robot = await _robot(world)
-    app, _ = await _app(world)
+    await _app(world)  # the owner's app, whose queue the events fill
     layer = get_channel_layer()
     layer.capacity = 1
     await messaging.event(robot, {"type": "battery"})

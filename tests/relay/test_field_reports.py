@@ -239,14 +239,16 @@ async def test_f5_early_ice_order_per_direction_byte_for_byte(world):
     robot, app = await flows.robot_app(world)
     await ws.send(app, {"type": "webrtc_request", "device_id": R1})
     session_id = (await ws.recv(app))["session_id"]
-    app_cands = (
-        APP_CANDIDATES[:2]
-        + [{**APP_CANDIDATES[2], "sdpMid": None}]
-        + APP_CANDIDATES[3:]
-        + [{"candidate": APP_CANDIDATES[0]["candidate"], "sdpMid": None, "sdpMLineIndex": 0}, None]
-    )
-    robot_cands = ROBOT_CANDIDATES + [
-        {"candidate": ROBOT_CANDIDATES[1]["candidate"], "sdpMid": None, "sdpMLineIndex": 0}
+    app_cands = [
+        *APP_CANDIDATES[:2],
+        {**APP_CANDIDATES[2], "sdpMid": None},
+        *APP_CANDIDATES[3:],
+        {"candidate": APP_CANDIDATES[0]["candidate"], "sdpMid": None, "sdpMLineIndex": 0},
+        None,
+    ]
+    robot_cands = [
+        *ROBOT_CANDIDATES,
+        {"candidate": ROBOT_CANDIDATES[1]["candidate"], "sdpMid": None, "sdpMLineIndex": 0},
     ]
     assert len(app_cands) == 6 and len(robot_cands) == 5
 

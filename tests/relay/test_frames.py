@@ -34,7 +34,7 @@ def without(frame: dict, *keys) -> dict:
 @pytest.fixture
 def r3(world, make_device):
     """A second device of U1 (`wimz_robot_03`), so U1 owns two."""
-    device, secret = make_device("wimz_robot_03", owner=world.u1)
+    _, secret = make_device("wimz_robot_03", owner=world.u1)
     return secret
 
 

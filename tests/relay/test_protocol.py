@@ -240,7 +240,7 @@ def test_robot_event_keeps_every_other_key_and_does_not_mutate_the_input():
 
 def test_reserved_types_are_exactly_the_contract_list():
     """The relay-reserved types are those of docs/protocol.md §8."""
-    assert protocol.RESERVED_TYPES == {
+    assert {
         "ping",
         "pong",
         "auth",
@@ -255,12 +255,12 @@ def test_reserved_types_are_exactly_the_contract_list():
         "webrtc_ice",
         "webrtc_close",
         "webrtc_error",
-    }
+    } == protocol.RESERVED_TYPES
 
 
 def test_each_role_may_send_only_its_tables_reserved_types():
     """Robot: hello/offer/ice/error/close (+ping/pong); app: auth/request/answer/ice/close (+ping/pong)."""
-    assert protocol.ROBOT_TYPES == {
+    assert {
         "ping",
         "pong",
         "hello",
@@ -268,8 +268,8 @@ def test_each_role_may_send_only_its_tables_reserved_types():
         "webrtc_ice",
         "webrtc_error",
         "webrtc_close",
-    }
-    assert protocol.APP_TYPES == {
+    } == protocol.ROBOT_TYPES
+    assert {
         "ping",
         "pong",
         "auth",
@@ -277,7 +277,7 @@ def test_each_role_may_send_only_its_tables_reserved_types():
         "webrtc_answer",
         "webrtc_ice",
         "webrtc_close",
-    }
+    } == protocol.APP_TYPES
 
 
 def test_error_frame_shape():

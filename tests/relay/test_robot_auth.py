@@ -178,14 +178,14 @@ async def test_no_origin_header_is_accepted(world):
 async def test_browser_origin_outside_the_allowlist_is_refused(world, settings):
     """A browser `Origin` must be in the allowlist: an unknown origin is refused even with a valid signature."""
     settings.WIMZ_ALLOWED_ORIGINS = ["https://app.wimz.example"]
-    headers = ws.robot_headers(R1, world.r1_secret) + [(b"origin", b"https://evil.example")]
+    headers = [*ws.robot_headers(R1, world.r1_secret), (b"origin", b"https://evil.example")]
     assert await refusal("/ws/device", headers) == (False, 1000)
 
 
 async def test_browser_origin_in_the_allowlist_is_accepted(world, settings):
     """An `Origin` listed in `WIMZ_ALLOWED_ORIGINS` is accepted."""
     settings.WIMZ_ALLOWED_ORIGINS = ["https://app.wimz.example"]
-    headers = ws.robot_headers(R1, world.r1_secret) + [(b"origin", b"https://app.wimz.example")]
+    headers = [*ws.robot_headers(R1, world.r1_secret), (b"origin", b"https://app.wimz.example")]
     comm, accepted = await ws.connect("/ws/device", headers)
     assert accepted
     await ws.close(comm)

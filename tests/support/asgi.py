@@ -4,6 +4,7 @@ The consumer-level twin of `tests.support.live` (real sockets on live daphnes): 
 roles, the same `recv`/`recv_type`/`nothing`, every received frame checked against the frame schema.
 """
 
+import contextlib
 import json
 from urllib.parse import urlencode
 
@@ -96,7 +97,5 @@ async def ping_ok(comm: WebsocketCommunicator) -> None:
 async def close(*comms: WebsocketCommunicator) -> None:
     """Disconnect every communicator (ignoring ones already closed)."""
     for comm in comms:
-        try:
+        with contextlib.suppress(Exception):  # already closed by the relay
             await comm.disconnect()
-        except Exception:  # noqa: S110 - already closed by the relay
-            pass
