@@ -93,6 +93,35 @@ def scrub(text: str) -> str:
     return text
 
 
+# Django's loggers for the suspicious operations a client alone can cause (a Host header not in
+# ALLOWED_HOSTS, an over-size body, too many fields or files, a broken multipart body). Django logs them at
+# ERROR; they are answered 400 and say nothing is wrong with the server.
+CLIENT_FAULT_LOGGERS = tuple(
+    f"django.security.{name}"
+    for name in (
+        "DisallowedHost",
+        "RequestDataTooBig",
+        "TooManyFieldsSent",
+        "TooManyFilesSent",
+        "SuspiciousMultipartForm",
+    )
+)
+
+
+class ClientFaultAsWarning(logging.Filter):
+    """A logging filter that lowers a record above WARNING to WARNING; never drops one.
+
+    Set on the `CLIENT_FAULT_LOGGERS` (a logger's own filter, so it runs before any handler and before
+    Sentry's logging integration sees the level): an unauthenticated client cannot write ERROR lines, which
+    are what operators alert on.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 class ScrubSecretsFilter(logging.Filter):
     """A logging filter that renders each record once and scrubs secrets from the result.
 

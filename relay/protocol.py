@@ -140,8 +140,10 @@ def parse_text_frame(text: str, *, max_bytes: int) -> Frame:
         raise RelayError(Code.MESSAGE_TOO_LARGE, f"frame of {size} bytes exceeds the limit of {max_bytes} bytes")
     try:
         frame = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-    except (ValueError, RecursionError):
+    except ValueError:
         raise RelayError(Code.BAD_REQUEST, "frame is not valid JSON") from None  # the cause quotes client text
+    except RecursionError:  # so deep that the decoder itself gave up: far past the nesting limit
+        raise RelayError(Code.BAD_REQUEST, f"frame nests objects/arrays deeper than {MAX_NESTING} levels") from None
     if not isinstance(frame, dict):
         raise RelayError(Code.BAD_REQUEST, "frame must be a JSON object")
     # Only a frame with more brackets than the limit can nest deeper than it: the common frame pays two

@@ -38,9 +38,13 @@ def test_parse_text_frame_rejects_json_that_is_not_an_object(text):
 
 
 def test_parse_text_frame_deeply_nested_json_is_bad_request_not_recursion_error():
-    """A pathologically nested frame is BAD_REQUEST, never an escaping RecursionError."""
-    text = "[" * 100_000 + "]" * 100_000
-    assert code_of(protocol.parse_text_frame, text, max_bytes=10**6) == Code.BAD_REQUEST
+    """A pathologically nested frame is BAD_REQUEST, never an escaping RecursionError, and its message is the
+    nesting rule's (docs/protocol.md §7), not "not valid JSON": the frame is valid JSON, only too deep."""
+    text = '{"type":"a","d":' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(RelayError) as raised:
+        protocol.parse_text_frame(text, max_bytes=10**6)
+    assert raised.value.code == Code.BAD_REQUEST
+    assert f"deeper than {protocol.MAX_NESTING} levels" in str(raised.value)
 
 
 def test_parse_text_frame_size_limit_is_in_utf8_bytes_and_checked_first():
