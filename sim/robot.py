@@ -29,6 +29,7 @@ from .common import JsonSocket, RemoteCandidates, SimError, quiet_libraries, rtc
 log = logging.getLogger("sim.robot")
 
 DATA_CHANNEL_LABEL = "wimz"
+REPLACED = 4009  # close code: a newer socket of the same device id took over (docs/protocol.md §16)
 CAPABILITIES = ("video", "audio", "commands")
 
 
@@ -120,6 +121,7 @@ class RobotSim:
         self.socket: JsonSocket | None = None
         self._reader: asyncio.Task | None = None
         self._last_timestamp = 0
+        self.close_code: int | None = None  # the relay's close code once the socket closed (None: no close frame)
 
     async def start(self, open_timeout: float = 10.0) -> None:
         """Open `/ws/device` with signed headers, send `hello`, and start serving frames."""
@@ -164,7 +166,8 @@ class RobotSim:
                 except Exception:
                     log.exception("robot %s: failed handling %s", self.device_id, frame)
         except ConnectionClosed as exc:
-            log.info("robot %s: WebSocket closed (%s)", self.device_id, exc.rcvd.code if exc.rcvd else "no close frame")
+            self.close_code = exc.rcvd.code if exc.rcvd else None
+            log.info("robot %s: WebSocket closed (%s)", self.device_id, self.close_code or "no close frame")
         finally:
             await self._close_all("disconnected")
 
@@ -260,7 +263,8 @@ class RobotSim:
 
 
 async def _run_cli(args: argparse.Namespace) -> int:
-    """Keep a robot connected until interrupted, reconnecting with a growing pause (1–30 s)."""
+    """Keep a robot connected until interrupted, reconnecting with a growing pause (1–30 s); returns 2 when the
+    handshake is refused and 3 when another connection of the same device id replaced this one (4009)."""
     robot = RobotSim(args.url, args.device_id, args.secret, width=args.width, height=args.height)
     pause = 1.0
     while True:
@@ -275,6 +279,14 @@ async def _run_cli(args: argparse.Namespace) -> int:
             log.info("robot %s online at %s", args.device_id, args.url)
             pause = 1.0
             await robot.wait_closed()
+            if robot.close_code == REPLACED:
+                # Another socket of this device id took over (docs/protocol.md §16): reconnecting would take
+                # it back, and the two would replace each other for ever.
+                log.error(
+                    "robot %s: replaced by a newer connection of the same device id (4009); not reconnecting",
+                    args.device_id,
+                )
+                return 3
         if args.once:
             return 0
         await asyncio.sleep(pause)
@@ -282,7 +294,7 @@ async def _run_cli(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status (2: handshake refused)."""
+    """Command-line entry point; returns the exit status (2: handshake refused, 3: replaced, 4009)."""
     parser = argparse.ArgumentParser(prog="python -m sim.robot", description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="relay base URL")
     parser.add_argument("--device-id", required=True)
