@@ -535,14 +535,7 @@ class RelayMachine(RuleBasedStateMachine):
         """A robot's socket closes: its sessions end `robot_disconnected`, its owner sees it offline."""
         robots = self._open("robot")
         sock = robots[pick % len(robots)]
-        STATS.rules["disconnect_robot"] += 1
-        note(f"{sock} disconnects")
-        self.run(sock.comm.disconnect())
-        sock.open = False
-        out = self.pending[0]
-        out.label = "robot disconnects"
-        for s in self._live(robot=sock):
-            self._end(out, s, "robot_disconnected", skip=sock)
+        out = self._disconnect(sock, "robot_disconnected", robot=sock)
         dev = self.devices[sock.device]
         if dev.owner is not None:
             for app in self._open("app", user=dev.owner):
@@ -575,14 +568,20 @@ class RelayMachine(RuleBasedStateMachine):
         """An app's socket closes: the sessions it opened end `app_disconnected` (§13.3)."""
         apps = self._open("app")
         sock = apps[pick % len(apps)]
-        STATS.rules["disconnect_app"] += 1
+        self._disconnect(sock, "app_disconnected", app=sock)
+
+    def _disconnect(self, sock, reason: str, **party):
+        """Close `sock` from the client side; expect its live sessions (`party`: robot= or app=) to end with
+        `reason` at their other parties. Returns the step's expected outcome."""
+        STATS.rules[f"disconnect_{sock.role}"] += 1
         note(f"{sock} disconnects")
         self.run(sock.comm.disconnect())
         sock.open = False
         out = self.pending[0]
-        out.label = "app disconnects"
-        for s in self._live(app=sock):
-            self._end(out, s, "app_disconnected", skip=sock)
+        out.label = f"{sock.role} disconnects"
+        for s in self._live(**party):
+            self._end(out, s, reason, skip=sock)
+        return out
 
     # --- ownership (devices.services) -----------------------------------------------------------
 
