@@ -8,6 +8,7 @@ from channels.layers import channel_layers
 from rest_framework_simplejwt.tokens import AccessToken
 
 from tests.support.factories import PASSWORD, DeviceFactory, UserFactory  # PASSWORD: tests import it here
+from tests.support.signing import forget_used_timestamps
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,6 +25,12 @@ def close_worker_thread_connections(django_db_setup, django_db_blocker):
 
     with django_db_blocker.unblock():
         asyncio.run(sync_to_async(connections.close_all)())  # runs on that worker thread
+
+
+@pytest.fixture(autouse=True)
+def fresh_handshake_timestamps():
+    """Each test's robot handshakes draw timestamps from now again (tests.support.signing.fresh_ts)."""
+    forget_used_timestamps()
 
 
 @pytest.fixture(autouse=True)

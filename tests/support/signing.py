@@ -57,11 +57,13 @@ _used_ts: dict[str, set[int]] = {}
 
 
 def fresh_ts(device_id: str) -> int:
-    """A handshake timestamp (unix seconds) not used yet for `device_id` in this process, as close to now as can be.
+    """A handshake timestamp (unix seconds) not used yet for `device_id` in this test, as close to now as can be.
 
     A (device_id, timestamp, signature) triple is accepted once (docs/protocol.md §4.3, the replay rule), so two
     handshakes of one robot within the same second need different timestamps, as a robot's reconnect a second
-    later has.
+    later has. Each test starts afresh (`forget_used_timestamps`, called before every test by
+    tests/conftest.py): its database holds no spent signature of another test, and a memory kept for the whole
+    run would push the timestamps of a busy device ever further into the past, out of the skew window.
     """
     used = _used_ts.setdefault(device_id, set())
     ts = int(time.time())
@@ -69,3 +71,8 @@ def fresh_ts(device_id: str) -> int:
         ts -= 1
     used.add(ts)
     return ts
+
+
+def forget_used_timestamps() -> None:
+    """Forget the timestamps `fresh_ts` handed out (a new test: its database has no spent signatures)."""
+    _used_ts.clear()
