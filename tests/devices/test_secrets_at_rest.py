@@ -6,7 +6,6 @@ import importlib
 import io
 import json
 import logging
-import time
 
 import pytest
 from cryptography.fernet import Fernet
@@ -45,8 +44,10 @@ def store_plain(device_id: str, secret: str) -> None:
         cursor.execute("UPDATE devices_device SET secret_encrypted = %s WHERE device_id = %s", [secret, device_id])
 
 
-def signed(device_id: str, secret: str, ts: int | None = None) -> tuple[str, int, str]:
-    handshake = support_signing.signed(device_id, secret, ts)
+def signed(device_id: str, secret: str) -> tuple[str, int, str]:
+    """`(device_id, ts, signature)` at a timestamp this test has not used for `device_id` (a triple is
+    accepted once: `int(time.time()) - 1` could repeat the previous call's second when the clock ticked)."""
+    handshake = support_signing.signed(device_id, secret, support_signing.fresh_ts(device_id))
     return handshake.device_id, handshake.ts, handshake.sig
 
 
@@ -98,15 +99,15 @@ def test_signatures_verify_after_encryption_and_across_a_key_rotation(keys, sett
     assert verify_device_signature(*signed("r1", secret)) == device
     before = stored("r1")
     settings.WIMZ_SECRET_KEYS = [new, old]
-    assert verify_device_signature(*signed("r1", secret, int(time.time()) - 1)) == device
+    assert verify_device_signature(*signed("r1", secret)) == device
     out, _ = run("rotate_secret_keys", "--batch-size", "1")
     assert out.strip() == "rotated 2, encrypted 0 (were plain), changed meanwhile 0, failed 0 (of 2 devices)"
     after = stored("r1")
     assert after != before and secret not in after
     assert Fernet(new.encode()).decrypt(after.encode()).decode() == secret
     settings.WIMZ_SECRET_KEYS = [new]
-    assert verify_device_signature(*signed("r1", secret, int(time.time()) - 2)) == device
-    assert verify_device_signature(*signed("r1", "0" * 64, int(time.time()) - 3)) is None
+    assert verify_device_signature(*signed("r1", secret)) == device
+    assert verify_device_signature(*signed("r1", "0" * 64)) is None
 
 
 def test_a_row_under_a_dropped_key_is_refused_with_a_clear_error(
