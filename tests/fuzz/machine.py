@@ -851,19 +851,24 @@ class RelayMachine(RuleBasedStateMachine):
         s = live[pick % len(live)]
         self._robot_signal(s.robot, kind, ("known", list(self.sessions).index(s.sid)), True, candidate, None, extra)
 
-    def _robot_signal(self, sock, kind, session, valid, candidate, bad, extra):
+    def _signal_frame(self, sock, kind, session, valid, candidate, bad, extra, sdp_type, sdp):
+        """`(frame, valid)`: a signaling frame of `kind` from `sock` for `session`, whose session description
+        (for `webrtc_<sdp_type>`) or candidate is the real one when `valid`, else `bad`; `valid` says whether
+        the relay must take it (a `bad` value may still be a well-formed one)."""
         frame = {"type": kind, "fz": self._nonce(sock), **extra}
         present, sid = self._session_id(session)
         if present:
             frame["session_id"] = sid
-        if kind == "webrtc_offer":
-            frame["sdp"] = flows.OFFER if valid else bad
-            valid = valid or _is_sdp(bad, "offer")
-        elif kind == "webrtc_ice":
+        if kind == f"webrtc_{sdp_type}":
+            frame["sdp"] = sdp if valid else bad
+            return frame, valid or _is_sdp(bad, sdp_type)
+        if kind == "webrtc_ice":
             _set_candidate(frame, candidate if valid else bad, valid)
-            valid = "candidate" in frame and (frame["candidate"] is None or isinstance(frame["candidate"], dict))
-        else:
-            valid = True
+            return frame, "candidate" in frame and (frame["candidate"] is None or isinstance(frame["candidate"], dict))
+        return frame, True
+
+    def _robot_signal(self, sock, kind, session, valid, candidate, bad, extra):
+        frame, valid = self._signal_frame(sock, kind, session, valid, candidate, bad, extra, "offer", flows.OFFER)
         STATS.rules["robot signals"] += 1
         note(f"{sock} sends {frame}")
         out = self.pending[0]
@@ -925,20 +930,9 @@ class RelayMachine(RuleBasedStateMachine):
         self._app_signal(sock, kind, ("known", list(self.sessions).index(s.sid)), True, candidate, None, extra, None)
 
     def _app_signal(self, sock, kind, session, valid, candidate, bad, extra, reason):
-        frame = {"type": kind, "fz": self._nonce(sock), **extra}
-        present, sid = self._session_id(session)
-        if present:
-            frame["session_id"] = sid
-        if kind == "webrtc_answer":
-            frame["sdp"] = flows.ANSWER if valid else bad
-            valid = valid or _is_sdp(bad, "answer")
-        elif kind == "webrtc_ice":
-            _set_candidate(frame, candidate if valid else bad, valid)
-            valid = "candidate" in frame and (frame["candidate"] is None or isinstance(frame["candidate"], dict))
-        else:
-            valid = True
-            if reason is not None:
-                frame["reason"] = reason  # §22: overwritten by the relay's
+        frame, valid = self._signal_frame(sock, kind, session, valid, candidate, bad, extra, "answer", flows.ANSWER)
+        if reason is not None and kind not in ("webrtc_answer", "webrtc_ice"):
+            frame["reason"] = reason  # §22: overwritten by the relay's
         STATS.rules["app signals"] += 1
         note(f"{sock} sends {frame}")
         out = self.pending[0]
