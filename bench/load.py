@@ -230,7 +230,8 @@ class Client:
         return await asyncio.wait_for(fut, timeout)
 
     async def send_json(self, frame: dict) -> None:
-        await self.ws.send(json.dumps(frame, separators=(",", ":")))
+        """Send one frame as compact JSON (`sim.client.send_json`)."""
+        await client.send_json(self.ws, frame)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):  # already gone
