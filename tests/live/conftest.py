@@ -6,16 +6,53 @@ prefix so runs never see each other's messages.
 """
 
 import contextlib
+import functools
 import os
 import signal
+import time
 import uuid
 from pathlib import Path
 
 import pytest
+from django.core.management.base import CommandError
+from django.db import OperationalError
 
 from sim.process import RelayProcess
 
 STATS_TOKEN = "live-test-operator-token"  # /stats for the live relays (WIMZ_STATS_TOKEN)
+FLUSH_ATTEMPTS = 3
+
+
+def retrying_deadlocks(teardown):
+    """`teardown` (a test's database flush) run again, up to `FLUSH_ATTEMPTS` times, when PostgreSQL aborted
+    it as a deadlock victim. The live relays keep querying the tables while a test's TRUNCATE takes them
+    all; PostgreSQL then aborts one side, and when that is the flush the next test would start on the
+    last one's rows. Any other failure is raised at once."""
+
+    @functools.wraps(teardown)
+    def run(*args, **kwargs):
+        for attempt in range(1, FLUSH_ATTEMPTS + 1):
+            try:
+                return teardown(*args, **kwargs)
+            except CommandError as exc:
+                cause = exc.__cause__
+                if attempt == FLUSH_ATTEMPTS or not (isinstance(cause, OperationalError) and "deadlock" in str(cause)):
+                    raise
+                time.sleep(0.2 * attempt)
+        return None
+
+    return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def flush_survives_a_deadlock():
+    """For the live tests, pytest-django's flush after each transactional test retries a deadlock."""
+    from django.test import TransactionTestCase
+
+    original = TransactionTestCase._fixture_teardown
+    TransactionTestCase._fixture_teardown = retrying_deadlocks(original)
+    yield
+    TransactionTestCase._fixture_teardown = original
 
 
 class LiveRelay(RelayProcess):
